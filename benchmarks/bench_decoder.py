@@ -1,0 +1,292 @@
+"""Decoder / vision timing on a MiniCPM-V-class model of real size (random weights).
+
+  python benchmarks/bench_decoder.py [--skip-genai] [--skip-vision] [--threads N]
+
+Text: Qwen2-0.5B dims (hidden 896, 24 layers, 14 heads, 2 KV heads, MLP 4864, vocab 151936).
+Vision: SigLIP-400M dims (hidden 1152, 27 layers, 16 heads, MLP 4304) + resampler to 896, 448x448 slices.
+Models are built once into ~/.cache/edgevlm-bench (never committed). Writes benchmarks/results/decoder.json:
+- decode ms/token at 64 and 1024 tokens of context through OrtBackend.forward (our graph, IO binding);
+- per-token Python overhead = (step time - time inside session runs) / step time;
+- the same decode timing for onnxruntime-genai's model builder graph (GroupQueryAttention, shared KV);
+- batched vs one-at-a-time slice encoding.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+CACHE = Path(os.environ.get("EDGEVLM_BENCH_CACHE", Path.home() / ".cache" / "edgevlm-bench"))
+QWEN2_05B = dict(hidden_size=896, num_hidden_layers=24, num_attention_heads=14, num_key_value_heads=2,
+                 intermediate_size=4864, vocab_size=151936, max_position_embeddings=32768, rope_theta=1000000.0,
+                 rms_norm_eps=1e-6, tie_word_embeddings=True, hidden_act="silu")
+MAX_CONTEXT = 2048
+
+
+def log(*a):
+    print(f"[{time.strftime('%H:%M:%S')}]", *a, flush=True)
+
+
+def build_text_checkpoint() -> Path:
+    out = CACHE / "qwen2-0.5b-random"
+    if (out / "model.safetensors").exists():
+        return out
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(0)
+    cfg = Qwen2Config(**QWEN2_05B)
+    model = Qwen2ForCausalLM(cfg).eval()
+    model.save_pretrained(str(out), safe_serialization=True)
+    return out
+
+
+def export_ours(ckpt: Path) -> Path:
+    out = CACHE / "ours"
+    if (out / "decoder.onnx").exists() and (out / "parts.json").exists():
+        return out
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from edgevlm.export.onnx_decoder import export_decoder
+    from edgevlm.export.onnx_embedding import export_embedding
+    from edgevlm.families.base import TextSpec
+
+    lm = AutoModelForCausalLM.from_pretrained(str(ckpt), dtype=torch.float32, attn_implementation="eager").eval()
+    ref = SimpleNamespace(language_model=lm, text=TextSpec.from_config("qwen2", lm.config), family="minicpmv",
+                          image_token_id=0, embed_tokens=lambda ids: lm.get_input_embeddings()(ids))
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    parts = {"decoder": export_decoder(ref, out, max_context=MAX_CONTEXT),
+             "embedding": export_embedding(ref, out / "embedding.onnx")}
+    log(f"our export: {time.time() - t0:.0f} s")
+    (out / "parts.json").write_text(json.dumps({k: vars(v) for k, v in parts.items()}))
+    return out
+
+
+def backend_for(out: Path, threads: int | None):
+    from edgevlm.manifest import Manifest, Part
+    from edgevlm.runtime.backends.onnxruntime import OrtBackend
+
+    parts = {k: Part(**v) for k, v in json.loads((out / "parts.json").read_text()).items()}
+    manifest = Manifest(format="onnx", family="minicpmv", attention="causal", text={}, vision={}, processor={},
+                        layout={}, chat_template={}, tokenizer={}, parts=parts)
+    return OrtBackend(out, manifest, threads=threads)
+
+
+class TimedSessions:
+    """Accumulates wall time spent inside onnxruntime session calls of a backend."""
+
+    def __init__(self, backend):
+        self.seconds = 0.0
+        for attr in ("embedding", "decoder"):
+            sess = getattr(backend, attr)
+            setattr(backend, attr, self._wrap(sess))
+
+    def _wrap(self, sess):
+        timer = self
+
+        class Wrapped:
+            def __getattr__(self, name):
+                return getattr(sess, name)
+
+            def run(self, *a, **k):
+                t = time.perf_counter()
+                try:
+                    return sess.run(*a, **k)
+                finally:
+                    timer.seconds += time.perf_counter() - t
+
+            def run_with_iobinding(self, *a, **k):
+                t = time.perf_counter()
+                try:
+                    return sess.run_with_iobinding(*a, **k)
+                finally:
+                    timer.seconds += time.perf_counter() - t
+
+        return Wrapped()
+
+
+def bench_ours(out: Path, threads: int | None, steps: int) -> dict:
+    be = backend_for(out, threads)
+    timer = TimedSessions(be)
+    rng = np.random.default_rng(0)
+    res = {}
+    for ctx in (64, 1024):
+        be.rewind(0)
+        ids = rng.integers(0, 151936, ctx)
+        t0 = time.perf_counter()
+        logits = be.forward(ids)
+        res[f"prefill_{ctx}_s"] = round(time.perf_counter() - t0, 3)
+        tok = int(logits.argmax())
+        be.forward(np.array([tok]))  # warm-up step
+        timer.seconds, times = 0.0, []
+        for _ in range(steps):
+            t0 = time.perf_counter()
+            tok = int(be.forward(np.array([tok])).argmax())
+            times.append(time.perf_counter() - t0)
+        total = sum(times)
+        res[f"decode_ms_ctx{ctx}"] = round(1000 * float(np.median(times)), 2)
+        res[f"python_overhead_ctx{ctx}"] = round((total - timer.seconds) / total, 4)
+        res[f"python_overhead_ms_ctx{ctx}"] = round(1000 * (total - timer.seconds) / steps, 3)
+        log(f"ours ctx {ctx}: prefill {res[f'prefill_{ctx}_s']} s, decode {res[f'decode_ms_ctx{ctx}']} ms/token, "
+            f"overhead {100 * res[f'python_overhead_ctx{ctx}']:.2f}%")
+    res["ratio_1024_over_64"] = round(res["decode_ms_ctx1024"] / res["decode_ms_ctx64"], 3)
+    be.close()
+    return res
+
+
+def build_genai(ckpt: Path) -> Path | None:
+    out = CACHE / "genai"
+    if (out / "model.onnx").exists():
+        return out
+    cmd = [sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(ckpt), "-o", str(out), "-p", "fp32",
+           "-e", "cpu", "-c", str(CACHE / "genai-cache"), "--extra_options", "exclude_embeds=true"]
+    t0 = time.time()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    log(f"genai builder: exit {proc.returncode} in {time.time() - t0:.0f} s")
+    if not (out / "model.onnx").exists():
+        log(proc.stdout[-2000:], proc.stderr[-2000:])
+        return None
+    return out
+
+
+def bench_genai(out: Path, threads: int | None, steps: int) -> dict:
+    """Decode steps of the builder's graph with its KV in one shared [1, kv, max, hd] buffer per layer."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = threads
+    sess = ort.InferenceSession(str(out / "model.onnx"), opts, providers=["CPUExecutionProvider"])
+    names = [i.name for i in sess.get_inputs()]
+    n_layers, kvh, hd = QWEN2_05B["num_hidden_layers"], 2, 64
+    bufs = {n: np.random.default_rng(0).standard_normal((1, kvh, MAX_CONTEXT, hd)).astype(np.float32)
+            for n in names if n.startswith("past_key_values")}
+    res = {"inputs": names[:4]}
+    for ctx in (64, 1024):
+        b = sess.io_binding()
+        times = []
+        for step in range(steps + 1):
+            total = ctx + step + 1
+            keep = {"inputs_embeds": np.random.default_rng(step).standard_normal((1, 1, 896)).astype(np.float32),
+                    "attention_mask": np.ones((1, total), np.int64)}
+            if "position_ids" in names:
+                keep["position_ids"] = np.array([[total - 1]], np.int64)
+            for k, v in keep.items():
+                b.bind_cpu_input(k, v)
+            for n, buf in bufs.items():
+                b.bind_input(n, "cpu", 0, np.float32, list(buf.shape), buf.ctypes.data)
+                b.bind_output(n.replace("past_key_values", "present"), "cpu", 0, np.float32, list(buf.shape),
+                              buf.ctypes.data)
+            b.bind_output("logits")
+            t0 = time.perf_counter()
+            sess.run_with_iobinding(b)
+            if step:
+                times.append(time.perf_counter() - t0)
+        res[f"decode_ms_ctx{ctx}"] = round(1000 * float(np.median(times)), 2)
+        log(f"genai ctx {ctx}: {res[f'decode_ms_ctx{ctx}']} ms/token")
+    res["ratio_1024_over_64"] = round(res["decode_ms_ctx1024"] / res["decode_ms_ctx64"], 3)
+    return res
+
+
+def bench_vision(threads: int | None, n_slices: int) -> dict:
+    import torch
+
+    from edgevlm.export.onnx_vision import export_vision
+    from edgevlm.families.minicpmv import MiniCPMV, random_config
+
+    out = CACHE / "vision"
+    if not (out / "parts.json").exists():
+        cfg = random_config(2.6, 1000, {"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0})
+        cfg.update(hidden_size=896, num_attention_heads=14, num_key_value_heads=2, intermediate_size=64,
+                   num_hidden_layers=1)
+        cfg["vision_config"].update(hidden_size=1152, intermediate_size=4304, num_hidden_layers=27,
+                                    num_attention_heads=16)
+        torch.manual_seed(0)
+        ref = MiniCPMV(cfg).eval()
+        ref.image_token_id = 0
+        out.mkdir(parents=True, exist_ok=True)
+        part = export_vision(ref, out / "vision.onnx")
+        (out / "parts.json").write_text(json.dumps({"vision": vars(part)}))
+        del ref
+    from edgevlm.manifest import Part
+    from edgevlm.runtime.backends.onnxruntime import OrtBackend
+
+    part = Part(**json.loads((out / "parts.json").read_text())["vision"])
+    be = OrtBackend.__new__(OrtBackend)  # vision only: build the pieces encode_images needs
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = threads
+    be.vision = ort.InferenceSession(str(out / "vision.onnx"), opts, providers=["CPUExecutionProvider"])
+    be.vision_extra = part.extra
+    be.bundle = out
+    tgt = np.array([[32, 32]] * n_slices, np.int32)
+    pixels = np.random.default_rng(0).standard_normal((n_slices, 3, 14, 1024 * 14)).astype(np.float32)
+    inputs = {"pixel_values": pixels, "patch_attention_mask": np.ones((n_slices, 1024), bool), "tgt_sizes": tgt}
+    res = {"slices": n_slices, "slice_px": 448}
+    be.max_batch = 1
+    be.encode_images({k: v[:1] for k, v in inputs.items()})  # warm-up
+    for label, batch in (("sequential", 1), ("batched", n_slices)):
+        be.max_batch = batch
+        t0 = time.perf_counter()
+        feats = be.encode_images(inputs)
+        res[f"{label}_s"] = round(time.perf_counter() - t0, 3)
+        log(f"vision {label} (batch {batch}): {res[f'{label}_s']} s for {n_slices} slices, {feats.shape}")
+    res["speedup"] = round(res["sequential_s"] / res["batched_s"], 3)
+    return res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--steps", type=int, default=16)
+    ap.add_argument("--slices", type=int, default=4)
+    ap.add_argument("--skip-genai", action="store_true")
+    ap.add_argument("--skip-vision", action="store_true")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "decoder.json"))
+    args = ap.parse_args()
+    import onnxruntime as ort
+
+    result = {"platform": {"machine": platform.machine(), "system": platform.platform(),
+                           "python": platform.python_version(), "cpu": _cpu_name(), "cores": os.cpu_count(),
+                           "onnxruntime": ort.__version__, "threads": args.threads},
+              "text_model": {"dims": QWEN2_05B, "dtype": "fp32", "max_context": MAX_CONTEXT}}
+    ckpt = build_text_checkpoint()
+    ours = export_ours(ckpt)
+    result["ours"] = bench_ours(ours, args.threads, args.steps)
+    if not args.skip_genai:
+        genai = build_genai(ckpt)
+        result["genai_builder"] = bench_genai(genai, args.threads, args.steps) if genai else {"error": "build failed"}
+    if not args.skip_vision:
+        result["vision"] = bench_vision(args.threads, args.slices)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+if __name__ == "__main__":
+    main()

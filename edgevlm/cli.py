@@ -1,0 +1,176 @@
+"""The ``edgevlm`` command: a thin layer over the public functions (heavy imports happen inside commands)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from .errors import EdgeVLMError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Export, quantize and run vision-language models on devices.")
+
+
+def _fail(exc: Exception) -> None:
+    typer.echo(f"error: {exc}", err=True)
+    raise typer.Exit(2)
+
+
+@app.command()
+def export(checkpoint: Path = typer.Argument(..., help="Hugging Face checkpoint directory"),
+           out: Path = typer.Option(..., "-o", "--out", help="bundle directory to write"),
+           format: str = typer.Option("onnx", "--format", help="onnx | gguf | coreml"),
+           dtype: str = typer.Option("fp32", "--dtype", help="fp32 | fp16 (gguf: f32 | f16)"),
+           max_context: int = typer.Option(2048, "--max-context", help="KV cache capacity in tokens"),
+           overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing bundle"),
+           no_validate: bool = typer.Option(False, "--no-validate", help="skip the parity check (not advised)")):
+    """Export CHECKPOINT to a bundle, checked stage by stage against PyTorch."""
+    from .export import export as run_export
+
+    try:
+        manifest = run_export(checkpoint, out, format=format, dtype=dtype, max_context=max_context,
+                              overwrite=overwrite, validate=not no_validate)
+    except EdgeVLMError as exc:
+        _fail(exc)
+    typer.echo(json.dumps({"bundle": str(out), "validation": manifest.validation}, indent=2))
+
+
+@app.command()
+def quantize(bundle: Path, out: Path = typer.Option(..., "-o", "--out"),
+             recipe: str = typer.Option("w4", "--recipe", help="fp16 | int8 | w4 | mixed (gguf: q8_0, q4_k_m ...)"),
+             vision: Optional[str] = typer.Option(None, "--vision", help="override the vision part's recipe"),
+             decoder: Optional[str] = typer.Option(None, "--decoder", help="override the decoder's recipe"),
+             block_size: int = typer.Option(32, "--block-size"),
+             report: bool = typer.Option(False, "--report", help="print and store an accuracy report")):
+    """Write a quantized copy of BUNDLE (never in place)."""
+    from .quantize import quantize as run_quantize
+
+    overrides = {k: v for k, v in (("vision", vision), ("decoder", decoder)) if v}
+    try:
+        manifest = run_quantize(bundle, out, recipe=recipe, overrides=overrides, block_size=block_size,
+                                report=report)
+    except EdgeVLMError as exc:
+        _fail(exc)
+    typer.echo(json.dumps({"bundle": str(out), "quantization": manifest.quantization}, indent=2))
+
+
+@app.command()
+def run(bundle: Path, prompt: str = typer.Option(..., "--prompt", "-p"),
+        image: List[Path] = typer.Option([], "--image", "-i", help="repeat for several images"),
+        max_tokens: int = typer.Option(256, "--max-tokens"), temperature: float = typer.Option(0.0, "--temperature"),
+        top_k: int = typer.Option(0, "--top-k"), top_p: float = typer.Option(1.0, "--top-p"),
+        seed: Optional[int] = typer.Option(None, "--seed"), device: str = typer.Option("cpu", "--device"),
+        as_json: bool = typer.Option(False, "--json", help="print text, token_ids and stats as JSON")):
+    """Answer PROMPT about the images, streaming to the terminal."""
+    import edgevlm
+
+    try:
+        vlm = edgevlm.load(str(bundle), device=device)
+        chat = vlm.chat()
+        options = dict(max_new_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
+        if as_json:
+            typer.echo(json.dumps(chat.send(prompt, [str(p) for p in image], **options).to_dict(), indent=2))
+            return
+        for delta in chat.stream(prompt, [str(p) for p in image], **options):
+            typer.echo(delta.text, nl=False)
+        typer.echo()
+        s = chat.last_result.stats
+        typer.echo(f"[{s.prompt_tokens} prompt tokens, TTFT {s.time_to_first_token_ms:.0f} ms (slicing "
+                   f"{s.slicing_ms:.0f}, vision {s.vision_ms:.0f}, prefill {s.prefill_ms:.0f}), "
+                   f"decode {s.decode_tokens_per_s:.1f} tok/s, peak RSS {s.peak_rss_mb:.0f} MB]", err=True)
+    except EdgeVLMError as exc:
+        _fail(exc)
+
+
+@app.command()
+def chat(bundle: Path, device: str = typer.Option("cpu", "--device"),
+         system: Optional[str] = typer.Option(None, "--system"), max_tokens: int = typer.Option(256, "--max-tokens"),
+         temperature: float = typer.Option(0.0, "--temperature")):
+    """Multi-turn chat. Commands: /image PATH (attach to the next message), /reset, /quit."""
+    import edgevlm
+
+    try:
+        vlm = edgevlm.load(str(bundle), device=device)
+    except EdgeVLMError as exc:
+        _fail(exc)
+    session, images = vlm.chat(system), []
+    typer.echo("edgevlm chat: /image PATH attaches an image, /reset starts over, /quit leaves", err=True)
+    for line in sys.stdin:
+        line = line.strip()
+        if not line:
+            continue
+        if line in ("/quit", "/exit"):
+            break
+        if line == "/reset":
+            session, images = vlm.chat(system), []
+            continue
+        if line.startswith("/image "):
+            images.append(line[len("/image "):].strip())
+            typer.echo(f"(image attached: {images[-1]})", err=True)
+            continue
+        try:
+            for delta in session.stream(line, images, max_new_tokens=max_tokens, temperature=temperature):
+                typer.echo(delta.text, nl=False)
+            typer.echo()
+        except EdgeVLMError as exc:
+            typer.echo(f"error: {exc}", err=True)
+        images = []
+
+
+@app.command()
+def inspect(bundle: Path, as_json: bool = typer.Option(False, "--json")):
+    """Check a bundle (files, hashes, schema) and print its manifest."""
+    from .manifest import read_manifest
+
+    try:
+        manifest = read_manifest(bundle)
+    except EdgeVLMError as exc:
+        _fail(exc)
+    if as_json:
+        typer.echo(json.dumps(manifest.to_dict(), indent=2))
+        return
+    typer.echo(f"{bundle}: {manifest.family} ({manifest.source.get('model_type')}), format {manifest.format}, "
+               f"attention {manifest.attention}, schema {manifest.schema_version}")
+    t = manifest.text
+    typer.echo(f"  text: {t.get('arch')} hidden {t.get('hidden_size')} layers {t.get('num_layers')} "
+               f"kv heads {t.get('num_kv_heads')} max context {t.get('max_context')}")
+    for name, part in manifest.parts.items():
+        size = manifest.files.get(part.file, {}).get("size", 0)
+        quant = manifest.quantization.get(name, {})
+        typer.echo(f"  part {name:9s} {part.file:24s} {size / 1e6:8.1f} MB  {quant.get('method', 'none')}")
+    if manifest.validation:
+        v = manifest.validation
+        typer.echo(f"  parity: vision cosine {v['vision']['cosine']:.6f}, logits max abs {v['logits']['max_abs']:.2e}, "
+                   f"greedy {v['greedy']['identical_prefix']}/{v['greedy']['tokens']}")
+    typer.echo("  all files present, sizes and sha256 verified")
+
+
+@app.command()
+def bench(bundle: Path, image: Optional[Path] = typer.Option(None, "--image"),
+          prompt: str = typer.Option("Describe the image in detail.", "--prompt"),
+          runs: int = typer.Option(3, "--runs"), max_tokens: int = typer.Option(64, "--max-tokens"),
+          device: str = typer.Option("cpu", "--device"), as_json: bool = typer.Option(False, "--json")):
+    """Time preprocessing, vision, prefill and decode on BUNDLE (medians over runs)."""
+    from .bench import bench_bundle
+
+    try:
+        result = bench_bundle(bundle, image=image, prompt=prompt, runs=runs, max_tokens=max_tokens, device=device)
+    except EdgeVLMError as exc:
+        _fail(exc)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+    else:
+        for key, value in result["median"].items():
+            typer.echo(f"{key:28s} {value}")
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,169 @@
+"""The text decoder as a GGUF file of an architecture stock llama.cpp knows (llama, qwen2, qwen3, gemma, gemma2, gemma3).
+
+Tensor names come from gguf-py's own maps (``gguf.get_tensor_name_map``), hyper-parameters from its
+writer helpers; the only per-architecture code is the handful of weight transforms llama.cpp's
+converter also applies (techspec §4.2 / vendored ``conversion/{llama,gemma}.py``):
+- llama: q/k rows permuted from HF's rotate-half RoPE layout to GGML's interleaved one;
+- gemma*: RMSNorm weights stored as (1 + w), tied lm_head dropped (llama.cpp reuses token_embd).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import CheckpointError
+from ..manifest import Part
+from .gguf_tokenizer import add_tokenizer
+
+GGUF_ARCHS = ("llama", "qwen2", "qwen3", "gemma", "gemma2", "gemma3")
+DTYPES = ("f32", "f16")
+
+# The scale llama.cpp multiplies input rows by, read from vendored src/models/*.cpp:
+# gemma.cpp / gemma2.cpp scale every input (tokens AND embeddings) by sqrt(n_embd); gemma3.cpp only
+# token ids (``ubatch.token ? sqrtf(n_embd) : 1``); the other archs never scale.
+_TOKEN_SCALED = ("gemma", "gemma2", "gemma3")
+_EMBD_INPUT_SCALED = ("gemma", "gemma2")
+
+
+def input_scales(arch: str, hidden: int) -> tuple[float, float]:
+    """(scale llama.cpp applies to token-id inputs, scale it applies to embedding inputs)."""
+    root = float(np.sqrt(np.float32(hidden)))
+    return (root if arch in _TOKEN_SCALED else 1.0), (root if arch in _EMBD_INPUT_SCALED else 1.0)
+
+
+def _gguf_arch(arch: str):
+    import gguf
+
+    if arch not in GGUF_ARCHS:
+        raise CheckpointError(f"text architecture {arch!r} has no GGUF export; supported: {', '.join(GGUF_ARCHS)}.")
+    return {"llama": gguf.MODEL_ARCH.LLAMA, "qwen2": gguf.MODEL_ARCH.QWEN2, "qwen3": gguf.MODEL_ARCH.QWEN3,
+            "gemma": gguf.MODEL_ARCH.GEMMA, "gemma2": gguf.MODEL_ARCH.GEMMA2,
+            "gemma3": gguf.MODEL_ARCH.GEMMA3}[arch]
+
+
+def _rope(cfg: Any) -> dict[str, Any]:
+    """{layer_type or "default": rope params} from transformers 5 ``rope_parameters`` (or 4.x rope_theta)."""
+    params = getattr(cfg, "rope_parameters", None)
+    if isinstance(params, dict) and params and all(isinstance(v, dict) for v in params.values()):
+        return params
+    if isinstance(params, dict) and params:
+        return {"default": params}
+    return {"default": {"rope_type": "default", "rope_theta": getattr(cfg, "rope_theta", 10000.0)}}
+
+
+def _check_rope(rope: dict[str, Any]) -> None:
+    for kind, p in rope.items():
+        if p.get("rope_type", "default") not in ("default", None):
+            raise CheckpointError(f"RoPE scaling {p.get('rope_type')!r} ({kind}) is not supported by the GGUF "
+                                  "export yet. Export to ONNX instead (--format onnx).")
+
+
+def _permute_rotary(w: np.ndarray, n_head: int) -> np.ndarray:
+    """HF rotate-half q/k rows [n_head*hd, in] → GGML interleaved pairs (convert_hf_to_gguf LlamaModel.permute)."""
+    return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def _write_hparams(writer, arch: str, spec, cfg: Any) -> None:
+    writer.add_context_length(int(spec.max_position_embeddings))
+    writer.add_embedding_length(spec.hidden_size)
+    writer.add_block_count(spec.num_layers)
+    writer.add_feed_forward_length(int(cfg.intermediate_size))
+    writer.add_head_count(spec.num_heads)
+    writer.add_head_count_kv(spec.num_kv_heads)
+    writer.add_key_length(spec.head_dim)
+    writer.add_value_length(spec.head_dim)
+    writer.add_rope_dimension_count(spec.head_dim)
+    writer.add_layer_norm_rms_eps(float(getattr(cfg, "rms_norm_eps", 1e-6)))
+    rope = _rope(cfg)
+    _check_rope(rope)
+    writer.add_rope_freq_base(float(rope.get("full_attention", rope.get("default", {})).get("rope_theta", 10000.0)))
+    if "sliding_attention" in rope:
+        writer.add_rope_freq_base_swa(float(rope["sliding_attention"].get("rope_theta", 10000.0)))
+    if arch in ("gemma2", "gemma3"):
+        window = getattr(cfg, "sliding_window", None)
+        types = getattr(cfg, "layer_types", None)
+        if window:
+            writer.add_sliding_window(int(window))
+            if types:
+                writer.add_sliding_window_pattern([t == "sliding_attention" for t in types])
+        for key, add in (("attn_logit_softcapping", writer.add_attn_logit_softcapping),
+                         ("final_logit_softcapping", writer.add_final_logit_softcapping)):
+            value = getattr(cfg, key, None)
+            if value and not (arch == "gemma3" and key == "attn_logit_softcapping"):
+                add(float(value))
+        # llama.cpp hard-codes Gemma's attention scale as 1/sqrt(head_dim) (1/sqrt(d/heads) for 27B).
+        scalar = getattr(cfg, "query_pre_attn_scalar", None)
+        if scalar and int(scalar) not in (spec.head_dim, spec.hidden_size // spec.num_heads):
+            raise CheckpointError(f"query_pre_attn_scalar {scalar} differs from head_dim {spec.head_dim}; "
+                                  "llama.cpp cannot express this attention scale.")
+
+
+def text_tensors(ref, arch: str) -> dict[str, np.ndarray]:
+    """HF state dict of the text model, transformed as llama.cpp expects, as GGUF name → float32 array."""
+    import gguf
+
+    spec = ref.text
+    name_map = gguf.get_tensor_name_map(_gguf_arch(arch), spec.num_layers)
+    tied = bool(spec.extra.get("tie_word_embeddings", arch.startswith("gemma")))
+    out: dict[str, np.ndarray] = {}
+    for hf_name, tensor in ref.language_model.state_dict().items():
+        if hf_name == "lm_head.weight" and (tied or arch.startswith("gemma")):
+            continue  # llama.cpp falls back to token_embd when output.weight is absent
+        if "rotary_emb" in hf_name:
+            continue
+        name = name_map.get_name(hf_name, try_suffixes=(".weight", ".bias"))
+        if name is None:
+            raise CheckpointError(f"text tensor {hf_name} has no GGUF name for arch {arch}; the checkpoint has "
+                                  "a layer this exporter does not know.")
+        data = tensor.detach().float().cpu().numpy()
+        if arch.startswith("gemma") and hf_name.endswith("norm.weight"):
+            data = data + 1.0  # Gemma RMSNorm computes x * (1 + w); llama.cpp computes x * w
+        if arch == "llama" and hf_name.endswith("q_proj.weight"):
+            data = _permute_rotary(data, spec.num_heads)
+        elif arch == "llama" and hf_name.endswith("k_proj.weight"):
+            data = _permute_rotary(data, spec.num_kv_heads)
+        out[name] = np.ascontiguousarray(data)
+    return out
+
+
+def export_text_gguf(ref, ckpt: str | Path, path: str | Path, dtype: str = "f32",
+                     generation_config: dict[str, Any] | None = None) -> Part:
+    """Write ``ref``'s text decoder + tokenizer + chat template to ``path``; return its manifest Part.
+
+    ``dtype`` f32 keeps every tensor float32; f16 stores 2-D weights as float16 and keeps norms and
+    biases float32 (as llama.cpp's converter does).
+    """
+    import gguf
+
+    if dtype not in DTYPES:
+        raise CheckpointError(f"--dtype {dtype} is not available for GGUF; choose one of {', '.join(DTYPES)}.")
+    spec = ref.text
+    arch = spec.arch
+    cfg = ref.language_model.config
+    tensors = text_tensors(ref, arch)
+    writer = gguf.GGUFWriter(str(path), gguf.MODEL_ARCH_NAMES[_gguf_arch(arch)])
+    writer.add_name(Path(ckpt).name)
+    writer.add_file_type(gguf.LlamaFileType.ALL_F32 if dtype == "f32" else gguf.LlamaFileType.MOSTLY_F16)
+    _write_hparams(writer, arch, spec, cfg)
+    n_vocab = tensors["token_embd.weight"].shape[0]
+    tokenizer = add_tokenizer(writer, ckpt, n_vocab, generation_config)
+    for name, data in tensors.items():
+        if dtype == "f16" and data.ndim >= 2:
+            data = data.astype(np.float16)
+        writer.add_tensor(name, data)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    token_scale, embd_scale = input_scales(arch, spec.hidden_size)
+    return Part(file=Path(path).name, format="gguf", dtype="fp32" if dtype == "f32" else "fp16", extra={
+        "arch": arch, "n_embd": spec.hidden_size, "n_vocab": int(n_vocab), "n_layers": spec.num_layers,
+        # How the runtime turns ids / image features into embedding-input rows for llama.cpp
+        # (see input_scales): row = token_embd[id] * token_scale / embd_input_scale; image = f / embd_input_scale.
+        "token_scale": token_scale, "embd_input_scale": embd_scale,
+        "tokenizer": tokenizer, "n_tensors": len(tensors),
+        "n_params": int(sum(math.prod(t.shape) for t in tensors.values()))})

@@ -1,0 +1,174 @@
+"""What every family's PyTorch reference model offers to the exporters and the parity checks.
+
+A family file (minicpmv.py, paligemma.py, gemma3.py) turns a checkpoint directory into a
+``ReferenceVLM``: the same three parts every bundle has (vision → image features, token embedding,
+text decoder) plus a reference forward pass and greedy generation that parity checks compare with.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import CheckpointError
+
+
+def read_config(ckpt: str | Path) -> dict[str, Any]:
+    path = Path(ckpt) / "config.json"
+    if not path.is_file():
+        raise CheckpointError(f"{ckpt}: no config.json, so this is not a Hugging Face checkpoint directory. "
+                              "Pass the directory that holds config.json, *.safetensors and tokenizer.json.")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{path}: not valid JSON ({exc}).") from None
+
+
+def load_safetensors_dir(ckpt: str | Path) -> dict[str, torch.Tensor]:
+    """All tensors of every *.safetensors file in the directory (sharded checkpoints included)."""
+    from safetensors.torch import load_file
+
+    files = sorted(Path(ckpt).glob("*.safetensors"))
+    if not files:
+        raise CheckpointError(f"{ckpt}: no *.safetensors weights. Save the model with safetensors "
+                              "(model.save_pretrained(dir, safe_serialization=True)).")
+    tensors: dict[str, torch.Tensor] = {}
+    for file in files:
+        tensors.update(load_file(str(file)))
+    return tensors
+
+
+def load_weights(module: nn.Module, tensors: dict[str, torch.Tensor], where: str) -> None:
+    """Strict load with one readable error instead of PyTorch's wall of names."""
+    result = module.load_state_dict(tensors, strict=False)
+    missing = [k for k in result.missing_keys if not _tied(module, k)]
+    if missing or result.unexpected_keys:
+        raise CheckpointError(
+            f"{where}: weights do not fit the config: missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
+            f"unexpected {result.unexpected_keys[:5]}{'...' if len(result.unexpected_keys) > 5 else ''}. "
+            "Is config.json from the same checkpoint as the safetensors files?")
+    if hasattr(module, "tie_weights"):
+        module.tie_weights()
+
+
+def _tied(module: nn.Module, key: str) -> bool:
+    """lm_head.weight may be absent from a checkpoint whose config ties it to the embeddings."""
+    return key.endswith("lm_head.weight") and _ties_embeddings(module)
+
+
+def _ties_embeddings(module: nn.Module) -> bool:
+    config = getattr(module, "config", None)
+    text = getattr(config, "text_config", None) or config
+    return bool(getattr(text, "tie_word_embeddings", False) or getattr(config, "tie_word_embeddings", False))
+
+
+@dataclass
+class TextSpec:
+    """The text decoder's shape: what a KV cache and the GGUF / ORT writers need."""
+
+    arch: str  # llama | qwen2 | qwen3 | gemma | gemma2 | gemma3 (llama.cpp / onnxruntime-genai names)
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    vocab_size: int
+    max_position_embeddings: int
+    extra: dict[str, Any] = field(default_factory=dict)  # sliding_window, softcaps, rope ...
+
+    @classmethod
+    def from_config(cls, arch: str, cfg: Any) -> "TextSpec":
+        heads = cfg.num_attention_heads
+        head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // heads
+        extra = {k: getattr(cfg, k) for k in ("sliding_window", "final_logit_softcapping", "attn_logit_softcapping",
+                                               "rope_theta", "layer_types", "query_pre_attn_scalar",
+                                               "rms_norm_eps", "tie_word_embeddings")
+                 if getattr(cfg, k, None) is not None}
+        return cls(arch=arch, hidden_size=cfg.hidden_size, num_layers=cfg.num_hidden_layers, num_heads=heads,
+                   num_kv_heads=getattr(cfg, "num_key_value_heads", heads) or heads, head_dim=head_dim,
+                   vocab_size=cfg.vocab_size, max_position_embeddings=cfg.max_position_embeddings, extra=extra)
+
+
+class ReferenceVLM(nn.Module):
+    """A family's PyTorch reference, split into the parts a bundle exports.
+
+    Subclasses set ``family``, ``attention`` (causal | prefix_lm | bidirectional_image) and
+    ``language_model`` (a transformers *ForCausalLM that takes inputs_embeds), and implement
+    ``image_features`` and ``embed_tokens``.
+    """
+
+    family: str = ""
+    attention: str = "causal"
+    language_model: nn.Module
+    text: TextSpec
+    image_token_id: int  # the placeholder token whose rows receive image features
+
+    def image_features(self, **image_inputs: torch.Tensor) -> torch.Tensor:
+        """Preprocessed image tensors -> features [n_chunks, tokens_per_chunk, hidden]."""
+        raise NotImplementedError
+
+    def embed_tokens(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """[B, T] ids -> [B, T, hidden], including any embedding scale the text model applies."""
+        raise NotImplementedError
+
+    def merge_embeddings(self, input_ids: torch.Tensor, features: torch.Tensor | None) -> torch.Tensor:
+        """Token embeddings with the image placeholder rows replaced by features, in order: [B, T, hidden]."""
+        embeds = self.embed_tokens(input_ids)
+        if features is None or features.numel() == 0:
+            return embeds
+        rows = features.reshape(-1, features.shape[-1]).to(embeds.dtype)  # [n_image_tokens, hidden]
+        positions = input_ids == self.image_token_id
+        if int(positions.sum()) != rows.shape[0]:
+            raise ValueError(f"{int(positions.sum())} image placeholders but {rows.shape[0]} feature rows")
+        embeds = embeds.clone()
+        embeds[positions] = rows
+        return embeds
+
+    @torch.no_grad()
+    def logits(self, input_ids: torch.Tensor, features: torch.Tensor | None = None,
+               attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Full forward of the text model on merged embeddings: [B, T, vocab]."""
+        embeds = self.merge_embeddings(input_ids, features)
+        return self.language_model(inputs_embeds=embeds, attention_mask=attention_mask).logits
+
+    @torch.no_grad()
+    def greedy(self, input_ids: torch.Tensor, features: torch.Tensor | None, max_new_tokens: int,
+               eos_ids: tuple[int, ...] = ()) -> list[int]:
+        """Greedy tokens from the reference (causal prefill; subclasses override for other masks)."""
+        embeds = self.merge_embeddings(input_ids, features)
+        out = self.language_model(inputs_embeds=embeds, use_cache=True)
+        past, tokens = out.past_key_values, []
+        next_id = int(out.logits[0, -1].argmax())
+        for _ in range(max_new_tokens):
+            tokens.append(next_id)
+            if next_id in eos_ids:
+                break
+            step = self.embed_tokens(torch.tensor([[next_id]]))
+            out = self.language_model(inputs_embeds=step, past_key_values=past, use_cache=True)
+            past, next_id = out.past_key_values, int(out.logits[0, -1].argmax())
+        return tokens
+
+
+@dataclass
+class BundleSpec:
+    """A family's per-model data for the manifest: how to preprocess, lay out prompts and stop."""
+
+    processor: Any  # edgevlm.processing.config.ProcessorConfig
+    layout: Any  # edgevlm.processing.config.ImageLayout
+    chat_template: Any  # edgevlm.processing.config.ChatTemplate
+    eos_tokens: list[str]  # generation ends at any of these
+    generation: dict[str, Any] = field(default_factory=dict)  # model-recommended sampling settings
+
+    def tokenizer_record(self, tokenizer_json: Path) -> dict[str, Any]:
+        from tokenizers import Tokenizer
+
+        tok = Tokenizer.from_file(str(tokenizer_json))
+        eos_ids = [tok.token_to_id(t) for t in self.eos_tokens if tok.token_to_id(t) is not None]
+        return {"file": "tokenizer.json", "eos_ids": eos_ids, "eos_tokens": self.eos_tokens,
+                "vocab_size": tok.get_vocab_size(),
+                "image_token_id": tok.token_to_id(self.layout.feature_token)}

@@ -1,0 +1,64 @@
+"""MiniCPM-V's perceiver resampler (2.5 / 2.6 / 4.0 / 4.5 for images).
+
+One cross-attention layer: ``query_num`` learned queries attend over the vision tokens of one chunk
+(overview or slice). Keys get a 2D sin/cos position embedding of the chunk's patch grid; values do
+not. Written from techspec §1.7 (checkpoint names ``resampler.*`` are kept so weights load as-is).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+
+def sincos_2d(height: int, width: int, dim: int) -> np.ndarray:
+    """2D sin/cos table, float32 [height, width, dim]: concat(emb(column), emb(row)), each sin then cos.
+
+    omega[k] = 1 / 10000^(k / (dim/4)), k < dim/4; emb(p) = [sin(p*omega), cos(p*omega)].
+    """
+    quarter = dim // 4
+    omega = 1.0 / 10000 ** (np.arange(quarter, dtype=np.float64) / quarter)  # [dim/4]
+    cols = np.arange(width, dtype=np.float64)[:, None] * omega[None, :]  # [W, dim/4]
+    rows = np.arange(height, dtype=np.float64)[:, None] * omega[None, :]  # [H, dim/4]
+    col_emb = np.concatenate([np.sin(cols), np.cos(cols)], axis=1)  # [W, dim/2]
+    row_emb = np.concatenate([np.sin(rows), np.cos(rows)], axis=1)  # [H, dim/2]
+    table = np.concatenate(
+        [np.broadcast_to(col_emb[None, :, :], (height, width, dim // 2)),
+         np.broadcast_to(row_emb[:, None, :], (height, width, dim // 2))], axis=2)
+    return table.astype(np.float32)  # [H, W, dim]
+
+
+def chunk_position_embedding(tgt_sizes: torch.Tensor, dim: int, max_len: int) -> torch.Tensor:
+    """Key position embeddings for a batch of chunks, zero-padded: [B, max_len, dim]."""
+    out = torch.zeros(len(tgt_sizes), max_len, dim)
+    for b, (h, w) in enumerate(tgt_sizes.tolist()):
+        out[b, : h * w] = torch.from_numpy(sincos_2d(h, w, dim).reshape(h * w, dim))
+    return out
+
+
+class Resampler(nn.Module):
+    def __init__(self, num_queries: int, embed_dim: int, kv_dim: int, head_dim: int = 128):
+        super().__init__()
+        self.num_queries = num_queries
+        self.embed_dim = embed_dim
+        self.num_heads = max(embed_dim // head_dim, 1)
+        self.query = nn.Parameter(torch.zeros(num_queries, embed_dim))
+        self.kv_proj = nn.Linear(kv_dim, embed_dim, bias=False) if kv_dim != embed_dim else nn.Identity()
+        self.attn = nn.MultiheadAttention(embed_dim, self.num_heads)
+        self.ln_q = nn.LayerNorm(embed_dim, eps=1e-6)
+        self.ln_kv = nn.LayerNorm(embed_dim, eps=1e-6)
+        self.ln_post = nn.LayerNorm(embed_dim, eps=1e-6)
+        self.proj = nn.Parameter(torch.zeros(embed_dim, embed_dim))  # used as x @ proj (not a Linear)
+
+    def forward(self, vision_tokens: torch.Tensor, key_pos: torch.Tensor, key_padding: torch.Tensor) -> torch.Tensor:
+        """vision_tokens [B, L, Dv], key_pos [B, L, D], key_padding [B, L] (True = padding) -> [B, Q, D]."""
+        x = self.ln_kv(self.kv_proj(vision_tokens))  # [B, L, D]
+        q = self.ln_q(self.query)  # [Q, D]
+        batch = x.shape[0]
+        q = q.unsqueeze(1).expand(-1, batch, -1)  # [Q, B, D]  (nn.MultiheadAttention is sequence-first)
+        keys = (x + key_pos).transpose(0, 1)  # [L, B, D]
+        values = x.transpose(0, 1)  # [L, B, D]
+        out = self.attn(q, keys, values, key_padding_mask=key_padding, need_weights=False)[0]  # [Q, B, D]
+        out = self.ln_post(out.transpose(0, 1))  # [B, Q, D]
+        return out @ self.proj

@@ -1,0 +1,166 @@
+"""The onnxruntime backend: vision, embedding and decoder ONNX parts behind the Backend protocol.
+
+Everything family-specific comes from the parts' manifest entries (export/onnx_*.py): which vision
+inputs are derived from tgt_sizes, the image token id, KV names and layout, the masks and their
+sliding windows, the position offset. No torch is imported here.
+
+KV cache: one float32 buffer per layer and per key/value, [1, max_context, kv_heads, head_dim],
+allocated once. Each forward binds rows [0, n_past) as the past input (a zero-copy view) and binds
+rows [n_past, n_past+T) as the present output, so onnxruntime writes the new keys/values in place.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from ...errors import BundleError, PromptError
+from ...manifest import Manifest, Part
+from ..vision_inputs import derived_inputs
+from .ort_masks import attention_bias
+from .ort_providers import resolve_providers
+
+
+def _session(bundle: Path, part: Part, providers: list[str], threads: int | None) -> ort.InferenceSession:
+    path = bundle / part.file
+    if not path.is_file():
+        raise BundleError(f"{path}: the ONNX file of this part is missing. Re-copy or re-export the bundle.")
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads:
+        options.intra_op_num_threads = int(threads)
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), sess_options=options, providers=providers)
+
+
+class OrtBackend:
+    def __init__(self, bundle_dir: str | Path, manifest: Manifest, device: str = "cpu", threads: int | None = None):
+        self.bundle = Path(bundle_dir)
+        self.providers = resolve_providers(device)
+        parts = manifest.parts
+        for name in ("embedding", "decoder"):
+            if name not in parts:
+                raise BundleError(f"{self.bundle}: the manifest has no {name!r} part, which the onnx backend needs. "
+                                  "Re-export with --format onnx.")
+        self.embedding = _session(self.bundle, parts["embedding"], self.providers, threads)
+        self.decoder = _session(self.bundle, parts["decoder"], self.providers, threads)
+        self.vision = _session(self.bundle, parts["vision"], self.providers, threads) if "vision" in parts else None
+        self.vision_extra: dict[str, Any] = dict(parts["vision"].extra) if "vision" in parts else {}
+        self.max_batch = int(manifest.vision.get("max_batch", 0) or self.vision_extra.get("max_batch", 16))
+        self.image_token_id = int(parts["embedding"].extra["image_token_id"])
+
+        dec = parts["decoder"]
+        self.dec = dec.extra
+        self.max_context = int(self.dec["max_context"])
+        self.n_past = 0
+        self.n_layers = int(self.dec["num_layers"])
+        self.vocab = int(self.dec["vocab_size"])
+        shape = (1, self.max_context, int(self.dec["num_kv_heads"]), int(self.dec["head_dim"]))
+        self._row_bytes = int(np.prod(shape[2:])) * 4
+        # The KV cache, allocated once per session.
+        self._keys = [np.zeros(shape, np.float32) for _ in range(self.n_layers)]
+        self._values = [np.zeros(shape, np.float32) for _ in range(self.n_layers)]
+        self._blocks = np.full(self.max_context, -1, np.int32)  # block id of every cached row
+        self._kv_names = [(dec.kv["past_key"] % i, dec.kv["past_value"] % i,
+                           dec.kv["present_key"] % i, dec.kv["present_value"] % i) for i in range(self.n_layers)]
+        self._masks: dict[str, int | None] = dict(self.dec["masks"])
+        self._mask_value = float(self.dec.get("mask_value", np.finfo(np.float32).min))
+        self._offset = int(self.dec.get("position_offset", 0))
+        self._logits_input = self.dec.get("logits_index_input", "logits_index")
+        self._binding = self.decoder.io_binding()
+        self._last_index = np.zeros(1, np.int64)
+        self._logits1 = np.empty((1, 1, self.vocab), np.float32)  # decode-step logits, reused
+
+    # -- images ---------------------------------------------------------------------------------
+    def encode_images(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        """Chunks -> features [n, tokens, hidden]. Sliced images: chunks of equal grid run as one batch,
+        cropped to their own length (no padding compute); fixed-size images run in batches."""
+        if self.vision is None:
+            raise BundleError(f"{self.bundle}: this bundle has no vision part, so it cannot take images.")
+        pixels = np.asarray(inputs["pixel_values"], np.float32)
+        derived = self.vision_extra.get("derived_inputs") or {}
+        if not derived:
+            outs = [self.vision.run(None, {"pixel_values": pixels[i:i + self.max_batch]})[0]
+                    for i in range(0, len(pixels), self.max_batch)]
+            return np.concatenate(outs, axis=0)
+        tgt = np.asarray(inputs["tgt_sizes"]).astype(np.int64)
+        patch = int(self.vision_extra["patch_size"])
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, (h, w) in enumerate(tgt.tolist()):
+            groups.setdefault((h, w), []).append(i)
+        result: list[np.ndarray | None] = [None] * len(tgt)
+        for (h, w), members in groups.items():
+            n = h * w
+            for start in range(0, len(members), self.max_batch):
+                idx = members[start:start + self.max_batch]
+                feeds = {"pixel_values": np.ascontiguousarray(pixels[idx, :, :, : n * patch]),
+                         "patch_attention_mask": np.ones((len(idx), n), dtype=bool)}
+                feeds.update(derived_inputs(derived, tgt[idx], n, self.vision_extra))
+                out = self.vision.run(None, feeds)[0]  # [b, tokens, D]
+                for j, i in enumerate(idx):
+                    result[i] = out[j]
+        return np.stack(result)
+
+    # -- text -------------------------------------------------------------------------------------
+    def embed(self, input_ids: np.ndarray) -> np.ndarray:
+        """int64 [T] -> float32 [1, T, hidden]."""
+        return self.embedding.run(None, {"input_ids": np.asarray(input_ids, np.int64)[None]})[0]
+
+    def forward(self, input_ids: np.ndarray, features: np.ndarray | None = None,
+                block_ids: np.ndarray | None = None, all_logits: bool = False) -> np.ndarray:
+        ids = np.asarray(input_ids, np.int64).reshape(-1)
+        t, past = len(ids), self.n_past
+        if t == 0:
+            raise PromptError("forward() got no tokens; pass at least one token id.")
+        if past + t > self.max_context:
+            raise PromptError(f"{past + t} tokens do not fit the KV cache of {self.max_context} tokens. Shorten the "
+                              "prompt or conversation, or re-export with a larger --max-context.")
+        embeds = self.embed(ids)  # [1, T, D]
+        image_rows = ids == self.image_token_id
+        n_rows = int(image_rows.sum())
+        if features is not None and len(features) or n_rows:
+            rows = np.zeros((0, embeds.shape[-1]), np.float32) if features is None else \
+                np.asarray(features, np.float32).reshape(-1, embeds.shape[-1])
+            if rows.shape[0] != n_rows:
+                raise PromptError(f"{n_rows} image placeholder tokens but {rows.shape[0]} image feature rows; the "
+                                  "prompt's image places do not match the images given.")
+            embeds[0, image_rows] = rows
+        self._blocks[past:past + t] = -1 if block_ids is None else np.asarray(block_ids, np.int32)
+
+        b = self._binding
+        # Bound numpy inputs must outlive the run: keep references until it returns.
+        keep = {"inputs_embeds": embeds,
+                "position_ids": (np.arange(past, past + t, dtype=np.int64) + self._offset)[None]}
+        for name, window in self._masks.items():
+            keep[name] = attention_bias(self._blocks, past, t, window, self._mask_value)
+        if all_logits:
+            index = np.arange(t, dtype=np.int64)
+            logits = np.empty((1, t, self.vocab), np.float32)
+        else:
+            self._last_index[0] = t - 1
+            index, logits = self._last_index, self._logits1
+        keep[self._logits_input] = index
+        for name, array in keep.items():
+            b.bind_cpu_input(name, array)
+        b.bind_output("logits", "cpu", 0, np.float32, list(logits.shape), logits.ctypes.data)
+        for (pk, pv, ok, ov), keys, values in zip(self._kv_names, self._keys, self._values):
+            for buf, name_in, name_out in ((keys, pk, ok), (values, pv, ov)):
+                base = buf.ctypes.data
+                b.bind_input(name_in, "cpu", 0, np.float32, [1, past, *buf.shape[2:]], base)
+                b.bind_output(name_out, "cpu", 0, np.float32, [1, t, *buf.shape[2:]], base + past * self._row_bytes)
+        self.decoder.run_with_iobinding(b)
+        self.n_past = past + t
+        return logits[0].copy() if all_logits else logits[0, 0].copy()
+
+    def rewind(self, n_keep: int) -> None:
+        if not 0 <= n_keep <= self.n_past:
+            raise ValueError(f"rewind({n_keep}) outside [0, {self.n_past}]")
+        self.n_past = n_keep  # rows from n_keep on are overwritten by the next forward
+        self._blocks[n_keep:] = -1
+
+    def close(self) -> None:
+        self.embedding = self.decoder = self.vision = None  # type: ignore[assignment]
+        self._keys, self._values = [], []

@@ -1,0 +1,155 @@
+"""The runtime API on exported tiny bundles: generate / stream / chat, caches, stops and clear errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import edgevlm
+from edgevlm.errors import ImageError, PromptError
+from edgevlm.export.validate import test_image as make_image
+
+
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory):
+    from edgevlm.families.tiny import make_tiny
+
+    root = tmp_path_factory.mktemp("runtime")
+    out = {}
+    for name in ("minicpmv-2.6", "paligemma"):
+        ckpt = make_tiny(name, root / f"ckpt-{name}")
+        edgevlm.export(str(ckpt), str(root / name), format="onnx", progress=None)
+        out[name] = root / name
+    return out
+
+
+@pytest.fixture(scope="module")
+def vlm(bundles):
+    return edgevlm.load(str(bundles["minicpmv-2.6"]))
+
+
+def test_generate_returns_text_ids_and_stats(vlm):
+    result = vlm.generate("What is in the picture?", images=[make_image()], max_new_tokens=12)
+    assert len(result.token_ids) == 12 and result.finish_reason == "length"
+    assert result.text == vlm.tokenizer.decode(result.token_ids)
+    s = result.stats
+    assert s.images == 1 and s.prompt_tokens > 3 * 64  # overview + 2 slices of 64 tokens
+    assert s.vision_ms > 0 and s.prefill_tokens_per_s > 0 and s.decode_tokens_per_s > 0 and s.peak_rss_mb > 0
+    assert 0 < s.time_to_first_token_ms
+
+
+def test_stream_concatenates_to_generate(vlm):
+    image = make_image(500, 500, seed=2)
+    deltas = list(vlm.stream("Describe it.", images=[image], max_new_tokens=16))
+    whole = vlm.generate("Describe it.", images=[image], max_new_tokens=16)
+    assert "".join(d.text for d in deltas) == whole.text
+
+
+def test_same_image_is_encoded_once(vlm):
+    image = make_image(300, 200, seed=5)
+    first = vlm.generate("Describe it.", images=[image], max_new_tokens=2)
+    again = vlm.generate("What colour?", images=[image], max_new_tokens=2)
+    assert first.stats.images_from_cache == 0 and again.stats.images_from_cache == 1
+    assert again.stats.vision_ms == 0
+
+
+def test_two_turn_chat_reuses_the_cache_and_equals_one_prompt(vlm):
+    chat = vlm.chat()
+    first = chat.send("What is in the picture?", images=[make_image()], max_new_tokens=6)
+    second = chat.send("And what colour is it?", max_new_tokens=8)
+    assert second.stats.reused_tokens > first.stats.prompt_tokens  # earlier turn not recomputed
+    assert second.stats.prompt_tokens < 40 and second.stats.vision_ms == 0
+    # One prompt holding both turns, recomputed from scratch: same logits path, same answer.
+    ids = np.concatenate([seg[0] for seg in chat.fed[:-len(second.token_ids) + 1 or None]])
+    rows = np.concatenate([seg[1] for seg in chat.fed if seg[1] is not None])
+    backend = vlm.backend
+    backend.rewind(0)
+    vlm._owner = None
+    logits = backend.forward(ids, rows, None)
+    tokens = []
+    for _ in range(len(second.token_ids)):
+        tokens.append(int(logits.argmax()))
+        logits = backend.forward(np.array([tokens[-1]]))
+    assert tokens == second.token_ids
+
+
+def test_interleaved_chats_keep_their_own_history(vlm):
+    a, b = vlm.chat(), vlm.chat()
+    a.send("Tell me about cats.", max_new_tokens=4)
+    b.send("Tell me about dogs.", max_new_tokens=4)
+    follow = a.send("More.", max_new_tokens=6)
+    fresh = vlm.chat()
+    fresh.send("Tell me about cats.", max_new_tokens=4)
+    assert fresh.send("More.", max_new_tokens=6).token_ids == follow.token_ids
+
+
+def test_stop_strings_end_the_text(vlm):
+    full = vlm.generate("Say something.", max_new_tokens=24)
+    assert len(full.text) > 4
+    stop = full.text[3:5]
+    cut = vlm.generate("Say something.", max_new_tokens=24, stop=[stop])
+    assert cut.finish_reason == "stop" and cut.text == full.text[: full.text.find(stop)]
+
+
+def test_sampling_is_seeded(vlm):
+    a = vlm.generate("Say something.", max_new_tokens=10, temperature=1.0, top_k=50, top_p=0.9, seed=7)
+    b = vlm.generate("Say something.", max_new_tokens=10, temperature=1.0, top_k=50, top_p=0.9, seed=7)
+    greedy = vlm.generate("Say something.", max_new_tokens=10)
+    assert a.token_ids == b.token_ids and a.token_ids != greedy.token_ids
+
+
+def test_prompt_longer_than_context_is_refused_before_work(vlm):
+    with pytest.raises(PromptError, match="more than the context of 2048"):
+        vlm.generate("word " * 3000, max_new_tokens=4)
+
+
+def test_image_count_must_match_markers(vlm):
+    with pytest.raises(PromptError, match="2 image marker"):
+        vlm.generate("(<image>./</image>) and (<image>./</image>)", images=[make_image()])
+
+
+def test_corrupt_image_names_the_file(vlm, tmp_path):
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    with pytest.raises(ImageError, match="broken.jpg"):
+        vlm.generate("What is this?", images=[str(bad)])
+
+
+def test_prefix_lm_bundle_runs(bundles):
+    vlm = edgevlm.load(str(bundles["paligemma"]))
+    result = vlm.generate("caption en", images=[make_image()], max_new_tokens=5)
+    assert result.stats.prompt_tokens == 256 + 1 + len(vlm.tokenizer.encode("caption en\n"))
+
+
+def test_cli_run_json(bundles, tmp_path):
+    image = tmp_path / "pic.png"
+    make_image().save(image)
+    out = subprocess.run([sys.executable, "-m", "edgevlm.cli", "run", str(bundles["minicpmv-2.6"]), "--image",
+                          str(image), "--prompt", "Describe.", "--max-tokens", "5", "--json"],
+                         capture_output=True, text=True, check=True)
+    import json
+
+    data = json.loads(out.stdout)
+    assert len(data["token_ids"]) == 5 and "decode_tokens_per_s" in data["stats"]
+
+
+def test_cli_inspect_reports_tampering(bundles, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(bundles["paligemma"], copy)
+    with open(copy / "decoder.onnx", "r+b") as fh:
+        fh.seek(100)
+        fh.write(b"\x00\x01\x02")
+    out = subprocess.run([sys.executable, "-m", "edgevlm.cli", "inspect", str(copy)], capture_output=True, text=True)
+    assert out.returncode == 2 and "sha256 does not match" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_runtime_imports_no_torch():
+    code = ("import sys, edgevlm, edgevlm.runtime, edgevlm.processing.prompt, edgevlm.runtime.backends.onnxruntime;"
+            "edgevlm.load; bad = [m for m in ('torch', 'transformers') if m in sys.modules]; print(bad)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
