@@ -21,7 +21,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 
@@ -64,8 +63,21 @@ def export_ours(ckpt: Path) -> Path:
     from edgevlm.families.base import TextSpec
 
     lm = AutoModelForCausalLM.from_pretrained(str(ckpt), dtype=torch.float32, attn_implementation="eager").eval()
-    ref = SimpleNamespace(language_model=lm, text=TextSpec.from_config("qwen2", lm.config), family="minicpmv",
-                          image_token_id=0, embed_tokens=lambda ids: lm.get_input_embeddings()(ids))
+
+    class TextOnlyRef(torch.nn.Module):
+        """The part of a ReferenceVLM the decoder/embedding exporters use, for a text-only checkpoint."""
+
+        family, image_token_id = "minicpmv", 0
+
+        def __init__(self):
+            super().__init__()
+            self.language_model = lm
+            self.text = TextSpec.from_config("qwen2", lm.config)
+
+        def embed_tokens(self, ids):
+            return self.language_model.get_input_embeddings()(ids)
+
+    ref = TextOnlyRef()
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     parts = {"decoder": export_decoder(ref, out, max_context=MAX_CONTEXT),

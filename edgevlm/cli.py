@@ -44,15 +44,20 @@ def quantize(bundle: Path, out: Path = typer.Option(..., "-o", "--out"),
              recipe: str = typer.Option("w4", "--recipe", help="fp16 | int8 | w4 | mixed (gguf: q8_0, q4_k_m ...)"),
              vision: Optional[str] = typer.Option(None, "--vision", help="override the vision part's recipe"),
              decoder: Optional[str] = typer.Option(None, "--decoder", help="override the decoder's recipe"),
+             embedding: Optional[str] = typer.Option(None, "--embedding", help="override the embedding's recipe"),
              block_size: int = typer.Option(32, "--block-size"),
-             report: bool = typer.Option(False, "--report", help="print and store an accuracy report")):
+             report: bool = typer.Option(False, "--report", help="print and store an accuracy report"),
+             calibration: Optional[Path] = typer.Option(None, "--calibration",
+                                                        help="folder of images + prompts.txt (static qdq recipes)"),
+             overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing output bundle")):
     """Write a quantized copy of BUNDLE (never in place)."""
     from .quantize import quantize as run_quantize
 
-    overrides = {k: v for k, v in (("vision", vision), ("decoder", decoder)) if v}
+    overrides = {k: v for k, v in (("vision", vision), ("decoder", decoder), ("embedding", embedding)) if v}
     try:
         manifest = run_quantize(bundle, out, recipe=recipe, overrides=overrides, block_size=block_size,
-                                report=report)
+                                report=report, calibration=str(calibration) if calibration else None,
+                                overwrite=overwrite)
     except EdgeVLMError as exc:
         _fail(exc)
     typer.echo(json.dumps({"bundle": str(out), "quantization": manifest.quantization}, indent=2))

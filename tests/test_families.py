@@ -138,3 +138,16 @@ def test_unknown_family_is_a_clear_error(tmp_path):
         family_for(tmp_path)
     with pytest.raises(CheckpointError, match="no config.json"):
         family_for(tmp_path / "missing")
+
+
+def test_runtime_positions_equal_the_reference():
+    """The numpy position ids the ONNX runtime feeds equal the torch reference's for every grid size."""
+    from edgevlm.families.minicpmv import navit_position_ids as reference
+    from edgevlm.runtime.vision_inputs import navit_position_ids as runtime
+
+    sizes = [(h, w) for h in range(1, 129) for w in (1, 25, 49, 64, 77, 128)]
+    tgt = np.array(sizes)
+    got = runtime(tgt, 128 * 128, 70)
+    want = reference(torch.from_numpy(tgt), 128 * 128, 70).numpy()
+    differ = [sizes[i] for i in range(len(sizes)) if not np.array_equal(got[i], want[i])]
+    assert differ == []

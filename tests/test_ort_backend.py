@@ -245,8 +245,9 @@ parts = {{k: Part(**v) for k, v in json.loads(Path({str(out)!r}, "parts.json").r
 m = Manifest(format="onnx", family="gemma3", attention="bidirectional_image", text={{}}, vision={{}}, processor={{}},
              layout={{}}, chat_template={{}}, tokenizer={{}}, parts=parts)
 b = OrtBackend({str(out)!r}, m)
-b.encode_images({{"pixel_values": np.zeros((1, 3, 224, 224), np.float32)}})
-b.forward(np.arange(3, 10))
+feats = b.encode_images({{"pixel_values": np.zeros((1, 3, 224, 224), np.float32)}})
+ids = np.array([2] + [b.image_token_id] * feats.shape[1] + [40, 41])
+b.forward(ids, feats[0], np.array([-1] + [0] * feats.shape[1] + [-1, -1], np.int32))
 assert "torch" not in sys.modules and "transformers" not in sys.modules, "torch was imported"
 print("ok")
 """

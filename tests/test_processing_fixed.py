@@ -202,3 +202,10 @@ def test_fixed_preprocess_of_encoded_bytes(checkpoints, processors):
     cfg = processor_config(checkpoints["paligemma"])
     expected = processors["paligemma"].image_processor(image, return_tensors="np")["pixel_values"][0]
     np.testing.assert_array_equal(preprocess_fixed(load_image(buffer.getvalue()), cfg), expected)
+
+
+def test_gemma3_auto_inserted_image_equals_an_explicit_image_part():
+    layout_cfg = gemma3_layout(16)
+    explicit = build_prompt([{"role": "user", "content": [IMAGE, "  hi there "]}], [None], layout_cfg, GEMMA3_TEMPLATE)
+    implicit = build_prompt("  hi there ", [None], layout_cfg, GEMMA3_TEMPLATE)
+    assert implicit.text == explicit.text and "<end_of_image>\n\nhi there<end_of_turn>" in implicit.text

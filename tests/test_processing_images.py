@@ -126,3 +126,20 @@ def test_rgb_pil_images_pass_through_unchanged():
     rng = np.random.default_rng(1)
     image = Image.fromarray(rng.integers(0, 256, (7, 9, 3), dtype=np.uint8))
     assert load_image(image).tobytes() == image.tobytes()
+
+
+def test_processing_imports_neither_torch_nor_transformers():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, edgevlm.processing, edgevlm.processing.prompt, edgevlm.processing.tokenizer;"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_unsupported_source_type_is_an_image_error():
+    with pytest.raises(ImageError, match="from a list"):
+        load_image([1, 2, 3])

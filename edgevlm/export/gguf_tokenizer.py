@@ -118,7 +118,8 @@ def _token_types(tok: dict[str, Any], tokens: list[str], spm: bool) -> list[int]
             if re.fullmatch(r"<0x[0-9A-F]{2}>", t):
                 types[i] = BYTE
     for added in tok.get("added_tokens", []):
-        types[added["id"]] = CONTROL if added.get("special") else USER_DEFINED
+        if added["id"] < len(tokens):
+            types[added["id"]] = CONTROL if added.get("special") else USER_DEFINED
     unk = tok["model"].get("unk_token")
     if unk is not None and unk in tokens:
         types[tokens.index(unk)] = UNKNOWN
@@ -144,9 +145,19 @@ def add_tokenizer(writer, ckpt: str | Path, vocab_size: int, generation_config: 
     """
     tok, cfg = read_tokenizer_files(ckpt)
     tokens = _vocab_list(tok)
+    dropped: list[str] = []
     if len(tokens) > vocab_size:
-        raise CheckpointError(f"{ckpt}: tokenizer.json has {len(tokens)} tokens but the model embeds only "
-                              f"{vocab_size}. Is tokenizer.json from this checkpoint?")
+        added = {a["id"] for a in tok.get("added_tokens", [])}
+        if not all(i in added for i in range(vocab_size, len(tokens))):
+            raise CheckpointError(f"{ckpt}: tokenizer.json has {len(tokens)} tokens but the model embeds only "
+                                  f"{vocab_size}. Is tokenizer.json from this checkpoint?")
+        # Added tokens past the embedding table (e.g. Gemma 3's <image_soft_token> on a text-only
+        # Gemma 3) are placeholders whose rows the runtime replaces with image features; llama.cpp
+        # needs n_vocab == embedding rows, so they are left out of the GGUF vocabulary.
+        dropped = tokens[vocab_size:]
+        log.warning("leaving %d added tokens past the embedding table out of the GGUF vocab: %s", len(dropped),
+                    dropped[:5])
+        tokens = tokens[:vocab_size]
     tokens += [f"[PAD{i}]" for i in range(len(tokens), vocab_size)]
     spm = not is_byte_level(tok)
     types = _token_types(tok, tokens, spm)
@@ -192,4 +203,4 @@ def add_tokenizer(writer, ckpt: str | Path, vocab_size: int, generation_config: 
     if template:
         writer.add_chat_template(template)
     return {"model": "llama" if spm else "gpt2", "pre": pre, "n_tokens": len(tokens), **ids,
-            "chat_template": bool(template)}
+            "chat_template": bool(template), "dropped_tokens": dropped}

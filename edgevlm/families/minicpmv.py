@@ -160,7 +160,9 @@ CHATML_CHAT = ChatTemplate(default_system="You are a helpful assistant.", stop_s
 def bundle_spec(config: dict[str, Any]) -> BundleSpec:
     """2.5: Llama-3 chat, <image>/<slice> nesting, 96 queries; 2.6+: ChatML, image ids, <slice> per slice."""
     version = version_of(config)
-    slicing = config.get("slice_config", {})
+    # slice settings live in slice_config (2.6+); older configs keep them at the top level
+    slicing = {**{k: config[k] for k in ("max_slice_nums", "scale_resolution", "patch_size") if k in config},
+               **config.get("slice_config", {})}
     processor = ProcessorConfig(kind="slice", image_size=slicing.get("scale_resolution", 448),
                                 patch_size=slicing.get("patch_size", 14),
                                 max_slice_nums=slicing.get("max_slice_nums", 9),

@@ -96,7 +96,7 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
 def _make_minicpmv(version: float, out: Path, seed: int) -> None:
     from .minicpmv import MiniCPMV, random_config
 
-    llama3 = version in (2.5, 4.0)
+    llama3 = version == 2.5  # 4.0 has a Llama-architecture LLM but ChatML tokens (<|im_end|>)
     specials = (LLAMA3 if llama3 else CHATML) + MINICPMV_IMAGE_TOKENS + (["<think>", "</think>"] if version >= 4.5 else [])
     tok = build_tokenizer("bytelevel", specials)
     tok.save(str(out / "tokenizer.json"))
@@ -182,6 +182,15 @@ def _make_gemma3(out: Path, seed: int, text_model: Path | None) -> None:
         text_config = {k: v for k, v in read_config(text_model).items()
                        if k not in ("architectures", "transformers_version", "dtype", "torch_dtype")}
         real_text = load_safetensors_dir(text_model)
+        # A text-only Gemma 3 has no <image_soft_token>: the tokenizer just added it after the last id.
+        # Grow the (tied) embedding table to cover it, padded to a multiple of 64 as the published
+        # Gemma 3 VLMs are (262144 -> 262208); the new rows are zero (those positions get image features).
+        rows = -(-len(tokenizer) // 64) * 64
+        table = real_text["model.embed_tokens.weight"]
+        if rows > table.shape[0]:
+            real_text["model.embed_tokens.weight"] = torch.cat([table, table.new_zeros(rows - table.shape[0],
+                                                                                       table.shape[1])])
+            text_config["vocab_size"] = rows
     image_processor = Gemma3ImageProcessor(size={"height": 224, "width": 224}, image_mean=[0.5] * 3,
                                            image_std=[0.5] * 3, resample=2, do_pan_and_scan=False)
     Gemma3Processor(image_processor=image_processor, tokenizer=tokenizer, image_seq_length=16,

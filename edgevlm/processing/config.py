@@ -2,49 +2,61 @@
 
 These dataclasses are written into the bundle manifest (``to_dict``) and read back by the runtime
 and the Android app (``from_dict``). The generic processing code reads only these fields; it has no
-per-family branches. Values per family (what the family files should construct):
+per-family branches. What each family should construct (fields left out keep their defaults;
+``tests/test_processing_prompt.py`` and ``tests/test_processing_fixed.py`` hold these as example
+configs and check them against the reference processors):
 
-=====================  ======================  ======================  ======================  ======================
-field                  MiniCPM-Llama3-V 2.5    MiniCPM-V 2.6/4.0/4.5   PaliGemma 1 / 2         Gemma 3
-=====================  ======================  ======================  ======================  ======================
-ProcessorConfig.kind   "slice"                 "slice"                 "fixed"                 "fixed"
-image_size             448 (=scale_res.)       448                     224/448/896 (config)    896
-patch_size             14                      14                      14                      14
-mean / std             0.5 / 0.5               0.5 / 0.5               0.5 / 0.5               0.5 / 0.5
-resample               "bicubic"               "bicubic"               "bicubic"               "bilinear"
-rescale_factor         1/255                   1/255                   1/255                   1/255
-max_slice_nums         9                       9                       -                       -
-scale_resolution       448                     448                     -                       -
+ProcessorConfig
+  ==================  ===================  ===================  =========================  ==============
+  field               MiniCPM-V 2.5        2.6 / 4.0 / 4.5      PaliGemma 1 / 2            Gemma 3
+  ==================  ===================  ===================  =========================  ==============
+  kind                "slice"              "slice"              "fixed"                    "fixed"
+  image_size          448                  448                  224 / 448 / 896 (ckpt)     896
+  patch_size          14                   14                   14                         14
+  mean, std           0.5, 0.5             0.5, 0.5             0.5, 0.5                   0.5, 0.5
+  resample            "bicubic"            "bicubic"            "bicubic"                  "bilinear"
+  rescale_factor      1/255                1/255                1/255                      1/255
+  max_slice_nums      9                    9 (per-call option)  -                          -
+  scale_resolution    448                  448                  -                          -
+  resize_align        None (=14)           None (=14)           -                          -
+  ==================  ===================  ===================  =========================  ==============
+  (MiniCPM-V 4.6, not a target: resize_align 56 for "16x", 28 for "4x"; tested live against transformers.)
+
 ImageLayout
- feature_token         "<unk>"                 "<unk>"                 "<image>"               "<image_soft_token>"
- tokens_per_chunk      96                      64                      (size/14)**2            256
- image_id_template     ""                      "<image_id>{index}</image_id>"  ""              ""
- overview_template     "<image>{features}</image>"  same               "{features}"            "\\n\\n<start_of_image>{features}<end_of_image>\\n\\n"
- slice_template        "<image>{features}</image>"  "<slice>{features}</slice>"  -             -
- slices_open/close     "<slice>" / "</slice>"  "" / ""                 -                       -
- row_separator         "\\n"                   "\\n"                   -                       -
- image_suffix          "\\n"                   ""                      ""                      ""
- marker                "(<image>./</image>)"   "(<image>./</image>)"   "<image>"               "<start_of_image>"
- auto_marker_joiner    "\\n"                   "\\n"                   ""                      ""
- after_last_image      ""                      ""                      "<bos>"                 ""
- attention             "causal"                "causal"                "prefix"                "image_blocks"
-ChatTemplate                                                           (no chat template)
- bos                   "<|begin_of_text|>"     ""                      "" (bos after images)   "<bos>"
- turn templates        Llama-3 headers         ChatML                  user "{content}\\n"     <start_of_turn>user/model
- strip_content         "message"               "none"                  "none"                  "parts"
- default_system        None                    "You are a helpful assistant." (2.6; see the report for 4.x)  None  None
- system_mode           "turn"                  "turn"                  "turn"                  "first_user"
- stop_strings          <|eot_id|>              <|im_end|>, <|endoftext|>  <eos>                <end_of_turn>, <eos>
-=====================  ======================  ======================  ======================  ======================
+  ===================  ============================  ==============================  ===============  ===========================================
+  field                MiniCPM-V 2.5                 2.6 / 4.0 / 4.5                 PaliGemma 1 / 2  Gemma 3
+  ===================  ============================  ==============================  ===============  ===========================================
+  feature_token        "<unk>"                       "<unk>"                         "<image>"        "<image_soft_token>"
+  tokens_per_chunk     96                            64                              (size/14)**2     256 (mm_tokens_per_image)
+  image_id_template    ""                            "<image_id>{index}</image_id>"  ""               ""
+  overview_template    "<image>{features}</image>"   "<image>{features}</image>"     "{features}"     "\n\n<start_of_image>{features}<end_of_image>\n\n"
+  slice_template       "<image>{features}</image>"   "<slice>{features}</slice>"     -                -
+  slices_open / close  "<slice>" / "</slice>"        "" / ""                         -                -
+  row_separator        "\n"                         "\n"                           -                -
+  image_suffix         "\n"                         ""                              ""               ""
+  marker               "(<image>./</image>)"         "(<image>./</image>)"           "<image>"        "<start_of_image>"
+  auto_marker_joiner   "\n"                         "\n"                           ""               ""
+  after_last_image     ""                            ""                              "<bos>"          ""
+  attention            "causal"                      "causal"                        "prefix"         "image_blocks"
+  ===================  ============================  ==============================  ===============  ===========================================
 
-``tests/test_processing_prompt.py`` holds these values as example configs and checks them against
-the reference processors.
+ChatTemplate
+  - MiniCPM-V 2.5 (Llama-3): bos "<|begin_of_text|>"; system/user/assistant
+    "<|start_header_id|>{role}<|end_header_id|>\n\n{content}<|eot_id|>"; generation_prompt
+    "<|start_header_id|>assistant<|end_header_id|>\n\n"; strip_content "message"; stop ("<|eot_id|>",).
+  - MiniCPM-V 2.6 (ChatML, the defaults here): default_system "You are a helpful assistant.";
+    stop ("<|im_end|>", "<|endoftext|>"). 4.0 / 4.5: ChatML turns too (see the report about the
+    default system message and 4.5's thinking prefix).
+  - PaliGemma: no chat; user_template "{content}\n", generation_prompt "", eos "<eos>", stop ("<eos>",).
+  - Gemma 3: bos "<bos>"; user "<start_of_turn>user\n{content}<end_of_turn>\n"; assistant
+    "<start_of_turn>model\n{content}<end_of_turn>\n"; generation_prompt "<start_of_turn>model\n";
+    system_mode "first_user" (joiner "\n\n"); strip_content "parts"; stop ("<end_of_turn>", "<eos>").
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from edgevlm.processing.images import DEFAULT_MAX_PIXELS

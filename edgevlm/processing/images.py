@@ -41,6 +41,8 @@ def _open(src: ImageSource, name: str) -> Image.Image:
     try:
         if isinstance(src, (bytes, bytearray, memoryview)):
             return Image.open(io.BytesIO(bytes(src)))
+        if not isinstance(src, (str, os.PathLike)):
+            raise ImageError(f"cannot read an image from a {type(src).__name__}; give a path, bytes or a PIL image")
         path = Path(src)
         if not path.is_file():
             raise ImageError(f"{name}: no such image file; check the path")

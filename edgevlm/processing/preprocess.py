@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from PIL import Image
@@ -44,10 +45,14 @@ class SlicedImage:
     def n_chunks(self) -> int:
         return len(self.chunks)
 
+    @cached_property
+    def _batch(self) -> tuple[np.ndarray, np.ndarray]:
+        return batch_chunks(self.chunks, self.patch_size)
+
     def batched(self) -> tuple[np.ndarray, np.ndarray]:
         """``pixel_values`` float32 ``[n_chunks, 3, p, L_max]`` (zero padded) and
-        ``patch_attention_mask`` bool ``[n_chunks, L_max // p]``."""
-        return batch_chunks(self.chunks, self.patch_size)
+        ``patch_attention_mask`` bool ``[n_chunks, L_max // p]``. Computed once, then shared."""
+        return self._batch
 
     def same_size_groups(self) -> list[tuple[list[int], np.ndarray]]:
         """Chunks grouped by ``tgt_size``, for encoders that take equal-size batches without a mask.
@@ -80,6 +85,7 @@ def _pack_chunk(pixels_hwc: np.ndarray, cfg: ProcessorConfig) -> np.ndarray:
 def preprocess_slices(image: Image.Image, cfg: ProcessorConfig) -> SlicedImage:
     """LLaVA-UHD slicing + normalisation + ``reshape_by_patch`` (reference ``MiniCPMVImageProcessor``)."""
     image = to_rgb(image)  # no-op for load_image output
+    image.load()  # decode now: two threads must not trigger a lazy load of the same image at once
     align = cfg.resize_align or cfg.patch_size  # the reference aligns sizes to its patch_size argument
     plan = plan_slices(image.size, cfg.max_slice_nums, cfg.scale_resolution, align, cfg.never_split)
     bicubic = Image.Resampling.BICUBIC  # the reference resizes with bicubic whatever cfg.resample says

@@ -93,6 +93,7 @@ def message_turns(
         if last_user is None:
             raise PromptError("images were given but the prompt has no user message to put them in")
         role, text = turns[last_user]
+        text = text.strip() if strip_parts else text  # the text becomes one part beside the images
         markers = [layout.marker] * n_images
         parts = markers + [text] if layout.auto_marker_position == "start" else [text] + markers
         turns[last_user] = (role, layout.auto_marker_joiner.join(parts))
@@ -215,7 +216,7 @@ def layout_tokens(tokenizer, prompt: PromptText | str, layout: ImageLayout, chun
     elif layout.attention == "image_blocks":
         token_type_ids[is_feature] = 1
         # one block per contiguous run of feature tokens (one image)
-        starts = np.flatnonzero(is_feature & ~np.concatenate([[False], is_feature[:-1]]))
-        run_index = np.cumsum(np.isin(np.arange(length), starts)) - 1  # [T]
+        run_starts = is_feature & ~np.concatenate([[False], is_feature[:-1]])  # [T] first token of each run
+        run_index = np.cumsum(run_starts) - 1  # [T] index of the run a token is in (or follows)
         block_ids[is_feature] = run_index[is_feature]
     return PromptLayout(input_ids, image_positions, token_type_ids, block_ids, prefix_length, list(chunks_per_image))

@@ -44,7 +44,7 @@ def find_best_resize(
     width, height = original_size
     if width * height > scale_resolution * scale_resolution or allow_upscale:
         ratio = width / height
-        height = round(scale_resolution / math.sqrt(ratio))
+        height = int(scale_resolution / math.sqrt(ratio))  # truncation, as the reference
         width = int(height * ratio)
     return ensure_divide(width, patch_size), ensure_divide(height, patch_size)
 

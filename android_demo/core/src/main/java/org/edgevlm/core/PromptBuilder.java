@@ -1,0 +1,213 @@
+package org.edgevlm.core;
+
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * Prompt text from the manifest's layout and chat template, ported from edgevlm/processing/prompt.py.
+ * The chat template is rendered over the image markers first and only then is each marker replaced by
+ * its image's placeholder (templates that trim text trim the marker, not the placeholder).
+ * Grids are {@code int[]{cols, rows}} or null (not sliced / fixed-size processor).
+ */
+public final class PromptBuilder {
+    private final ImageLayout layout;
+    private final ChatTemplate template;
+
+    public PromptBuilder(ImageLayout layout, ChatTemplate template) {
+        this.layout = layout;
+        this.template = template;
+    }
+
+    /** Placeholder text of one image ({@code index} is its 0-based position in the prompt). */
+    public String imagePlaceholder(int[] grid, int index) {
+        String features = layout.featureToken.repeat(layout.tokensPerChunk);
+        StringBuilder text = new StringBuilder();
+        if (!layout.imageIdTemplate.isEmpty()) {
+            text.append(Py.format(layout.imageIdTemplate, "index", Integer.toString(index)));
+        }
+        text.append(Py.format(layout.overviewTemplate, "features", features));
+        if (grid != null) {
+            String row = Py.format(layout.sliceTemplate, "features", features).repeat(grid[0]);
+            List<String> rows = new ArrayList<>();
+            for (int r = 0; r < grid[1]; r++) {
+                rows.add(row);
+            }
+            text.append(layout.slicesOpen).append(String.join(layout.rowSeparator, rows)).append(layout.rowSeparator)
+                    .append(layout.slicesClose);
+        }
+        return text.append(layout.imageSuffix).toString();
+    }
+
+    private String contentText(Message m, boolean stripParts) {
+        if (m.text != null) {
+            return m.text;
+        }
+        List<String> parts = new ArrayList<>();
+        for (Object part : m.parts) {
+            parts.add(part == Message.IMAGE ? layout.marker : stripParts ? Py.strip((String) part) : (String) part);
+        }
+        return String.join(layout.autoMarkerJoiner, parts);
+    }
+
+    private static int count(String text, String needle) {
+        if (needle.isEmpty()) {
+            return text.length() + 1; // Python's str.count("") semantics
+        }
+        int n = 0;
+        for (int i = text.indexOf(needle); i >= 0; i = text.indexOf(needle, i + needle.length())) {
+            n++;
+        }
+        return n;
+    }
+
+    /** (role, text) turns with exactly one marker per image (inserted into the last user turn when there are none). */
+    public List<String[]> messageTurns(List<Message> messages, int nImages) {
+        boolean stripParts = template.stripContent.equals("parts");
+        List<String[]> turns = new ArrayList<>();
+        for (Message m : messages) {
+            turns.add(new String[] {m.role, contentText(m, stripParts)});
+        }
+        int markers = 0;
+        for (String[] t : turns) {
+            markers += count(t[1], layout.marker);
+        }
+        if (markers == 0 && nImages > 0) {
+            int lastUser = -1;
+            for (int i = 0; i < turns.size(); i++) {
+                if (turns.get(i)[0].equals("user")) {
+                    lastUser = i;
+                }
+            }
+            if (lastUser < 0) {
+                throw new PromptException("images were given but the prompt has no user message to put them in");
+            }
+            List<String> parts = new ArrayList<>();
+            for (int i = 0; i < nImages; i++) {
+                parts.add(layout.marker);
+            }
+            if (layout.autoMarkerPosition.equals("start")) {
+                parts.add(turns.get(lastUser)[1]);
+            } else {
+                parts.add(0, turns.get(lastUser)[1]);
+            }
+            turns.get(lastUser)[1] = String.join(layout.autoMarkerJoiner, parts);
+            markers = nImages;
+        }
+        if (markers != nImages) {
+            throw new PromptException("the prompt has " + markers + " image marker(s) " + Py.repr(layout.marker) + " but "
+                    + nImages + " image(s) were given; use one marker per image or none at all");
+        }
+        return turns;
+    }
+
+    /** Chat text over (role, text) turns; the texts still hold image markers. */
+    public String renderChat(List<String[]> turnsIn, boolean addGenerationPrompt, String system) {
+        List<String[]> turns = new ArrayList<>();
+        if (system != null) {
+            turns.add(new String[] {"system", system});
+        }
+        for (String[] t : turnsIn) {
+            if (system == null || !t[0].equals("system")) {
+                turns.add(t);
+            }
+        }
+        boolean hasSystem = false;
+        for (String[] t : turns) {
+            hasSystem |= t[0].equals("system");
+        }
+        if (!hasSystem && template.defaultSystem != null) {
+            turns.add(0, new String[] {"system", template.defaultSystem});
+        }
+        // "message": Jinja "| trim" on the whole message (Llama-3); "parts" trimmed each part in messageTurns.
+        boolean strip = !template.stripContent.equals("none");
+        StringBuilder out = new StringBuilder(template.bos);
+        String pendingSystem = null;
+        for (String[] t : turns) {
+            String role = t[0];
+            String text = t[1];
+            switch (role) {
+                case "system":
+                    if (template.systemMode.equals("first_user")) {
+                        pendingSystem = text; // Gemma 3 does not trim the system text
+                    } else {
+                        out.append(Py.format(template.systemTemplate, "content", strip ? Py.strip(text) : text));
+                    }
+                    break;
+                case "user":
+                    String content = strip ? Py.strip(text) : text;
+                    if (pendingSystem != null) {
+                        content = pendingSystem + template.systemJoiner + content;
+                        pendingSystem = null;
+                    }
+                    out.append(Py.format(template.userTemplate, "content", content));
+                    break;
+                case "assistant":
+                    out.append(Py.format(template.assistantTemplate, "content", strip ? Py.strip(text) : text));
+                    break;
+                default:
+                    throw new PromptException("unknown chat role " + Py.repr(role) + "; use system, user or assistant");
+            }
+        }
+        if (addGenerationPrompt) {
+            out.append(template.generationPrompt);
+        }
+        return out.toString();
+    }
+
+    /** Replaces the i-th marker by image i's placeholder; puts after_last_image after the last one. */
+    public String expandImages(String text, List<int[]> grids) {
+        List<String> chunks = splitAll(text, layout.marker);
+        if (chunks.size() - 1 != grids.size()) {
+            throw new PromptException("the prompt has " + (chunks.size() - 1) + " image marker(s) " + Py.repr(layout.marker)
+                    + " but " + grids.size() + " image(s) were given");
+        }
+        StringBuilder out = new StringBuilder(chunks.get(0));
+        for (int i = 0; i < grids.size(); i++) {
+            out.append(imagePlaceholder(grids.get(i), i));
+            if (i == grids.size() - 1) {
+                out.append(layout.afterLastImage);
+            }
+            out.append(chunks.get(i + 1));
+        }
+        return out.toString();
+    }
+
+    private static List<String> splitAll(String text, String sep) {
+        List<String> out = new ArrayList<>();
+        int start = 0;
+        for (int i = text.indexOf(sep); i >= 0; i = text.indexOf(sep, start)) {
+            out.add(text.substring(start, i));
+            start = i + sep.length();
+        }
+        out.add(text.substring(start));
+        return out;
+    }
+
+    /** Full prompt text (build_prompt): one grid per image, in prompt order. */
+    public String build(List<Message> messages, List<int[]> grids, String system, boolean addGenerationPrompt) {
+        List<String[]> turns = messageTurns(messages, grids.size());
+        return expandImages(renderChat(turns, addGenerationPrompt, system), grids);
+    }
+
+    public String build(String userText, List<int[]> grids, String system) {
+        return build(List.of(Message.text("user", userText)), grids, system, true);
+    }
+
+    /** PaliGemma-style scoring suffix, tokenised separately: suffix + eos. */
+    public String suffix(String suffix) {
+        return suffix == null ? "" : suffix + template.eos;
+    }
+
+    /** Text of a follow-up chat turn (vlm.Chat._turn_text, turns > 0): close the answer, user turn, generation cue. */
+    public String followUp(String text, List<int[]> grids) {
+        List<String[]> turns = messageTurns(List.of(Message.text("user", text)), grids.size());
+        String content = turns.get(0)[1];
+        if (!template.stripContent.equals("none")) {
+            content = Py.strip(content);
+        }
+        int at = template.assistantTemplate.indexOf("{content}");
+        String close = template.assistantTemplate.substring(at + "{content}".length()); // e.g. "<|im_end|>\n"
+        String turn = close + Py.format(template.userTemplate, "content", content) + template.generationPrompt;
+        return grids.isEmpty() ? turn : expandImages(turn, grids);
+    }
+}

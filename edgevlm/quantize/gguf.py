@@ -1,0 +1,124 @@
+"""``edgevlm quantize`` for GGUF bundles: llama.cpp's own quantizer (``llama_model_quantize``) on the text model.
+
+The text GGUF is re-quantized exactly as ``llama-quantize`` would (same k-quant mixes, e.g. Q4_K_M keeps
+some attn_v / ffn_down tensors at Q6_K). The mmproj (MiniCPM-V) stays f16 unless ``mmproj="q8_0"``:
+llama_model_quantize only handles text architectures, so the projector is re-written with gguf-py's
+Q8_0 quantizer (2-D weights only; clip.cpp loads Q8_0 mmprojs). Everything else is copied, and the
+manifest records what was done; the new bundle is written atomically (manifest.BundleWriter).
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from ..errors import BundleError, EdgeVLMError
+from ..manifest import BundleWriter, Manifest, read_manifest
+
+# name → llama_ftype value (llama.h); resolved lazily so importing this module needs no llama_cpp.
+GGUF_TYPES = ("Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q4_K_S", "Q4_K_M", "Q5_K_S", "Q5_K_M", "Q6_K",
+              "Q3_K_M", "Q2_K", "F16")
+MMPROJ_TYPES = ("f16", "q8_0")
+
+
+def _ftype(name: str) -> int:
+    import llama_cpp as L
+
+    key = name.upper()
+    if key not in GGUF_TYPES:
+        raise EdgeVLMError(f"GGUF quantization {name!r} is not available; choose one of {', '.join(GGUF_TYPES)}.")
+    return int(getattr(L, "LLAMA_FTYPE_MOSTLY_" + key))
+
+
+def quantize_gguf(src: str | Path, dst: str | Path, method: str, threads: int = 0) -> dict[str, Any]:
+    """Quantize one text GGUF with llama.cpp; returns {"method", "type", "bytes_before", "bytes_after", "seconds"}."""
+    import ctypes
+
+    import llama_cpp as L
+
+    params = L.llama_model_quantize_default_params()
+    params.ftype = _ftype(method)
+    params.nthread = threads
+    started = time.perf_counter()
+    code = L.llama_model_quantize(str(src).encode(), str(dst).encode(), ctypes.byref(params))
+    if code != 0:
+        raise EdgeVLMError(f"llama.cpp could not quantize {src} to {method} (code {code}); is it a text-model GGUF "
+                           "written by edgevlm export --format gguf?")
+    return {"method": "llama_model_quantize", "type": method.upper(), "bytes_before": Path(src).stat().st_size,
+            "bytes_after": Path(dst).stat().st_size, "seconds": round(time.perf_counter() - started, 2)}
+
+
+def quantize_mmproj_q8_0(src: str | Path, dst: str | Path) -> dict[str, Any]:
+    """Re-write an mmproj GGUF with its 2-D ``.weight`` tensors in Q8_0 (gguf-py quantizer); keys copied."""
+    import gguf
+    import numpy as np
+
+    reader = gguf.GGUFReader(str(src))
+    arch = reader.fields["general.architecture"].contents()
+    writer = gguf.GGUFWriter(str(dst), arch)
+    for key, field in reader.fields.items():
+        if key.startswith("GGUF.") or key == "general.architecture":
+            continue
+        if key == "general.file_type":
+            writer.add_file_type(gguf.LlamaFileType.MOSTLY_Q8_0)
+            continue
+        value = field.contents()
+        vtype = field.types[0]
+        if vtype == gguf.GGUFValueType.ARRAY:
+            writer.add_key_value(key, value, vtype, sub_type=field.types[-1])
+        else:
+            writer.add_key_value(key, value, vtype)
+    Q8 = gguf.GGMLQuantizationType.Q8_0
+    for tensor in reader.tensors:
+        shape = [int(d) for d in reversed(tensor.shape)]  # numpy order
+        data = np.asarray(tensor.data)
+        is_float = tensor.tensor_type in (gguf.GGMLQuantizationType.F32, gguf.GGMLQuantizationType.F16)
+        if is_float and len(shape) == 2 and tensor.name.endswith(".weight") and shape[-1] % 32 == 0 \
+                and "position_embd" not in tensor.name:
+            q = gguf.quants.quantize(data.astype(np.float32).reshape(shape), Q8)
+            writer.add_tensor(tensor.name, q, raw_shape=q.shape, raw_dtype=Q8)
+        else:
+            writer.add_tensor(tensor.name, data.reshape(shape) if is_float else data,
+                              raw_dtype=None if is_float else tensor.tensor_type)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return {"method": "gguf-py", "type": "Q8_0", "bytes_before": Path(src).stat().st_size,
+            "bytes_after": Path(dst).stat().st_size}
+
+
+def quantize_gguf_bundle(bundle: str | Path, out: str | Path, method: str, mmproj: str = "f16",
+                         overwrite: bool = False, threads: int = 0) -> Manifest:
+    """A new bundle at ``out`` whose text GGUF is quantized to ``method`` (Q8_0, Q4_0, Q4_K_M, Q5_K_M, ...)."""
+    src = Path(bundle)
+    manifest = read_manifest(src)
+    if manifest.format != "gguf" or "text" not in manifest.parts:
+        raise BundleError(f"{src} is a {manifest.format} bundle without a GGUF text part; GGUF quantization "
+                          "(Q4_K_M, ...) applies to bundles exported with --format gguf.")
+    if mmproj not in MMPROJ_TYPES:
+        raise EdgeVLMError(f"mmproj quantization {mmproj!r} is not available; choose one of {', '.join(MMPROJ_TYPES)}.")
+    text = manifest.parts["text"]
+    if text.dtype not in ("fp32", "fp16"):
+        raise BundleError(f"{src}: the text model is already quantized ({text.dtype}); quantize the f32/f16 export "
+                          "instead (re-quantizing compounds the error).")
+    _ftype(method)  # fail before copying anything
+    with BundleWriter(out, overwrite=overwrite) as writer:
+        for rel in manifest.files:
+            if rel != text.file:
+                shutil.copy(src / rel, writer.path(rel))
+        record = quantize_gguf(src / text.file, writer.path(text.file), method, threads)
+        record["source_dtype"] = text.dtype
+        text.dtype = method.lower()
+        manifest.quantization = dict(manifest.quantization or {})
+        manifest.quantization["text"] = record
+        if "mmproj" in manifest.parts and mmproj == "q8_0":
+            part = manifest.parts["mmproj"]
+            manifest.quantization["mmproj"] = quantize_mmproj_q8_0(src / part.file, writer.path(part.file))
+            part.dtype = "q8_0"
+        # Parity figures of the float export no longer describe this bundle; keep them under a clear name.
+        if manifest.validation:
+            manifest.validation = {"before_quantization": manifest.validation}
+        return writer.commit(manifest)

@@ -1,0 +1,98 @@
+"""ONNX part quantization with onnxruntime's own quantizers (one method per part).
+
+The runtime's I/O contract does not change: inputs and outputs stay float32, so a quantized bundle
+runs through exactly the same backend code as its source.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import onnx
+import onnx.numpy_helper
+
+from ..errors import EdgeVLMError
+
+TWO_GB = 2 << 30
+
+
+def _save(model: onnx.ModelProto, path: Path) -> None:
+    large = model.ByteSize() > TWO_GB - (64 << 20)
+    onnx.save_model(model, str(path), save_as_external_data=large, all_tensors_to_one_file=True,
+                    location=path.name + ".data" if large else None)
+
+
+def _load(path: Path) -> onnx.ModelProto:
+    return onnx.load_model(str(path), load_external_data=True)
+
+
+def _files_size(path: Path) -> int:
+    data = path.with_name(path.name + ".data")
+    return path.stat().st_size + (data.stat().st_size if data.exists() else 0)
+
+
+def _initializer_bytes(model: onnx.ModelProto) -> dict[str, tuple[int, int]]:
+    """name -> (element type, bytes) of every weight."""
+    return {t.name: (t.data_type, len(onnx.numpy_helper.to_array(t).tobytes())) for t in model.graph.initializer}
+
+
+def quantized_weights_ratio(src: onnx.ModelProto, dst: onnx.ModelProto) -> float:
+    """Bytes of the weights that changed, after / before (unchanged weights such as norms excluded)."""
+    before, after = _initializer_bytes(src), _initializer_bytes(dst)
+    unchanged = sum(size for name, (kind, size) in before.items() if after.get(name) == (kind, size))
+    return round((sum(s for _, s in after.values()) - unchanged) / max(sum(s for _, s in before.values()) - unchanged, 1), 4)
+
+
+def quantize_onnx_part(src: Path, dst: Path, method: str, block_size: int = 32, symmetric: bool = True,
+                       calibration: Any = None) -> dict[str, Any]:
+    """Write ``dst`` from ``src`` with ``method``; return the manifest record of what was done."""
+    size_before = _files_size(src)
+    record: dict[str, Any] = {"method": method}
+    if method == "none":
+        _save(_load(src), dst)
+    elif method == "fp16":
+        from onnxruntime.transformers.float16 import convert_float_to_float16
+
+        # keep_io_types: the runtime feeds and reads float32 exactly as for the source bundle
+        _save(convert_float_to_float16(_load(src), keep_io_types=True, disable_shape_infer=True), dst)
+    elif method == "int8":
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        with tempfile.TemporaryDirectory() as tmp:
+            staged = Path(tmp) / src.name
+            _save(_load(src), staged)  # quantize_dynamic wants a path; stage to resolve external data
+            quantize_dynamic(str(staged), str(dst), per_channel=True, weight_type=QuantType.QInt8,
+                             op_types_to_quantize=["MatMul", "Gather"],
+                             use_external_data_format=_files_size(staged) > TWO_GB,
+                             extra_options={"MatMulConstBOnly": True})
+        record.update(weights="int8 per output channel", activations="dynamic int8")
+    elif method in ("w4", "w8"):
+        from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+        bits = 4 if method == "w4" else 8
+        quantizer = MatMulNBitsQuantizer(_load(src), bits=bits, block_size=block_size, is_symmetric=symmetric,
+                                         op_types_to_quantize=("MatMul",))
+        quantizer.process()
+        _save(quantizer.model.model, dst)
+        record.update(bits=bits, block_size=block_size, symmetric=symmetric, activations="float32")
+    elif method in ("qdq8", "qdq16"):
+        if calibration is None:
+            raise EdgeVLMError(f"{method} is static quantization and needs calibration data: pass "
+                               "--calibration DIR (a folder of images plus prompts.txt)")
+        from .qdq import quantize_qdq
+
+        record.update(quantize_qdq(src, dst, method, calibration))
+    else:
+        raise EdgeVLMError(f"unknown ONNX quantization method {method!r}")
+    written = onnx.load_model(str(dst), load_external_data=True)
+    ops = Counter(node.op_type for node in written.graph.node)
+    record["quantized_weights_ratio"] = quantized_weights_ratio(_load(src), written)
+    record.update(size_before=size_before, size_after=_files_size(dst),
+                  ratio=round(_files_size(dst) / max(size_before, 1), 4),
+                  quantized_ops={k: v for k, v in ops.items()
+                                 if k in ("MatMulNBits", "MatMulInteger", "DynamicQuantizeLinear", "DequantizeLinear",
+                                          "QuantizeLinear", "GatherBlockQuantized", "ConvInteger")})
+    return record

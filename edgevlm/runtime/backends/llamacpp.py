@@ -1,0 +1,259 @@
+"""The llama.cpp backend (llama-cpp-python's low-level C API) behind the Backend protocol.
+
+The text part is a stock GGUF (export/gguf_text.py). Tokens go to llama.cpp as ids, except rows it
+must receive as embeddings: image features, and every token of a bidirectional block, which is
+decoded as ONE batch with causal attention switched off (``llama_set_causal_attn``). llama.cpp's
+KV mask then lets the block see all of itself and everything before it: the exact prefix-LM /
+image-block mask (techspec §3, §4.8). What is family-specific is data from the manifest:
+``image_token_id`` and the text part's input scales (see export/gguf_text.input_scales).
+
+KV cache: allocated once for ``max_context`` tokens; ``swa_full`` keeps sliding-window layers'
+cells too, so ``rewind`` to any earlier position stays exact.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import llama_cpp as L
+from llama_cpp import _logger as _llama_logger
+
+from ...errors import BundleError, DeviceError, PromptError
+from ...manifest import Manifest
+from .llamacpp_embd import TokenEmbeddings
+
+_DEVICES = ("cpu", "auto")
+
+
+def _check(code: int, what: str) -> None:
+    if code != 0:
+        raise RuntimeError(f"llama.cpp {what} failed with code {code}")
+
+
+class _Batch:
+    """A reusable llama_batch with numpy views on its arrays (ids or embedding rows, one sequence)."""
+
+    def __init__(self, capacity: int, n_embd: int = 0):
+        self.capacity = capacity
+        self.raw = L.llama_batch_init(capacity, n_embd, 1)
+        self.pos = np.ctypeslib.as_array(self.raw.pos, shape=(capacity,))
+        self.logits = np.ctypeslib.as_array(self.raw.logits, shape=(capacity,))
+        n_seq = np.ctypeslib.as_array(self.raw.n_seq_id, shape=(capacity,))
+        n_seq[:] = 1
+        for i in range(capacity):
+            self.raw.seq_id[i][0] = 0
+        self.token = np.ctypeslib.as_array(self.raw.token, shape=(capacity,)) if not n_embd else None
+        self.embd = np.ctypeslib.as_array(self.raw.embd, shape=(capacity, n_embd)) if n_embd else None
+
+    def fill(self, start_pos: int, n: int, want_logits: bool | str) -> None:
+        self.raw.n_tokens = n
+        self.pos[:n] = np.arange(start_pos, start_pos + n, dtype=np.int32)
+        self.logits[:n] = 0
+        if want_logits == "all":
+            self.logits[:n] = 1
+        elif want_logits:
+            self.logits[n - 1] = 1
+
+    def free(self) -> None:
+        if self.raw is not None:
+            L.llama_batch_free(self.raw)
+            self.raw = None
+
+
+class LlamaCppBackend:
+    def __init__(self, bundle_dir: str | Path, manifest: Manifest, device: str = "cpu", threads: int | None = None,
+                 max_context: int | None = None, kv_type: str | None = None, verbose: bool = False):
+        if device not in _DEVICES:
+            raise DeviceError(f"device {device!r} is not available for GGUF bundles in this build (CPU llama.cpp); "
+                              "use device='cpu'.")
+        self.bundle = Path(bundle_dir)
+        parts = manifest.parts
+        if "text" not in parts:
+            raise BundleError(f"{self.bundle}: the manifest has no 'text' part, which the llama.cpp backend needs. "
+                              "Re-export with --format gguf.")
+        text = parts["text"]
+        path = self.bundle / text.file
+        if not path.is_file():
+            raise BundleError(f"{path}: the GGUF text model is missing. Re-copy or re-export the bundle.")
+        self.image_token_id = int(manifest.text["image_token_id"])
+        self.n_embd = int(text.extra["n_embd"])
+        self.embd_input_scale = np.float32(text.extra.get("embd_input_scale", 1.0))
+        self.max_context = int(max_context or manifest.text.get("max_context", 2048))
+        self.n_past = 0
+        threads = int(threads or os.cpu_count() or 1)
+
+        _llama_logger.set_verbose(verbose)
+        L.llama_backend_init()
+        mparams = L.llama_model_default_params()
+        mparams.n_gpu_layers = 0
+        self.model = L.llama_model_load_from_file(str(path).encode(), mparams)
+        if not self.model:
+            raise BundleError(f"{path}: llama.cpp could not load this GGUF (damaged, or written for a newer "
+                              "llama.cpp). Re-export, or upgrade llama-cpp-python.")
+        self.vocab = L.llama_vocab_n_tokens(L.llama_model_get_vocab(self.model))
+        cparams = L.llama_context_default_params()
+        cparams.n_ctx = self.max_context
+        # A bidirectional block must be one ubatch (non-causal attention does not span ubatches).
+        self.n_batch = min(self.max_context, 2048)
+        cparams.n_batch = cparams.n_ubatch = self.n_batch
+        cparams.n_seq_max = 1
+        cparams.n_threads = cparams.n_threads_batch = threads
+        cparams.swa_full = True
+        # f32 bundles keep an f32 KV cache and plain attention, so they reproduce the reference to
+        # ~1e-5; smaller bundles use llama.cpp's usual f16 cache.
+        exact = (kv_type or ("f32" if text.dtype == "fp32" else "f16")) == "f32"
+        cparams.type_k = cparams.type_v = L.GGML_TYPE_F32 if exact else L.GGML_TYPE_F16
+        cparams.flash_attn_type = L.LLAMA_FLASH_ATTN_TYPE_DISABLED if exact else L.LLAMA_FLASH_ATTN_TYPE_AUTO
+        self.ctx = L.llama_init_from_model(self.model, cparams)
+        if not self.ctx:
+            raise BundleError(f"{path}: llama.cpp could not create a context of {self.max_context} tokens "
+                              "(out of memory?). Pass a smaller max_context.")
+        self.memory = L.llama_get_memory(self.ctx)
+        self._tokens = _Batch(self.n_batch)
+        self._rows = _Batch(self.n_batch, self.n_embd)
+        self._token_embd = None  # TokenEmbeddings, opened on first bidirectional block with text
+        self._token_embd_args = (path, float(text.extra.get("token_scale", 1.0)), float(self.embd_input_scale))
+        self._vision = None
+        if "vision" in parts and parts["vision"].format == "onnx":
+            from .llamacpp_vision import OnnxVision
+
+            self._vision = OnnxVision(self.bundle, parts["vision"], threads,
+                                      int(manifest.vision.get("max_batch", 0) or 16))
+
+    # -- images ---------------------------------------------------------------------------------
+    def encode_images(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        if self._vision is None:
+            raise BundleError(f"{self.bundle}: this bundle has no vision part, so it cannot take images.")
+        return self._vision.encode(inputs)
+
+    # -- text -------------------------------------------------------------------------------------
+    def _segments(self, ids: np.ndarray, image_rows: np.ndarray, blocks: np.ndarray) -> list[tuple[int, int, bool, bool]]:
+        """[(start, end, as_embeddings, bidirectional)]: maximal runs fed to llama.cpp the same way."""
+        as_rows = image_rows | (blocks >= 0)
+        out: list[tuple[int, int, bool, bool]] = []
+        start = 0
+        for t in range(1, len(ids) + 1):
+            if t == len(ids) or as_rows[t] != as_rows[start] or blocks[t] != blocks[start]:
+                out.append((start, t, bool(as_rows[start]), bool(blocks[start] >= 0)))
+                start = t
+        seen = [blocks[s] for s, _, _, bidir in out if bidir]
+        if len(seen) != len(set(seen)):
+            raise PromptError("a bidirectional block's tokens are not contiguous; llama.cpp can only decode a "
+                              "block given as one run of tokens.")
+        return out
+
+    def _embedding_rows(self, ids: np.ndarray, image_rows: np.ndarray, features: np.ndarray, first_image: int
+                        ) -> np.ndarray:
+        """Rows for ids (a segment): image features in order, token_embd rows for text, scaled for llama.cpp."""
+        rows = np.empty((len(ids), self.n_embd), np.float32)
+        n_img = int(image_rows.sum())
+        if n_img:
+            rows[image_rows] = features[first_image:first_image + n_img] / self.embd_input_scale
+        if n_img < len(ids):
+            if self._token_embd is None:
+                self._token_embd = TokenEmbeddings(*self._token_embd_args)
+            rows[~image_rows] = self._token_embd.rows(ids[~image_rows])
+        return rows
+
+    def _decode(self, batch: _Batch, start_pos: int, n: int, want: bool | str) -> None:
+        batch.fill(start_pos, n, want)
+        code = L.llama_decode(self.ctx, batch.raw)
+        if code != 0:
+            L.llama_memory_seq_rm(self.memory, 0, start_pos, -1)  # leave the cache as before this call
+            raise PromptError(f"llama.cpp could not decode {n} tokens at position {start_pos} (code {code}); "
+                              "the KV cache is full or the batch is too large.")
+
+    def _logits(self, n_out: int) -> np.ndarray:
+        ptr = L.llama_get_logits(self.ctx)
+        return np.ctypeslib.as_array(ptr, shape=(n_out, self.vocab)).copy()
+
+    def forward(self, input_ids: np.ndarray, features: np.ndarray | None = None,
+                block_ids: np.ndarray | None = None, all_logits: bool = False) -> np.ndarray:
+        ids = np.asarray(input_ids, np.int64).reshape(-1)
+        t, past = len(ids), self.n_past
+        if t == 0:
+            raise PromptError("forward() got no tokens; pass at least one token id.")
+        if past + t > self.max_context:
+            raise PromptError(f"{past + t} tokens do not fit the KV cache of {self.max_context} tokens. Shorten the "
+                              "prompt or conversation, or load with a larger max_context.")
+        image_rows = ids == self.image_token_id
+        n_rows = int(image_rows.sum())
+        feats = np.zeros((0, self.n_embd), np.float32) if features is None else \
+            np.asarray(features, np.float32).reshape(-1, self.n_embd)
+        if feats.shape[0] != n_rows:
+            raise PromptError(f"{n_rows} image placeholder tokens but {feats.shape[0]} image feature rows; the "
+                              "prompt's image places do not match the images given.")
+        blocks = np.full(t, -1, np.int32) if block_ids is None else np.asarray(block_ids, np.int32).reshape(-1)
+
+        # Fast path: one decode step (the generation loop).
+        if t == 1 and not n_rows and blocks[0] < 0:
+            self._tokens.token[0] = ids[0]
+            self._decode(self._tokens, past, 1, True)
+            self.n_past = past + 1
+            return self._logits(1)[0]
+
+        outputs: list[np.ndarray] = []
+        image_cursor = 0
+        try:
+            for start, end, as_rows, bidir in self._segments(ids, image_rows, blocks):
+                if bidir and end - start > self.n_batch:
+                    raise PromptError(f"a bidirectional block of {end - start} tokens exceeds llama.cpp's batch of "
+                                      f"{self.n_batch}; load with a larger max_context.")
+                seg_rows = (self._embedding_rows(ids[start:end], image_rows[start:end], feats, image_cursor)
+                            if as_rows else None)
+                image_cursor += int(image_rows[start:end].sum())
+                if bidir:
+                    L.llama_set_causal_attn(self.ctx, False)
+                try:
+                    for s in range(start, end, self.n_batch):
+                        e = min(end, s + self.n_batch)
+                        last = e == t
+                        want: bool | str = "all" if all_logits else last
+                        if as_rows:
+                            self._rows.embd[: e - s] = seg_rows[s - start:e - start]
+                            self._decode(self._rows, past + s, e - s, want)
+                        else:
+                            self._tokens.token[: e - s] = ids[s:e]
+                            self._decode(self._tokens, past + s, e - s, want)
+                        if all_logits:
+                            outputs.append(self._logits(e - s))
+                        elif last:
+                            outputs.append(self._logits(1)[0])
+                finally:
+                    if bidir:
+                        L.llama_set_causal_attn(self.ctx, True)
+        except Exception:
+            L.llama_memory_seq_rm(self.memory, 0, past, -1)
+            raise
+        self.n_past = past + t
+        return np.concatenate(outputs, axis=0) if all_logits else outputs[-1]
+
+    def rewind(self, n_keep: int) -> None:
+        if not 0 <= n_keep <= self.n_past:
+            raise ValueError(f"rewind({n_keep}) outside [0, {self.n_past}]")
+        if not L.llama_memory_seq_rm(self.memory, 0, n_keep, -1):
+            raise RuntimeError(f"llama.cpp could not drop cached positions from {n_keep}")
+        self.n_past = n_keep
+
+    def close(self) -> None:
+        for batch in (getattr(self, "_tokens", None), getattr(self, "_rows", None)):
+            if batch is not None:
+                batch.free()
+        if getattr(self, "ctx", None):
+            L.llama_free(self.ctx)
+            self.ctx = None
+        if getattr(self, "model", None):
+            L.llama_model_free(self.model)
+            self.model = None
+        self._vision = None
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass

@@ -1,0 +1,59 @@
+"""The vision part of a GGUF bundle (ONNX, run by onnxruntime) behind ``encode_images``.
+
+llama.cpp has no PaliGemma projector, and mtmd's public API accepts only raw bitmaps that it slices
+itself (differently from the reference for small images, techspec §4.5), so GGUF bundles carry the
+same ONNX vision part as ONNX bundles and the text model gets the features as embedding rows.
+Chunks of one grid run as one batch, cropped to their length (same policy as the onnxruntime backend).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ...errors import BundleError
+from ...manifest import Part
+from ..vision_inputs import derived_inputs
+
+
+class OnnxVision:
+    def __init__(self, bundle: Path, part: Part, threads: int | None = None, max_batch: int = 16):
+        import onnxruntime as ort
+
+        path = bundle / part.file
+        if not path.is_file():
+            raise BundleError(f"{path}: the vision part is missing. Re-copy or re-export the bundle.")
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = int(threads)
+        self.session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+        self.extra: dict[str, Any] = dict(part.extra)
+        self.max_batch = int(self.extra.get("max_batch", max_batch))
+
+    def encode(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        """Processor outputs -> float32 [n_chunks, tokens_per_chunk, hidden]."""
+        pixels = np.asarray(inputs["pixel_values"], np.float32)
+        derived = self.extra.get("derived_inputs") or {}
+        if not derived:
+            outs = [self.session.run(None, {"pixel_values": pixels[i:i + self.max_batch]})[0]
+                    for i in range(0, len(pixels), self.max_batch)]
+            return np.concatenate(outs, axis=0)
+        tgt = np.asarray(inputs["tgt_sizes"]).astype(np.int64)
+        patch = int(self.extra["patch_size"])
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, (h, w) in enumerate(tgt.tolist()):
+            groups.setdefault((h, w), []).append(i)
+        result: list[np.ndarray | None] = [None] * len(tgt)
+        for (h, w), members in groups.items():
+            n = h * w
+            for start in range(0, len(members), self.max_batch):
+                idx = members[start:start + self.max_batch]
+                feeds = {"pixel_values": np.ascontiguousarray(pixels[idx, :, :, : n * patch]),
+                         "patch_attention_mask": np.ones((len(idx), n), dtype=bool)}
+                feeds.update(derived_inputs(derived, tgt[idx], n, self.extra))
+                out = self.session.run(None, feeds)[0]  # [b, tokens, D]
+                for j, i in enumerate(idx):
+                    result[i] = out[j]
+        return np.stack(result)

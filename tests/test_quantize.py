@@ -1,0 +1,83 @@
+"""ONNX quantization recipes: new bundle, the quantized ops are there, sizes shrink, it still runs,
+and the accuracy report refuses to compare different models."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import edgevlm
+from edgevlm.errors import EdgeVLMError
+from edgevlm.quantize.recipes import plan
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory):
+    from edgevlm.families.tiny import make_tiny
+
+    root = tmp_path_factory.mktemp("quant")
+    ckpt = make_tiny("minicpmv-2.6", root / "ckpt")
+    edgevlm.export(str(ckpt), str(root / "fp32"), progress=None)
+    return root / "fp32"
+
+
+@pytest.mark.parametrize("recipe,decoder_op,max_ratio", [("w4", "MatMulNBits", 0.30), ("int8", "MatMulInteger", 0.30)])
+def test_recipe_quantizes_the_decoder(source, tmp_path, recipe, decoder_op, max_ratio):
+    manifest = edgevlm.quantize(str(source), str(tmp_path / recipe), recipe=recipe, progress=None)
+    record = manifest.quantization["decoder"]
+    assert record["method"] == recipe and record["quantized_ops"].get(decoder_op, 0) > 0
+    assert record["quantized_weights_ratio"] <= max_ratio, record
+    if recipe == "w4":
+        assert record["ratio"] <= 0.30 and record["block_size"] == 32  # whole decoder file vs fp32
+    result = edgevlm.load(str(tmp_path / recipe)).generate("Describe.", max_new_tokens=4)
+    assert len(result.token_ids) == 4
+
+
+def test_mixed_keeps_vision_gentle_and_overrides_apply(source, tmp_path):
+    manifest = edgevlm.quantize(str(source), str(tmp_path / "mixed"), recipe="mixed", overrides={"vision": "none"},
+                                progress=None)
+    assert manifest.quantization["decoder"]["method"] == "w4"
+    assert manifest.quantization["vision"]["method"] == "none"
+    assert manifest.quantization["embedding"]["method"] == "int8"
+
+
+def test_report_is_stored_and_sane(source, tmp_path):
+    manifest = edgevlm.quantize(str(source), str(tmp_path / "w8"), recipe="w8", report=True, progress=None)
+    table = manifest.quantization["report"]
+    assert table["positions"] >= 200
+    assert 0.5 <= table["top1_agreement"] <= 1.0 and table["mean_kl"] >= 0
+    assert table["vision_cosine_min"] > 0.99
+    again = edgevlm.quantize.report(str(source), str(tmp_path / "w8"))  # the public function on finished bundles
+    assert again["top1_agreement"] == table["top1_agreement"]
+
+
+def test_source_against_itself_agrees_fully(source):
+    table = edgevlm.quantize.report(str(source), str(source), greedy_tokens=8)
+    assert table["top1_agreement"] == 1.0 and table["mean_kl"] < 1e-9 and min(table["greedy_identical_prefix"]) == 8
+
+
+def test_report_refuses_different_models(source, tmp_path):
+    from edgevlm.families.tiny import make_tiny
+
+    other = make_tiny("minicpmv-4.5", tmp_path / "ckpt45")
+    edgevlm.export(str(other), str(tmp_path / "b45"), progress=None)
+    with pytest.raises(EdgeVLMError, match="not the same model"):
+        edgevlm.quantize.report(str(source), str(tmp_path / "b45"))
+
+
+def test_never_in_place_and_unknown_recipe(source, tmp_path):
+    with pytest.raises(EdgeVLMError, match="never changes its input"):
+        edgevlm.quantize(str(source), str(source), recipe="w4", progress=None)
+    with pytest.raises(EdgeVLMError, match="unknown recipe 'w3'"):
+        edgevlm.quantize(str(source), str(tmp_path / "x"), recipe="w3", progress=None)
+    assert not (tmp_path / "x").exists()
+    with pytest.raises(EdgeVLMError, match="no audio part"):
+        plan("w4", ["vision", "decoder"], {"audio": "w4"})
+
+
+def test_manifest_records_the_source(source, tmp_path):
+    edgevlm.quantize(str(source), str(tmp_path / "q"), recipe="w4", progress=None)
+    data = json.loads((tmp_path / "q" / "manifest.json").read_text())
+    assert data["source"]["quantized_from"] == source.name and data["quantization"]["recipe"] == "w4"
+    assert data["validation"]["source"]["passed"] is True
