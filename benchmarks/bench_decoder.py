@@ -137,23 +137,31 @@ def bench_ours(out: Path, threads: int | None, steps: int) -> dict:
     res = {}
     for ctx in (64, 1024):
         be.rewind(0)
-        ids = rng.integers(0, 151936, ctx)
         t0 = time.perf_counter()
-        logits = be.forward(ids)
+        logits = be.forward(rng.integers(0, 151936, ctx))
         res[f"prefill_{ctx}_s"] = round(time.perf_counter() - t0, 3)
-        tok = int(logits.argmax())
-        be.forward(np.array([tok]))  # warm-up step
-        timer.seconds, times = 0.0, []
-        for _ in range(steps):
+    tok = int(logits.argmax())
+    be.forward(np.array([tok]))  # warm-up step
+    # The cache now holds 1024+ rows. Alternate single-token steps at 64 and 1024 tokens of context so
+    # that load from other processes hits both alike. Setting n_past directly reuses rows already
+    # written (a step at 64 overwrites row 64; values do not change the cost of a step).
+    times = {64: [], 1024: []}
+    inside = {64: 0.0, 1024: 0.0}
+    for _ in range(steps):
+        for ctx in (64, 1024):
+            be.n_past = ctx
+            timer.seconds = 0.0
             t0 = time.perf_counter()
             tok = int(be.forward(np.array([tok])).argmax())
-            times.append(time.perf_counter() - t0)
-        total = sum(times)
-        res[f"decode_ms_ctx{ctx}"] = round(1000 * float(np.median(times)), 2)
-        res[f"python_overhead_ctx{ctx}"] = round((total - timer.seconds) / total, 4)
-        res[f"python_overhead_ms_ctx{ctx}"] = round(1000 * (total - timer.seconds) / steps, 3)
+            times[ctx].append(time.perf_counter() - t0)
+            inside[ctx] += timer.seconds
+    for ctx in (64, 1024):
+        total = sum(times[ctx])
+        res[f"decode_ms_ctx{ctx}"] = round(1000 * float(np.median(times[ctx])), 2)
+        res[f"python_overhead_ctx{ctx}"] = round((total - inside[ctx]) / total, 4)
+        res[f"python_overhead_ms_ctx{ctx}"] = round(1000 * (total - inside[ctx]) / steps, 3)
         log(f"ours ctx {ctx}: prefill {res[f'prefill_{ctx}_s']} s, decode {res[f'decode_ms_ctx{ctx}']} ms/token, "
-            f"overhead {100 * res[f'python_overhead_ctx{ctx}']:.2f}%")
+            f"overhead {100 * res[f'python_overhead_ctx{ctx}']:.2f}% ({res[f'python_overhead_ms_ctx{ctx}']} ms)")
     res["ratio_1024_over_64"] = round(res["decode_ms_ctx1024"] / res["decode_ms_ctx64"], 3)
     be.close()
     return res
@@ -187,11 +195,11 @@ def bench_genai(out: Path, threads: int | None, steps: int) -> dict:
     bufs = {n: np.random.default_rng(0).standard_normal((1, kvh, MAX_CONTEXT, hd)).astype(np.float32)
             for n in names if n.startswith("past_key_values")}
     res = {"inputs": names[:4]}
-    for ctx in (64, 1024):
-        b = sess.io_binding()
-        times = []
-        for step in range(steps + 1):
-            total = ctx + step + 1
+    b = sess.io_binding()
+    times = {64: [], 1024: []}
+    for step in range(steps + 1):
+        for ctx in (64, 1024):
+            total = ctx + 1
             keep = {"inputs_embeds": np.random.default_rng(step).standard_normal((1, 1, 896)).astype(np.float32),
                     "attention_mask": np.ones((1, total), np.int64)}
             if "position_ids" in names:
@@ -205,15 +213,16 @@ def bench_genai(out: Path, threads: int | None, steps: int) -> dict:
             b.bind_output("logits")
             t0 = time.perf_counter()
             sess.run_with_iobinding(b)
-            if step:
-                times.append(time.perf_counter() - t0)
-        res[f"decode_ms_ctx{ctx}"] = round(1000 * float(np.median(times)), 2)
+            if step:  # step 0 is the warm-up
+                times[ctx].append(time.perf_counter() - t0)
+    for ctx in (64, 1024):
+        res[f"decode_ms_ctx{ctx}"] = round(1000 * float(np.median(times[ctx])), 2)
         log(f"genai ctx {ctx}: {res[f'decode_ms_ctx{ctx}']} ms/token")
     res["ratio_1024_over_64"] = round(res["decode_ms_ctx1024"] / res["decode_ms_ctx64"], 3)
     return res
 
 
-def bench_vision(threads: int | None, n_slices: int) -> dict:
+def bench_vision(threads: int | None, n_slices: int, rounds: int) -> dict:
     import torch
 
     from edgevlm.export.onnx_vision import export_vision
@@ -249,15 +258,23 @@ def bench_vision(threads: int | None, n_slices: int) -> dict:
     tgt = np.array([[32, 32]] * n_slices, np.int32)
     pixels = np.random.default_rng(0).standard_normal((n_slices, 3, 14, 1024 * 14)).astype(np.float32)
     inputs = {"pixel_values": pixels, "patch_attention_mask": np.ones((n_slices, 1024), bool), "tgt_sizes": tgt}
-    res = {"slices": n_slices, "slice_px": 448}
-    be.max_batch = 1
-    be.encode_images({k: v[:1] for k, v in inputs.items()})  # warm-up
-    for label, batch in (("sequential", 1), ("batched", n_slices)):
-        be.max_batch = batch
-        t0 = time.perf_counter()
-        feats = be.encode_images(inputs)
-        res[f"{label}_s"] = round(time.perf_counter() - t0, 3)
-        log(f"vision {label} (batch {batch}): {res[f'{label}_s']} s for {n_slices} slices, {feats.shape}")
+    res = {"slices": n_slices, "slice_px": 448, "rounds": rounds}
+    # Warm-up at the largest batch: the first run of a shape grows onnxruntime's memory arena (page
+    # faults); measured cold, the batched run pays that once (170 s vs 108 s warm, 3 slices, loaded host).
+    be.max_batch = n_slices
+    be.encode_images(inputs)
+    times: dict[str, list[float]] = {"sequential": [], "batched": []}
+    # Alternate the two modes so that load from other processes hits both alike.
+    for _ in range(rounds):
+        for label, batch in (("sequential", 1), ("batched", n_slices)):
+            be.max_batch = batch
+            t0 = time.perf_counter()
+            feats = be.encode_images(inputs)
+            times[label].append(time.perf_counter() - t0)
+            log(f"vision {label} (batch {batch}): {times[label][-1]:.2f} s for {n_slices} slices, {feats.shape}")
+    for label, values in times.items():
+        res[f"{label}_s"] = round(float(np.median(values)), 3)
+        res[f"{label}_all_s"] = [round(v, 3) for v in values]
     res["speedup"] = round(res["sequential_s"] / res["batched_s"], 3)
     return res
 
@@ -266,7 +283,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--steps", type=int, default=16)
-    ap.add_argument("--slices", type=int, default=4)
+    ap.add_argument("--slices", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--skip-genai", action="store_true")
     ap.add_argument("--skip-vision", action="store_true")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "decoder.json"))
@@ -284,7 +302,7 @@ def main() -> None:
         genai = build_genai(ckpt)
         result["genai_builder"] = bench_genai(genai, args.threads, args.steps) if genai else {"error": "build failed"}
     if not args.skip_vision:
-        result["vision"] = bench_vision(args.threads, args.slices)
+        result["vision"] = bench_vision(args.threads, args.slices, args.rounds)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))

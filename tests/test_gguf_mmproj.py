@@ -119,3 +119,26 @@ def test_mtmd_prompt_layout(encoder, tiny):
     assert all(n == ref.query_num for kind, n in chunks if kind == "image")
     assert layout.replace(" ", "") == ("<image>[IMG]</image><slice>[IMG]</slice><slice>[IMG]</slice>\n"
                                        "<slice>[IMG]</slice><slice>[IMG]</slice>hi")
+
+
+def test_stock_chat_handler_runs_our_files(encoder, tmp_path):
+    """llama-cpp-python's own MiniCPM-V chat handler (what users of stock llama.cpp run) takes our two files."""
+    import base64
+    import io
+
+    from llama_cpp.llama_chat_format import MiniCPMv26ChatHandler
+    from PIL import Image
+
+    ref, _, mmproj = encoder("minicpmv-2.6")
+    handler = MiniCPMv26ChatHandler(clip_model_path=str(mmproj), verbose=False)
+    llm = llama_cpp.Llama(model_path=str(mmproj.parent / "text.gguf"), chat_handler=handler, n_ctx=1024,
+                          n_threads=2, verbose=False)
+    buf = io.BytesIO()
+    Image.fromarray(smooth_rgb(448, 448)).save(buf, "PNG")
+    uri = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+    reply = llm.create_chat_completion(messages=[{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": uri}}, {"type": "text", "text": "What is in the image?"}]}],
+        max_tokens=4, temperature=0)
+    print(f"stock chat handler: {reply['usage']}")
+    assert reply["usage"]["prompt_tokens"] > ref.query_num  # the image's 64 embeddings plus the chat text
+    assert reply["usage"]["completion_tokens"] >= 1

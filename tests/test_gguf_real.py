@@ -54,6 +54,11 @@ def f16_gguf(real, tmp_path_factory):
     return path
 
 
+def _last_logits(llm):
+    """The last evaluated position's logits (Llama keeps none itself unless logits_all=True)."""
+    return np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm.ctx, -1), shape=(llm.n_vocab(),))
+
+
 def _tokenize(text_ckpt, text):
     from tokenizers import Tokenizer
 
@@ -64,7 +69,9 @@ def test_f16_greedy_matches_transformers(real, f16_gguf):
     from transformers import AutoModelForCausalLM
 
     hf = AutoModelForCausalLM.from_pretrained(str(real["text_ckpt"]), dtype=torch.float32).eval()
-    llm = llama_cpp.Llama(model_path=str(f16_gguf), n_ctx=512, n_threads=2, verbose=False, logits_all=False)
+    # The settings our backend uses for f16 bundles: f16 KV cache, no flash attention.
+    llm = llama_cpp.Llama(model_path=str(f16_gguf), n_ctx=512, n_threads=2, verbose=False, logits_all=False,
+                          type_k=llama_cpp.GGML_TYPE_F16, type_v=llama_cpp.GGML_TYPE_F16, flash_attn=False)
     same = 0
     for prompt in PROMPTS:
         ids = _tokenize(real["text_ckpt"], prompt)
@@ -75,7 +82,7 @@ def test_f16_greedy_matches_transformers(real, f16_gguf):
         llm.eval(ids)
         got = []
         for _ in range(32):
-            got.append(int(np.argmax(llm.eval_logits[-1])))
+            got.append(int(np.argmax(_last_logits(llm))))
             llm.eval([got[-1]])
         match = next((i for i, (a, b) in enumerate(zip(got, want)) if a != b), 32)
         print(f"{prompt[:30]!r}: identical prefix {match}/32")

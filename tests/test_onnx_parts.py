@@ -185,3 +185,22 @@ def test_fp16_export_runs_close_to_fp32(tiny, tmp_path):
     diff = float(np.abs(got - want).max())
     print(f"fp16 decoder vs fp32 reference: max abs diff {diff:.2e} (logit range {np.ptp(want):.1f})")
     assert diff < 0.05 * float(np.ptp(want))
+
+
+def test_large_models_use_one_external_data_file(tiny, tmp_path, monkeypatch):
+    """Over the 2 GB protobuf limit the weights go to decoder.onnx.data (threshold lowered to force it)."""
+    from edgevlm.export import onnx_common
+    from edgevlm.export.onnx_decoder import export_decoder
+
+    monkeypatch.setattr(onnx_common, "EXTERNAL_DATA_THRESHOLD", 0)
+    ref = load_reference(tiny("minicpmv-2.6"))
+    part = export_decoder(ref, tmp_path, max_context=64)
+    assert part.extra["external_data"] == "decoder.onnx.data"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["decoder.onnx", "decoder.onnx.data"]
+    assert (tmp_path / "decoder.onnx").stat().st_size < 200_000 < (tmp_path / "decoder.onnx.data").stat().st_size
+    ids = torch.arange(3, 9)[None]
+    with torch.no_grad():
+        want = ref.logits(ids)[0].numpy()
+    got, _ = _run_decoder(_session(tmp_path, part), part, ref.embed_tokens(ids).detach().numpy(), 0,
+                          np.full(8, -1, np.int32), np.arange(6), _empty_past(part))
+    assert np.abs(got - want).max() < 1e-4

@@ -81,3 +81,23 @@ def test_manifest_records_the_source(source, tmp_path):
     data = json.loads((tmp_path / "q" / "manifest.json").read_text())
     assert data["source"]["quantized_from"] == source.name and data["quantization"]["recipe"] == "w4"
     assert data["validation"]["source"]["passed"] is True
+
+
+def test_static_qdq_vision_with_calibration_images(source, tmp_path):
+    from edgevlm.export.validate import test_image as make_image
+
+    folder = tmp_path / "calibration"
+    folder.mkdir()
+    for i, (w, h) in enumerate([(640, 480), (300, 200)]):
+        make_image(w, h, seed=i).save(folder / f"{i}.png")
+    (folder / "prompts.txt").write_text("Describe the image.\n")
+    manifest = edgevlm.quantize(str(source), str(tmp_path / "qdq"), recipe="qdq16", calibration=str(folder),
+                                report=True, progress=None)
+    vision = manifest.quantization["vision"]
+    assert vision["quantized_ops"]["QuantizeLinear"] > 0 and vision["activations"] == "QUInt16"
+    assert manifest.quantization["report"]["vision_cosine_min"] > 0.999
+    with pytest.raises(EdgeVLMError, match="needs calibration data"):
+        edgevlm.quantize(str(source), str(tmp_path / "nocal"), recipe="qdq8", progress=None)
+    with pytest.raises(EdgeVLMError, match="has no images"):
+        edgevlm.quantize(str(source), str(tmp_path / "empty"), recipe="qdq8", calibration=str(tmp_path),
+                         progress=None)

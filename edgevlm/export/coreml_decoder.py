@@ -31,7 +31,6 @@ import torch
 from torch import nn
 
 from ..manifest import Part
-from ..runtime.backends.coreml import rope_inputs  # noqa: F401  (numpy; the runtime builds the same inputs)
 from .coreml_common import DEFAULT_COMPUTE_UNITS, MASK_VALUE, convert, ct, io_spec, package_manifest
 from .onnx_decoder import SLIDING, DecoderGraph, _position_offset, _rotate_half
 
@@ -183,20 +182,25 @@ def export_decoder(ref: Any, root: str | Path, dtype: str = "fp16", max_context:
                     Path(root) / package, dtype, states=states)
     module.reset()  # tracing wrote example rows into the buffers
     ins, outs, sts = io_spec(model)
+    return Part(file=package_manifest(package), format="mlpackage", inputs=ins, outputs=outs, dtype=dtype,
+                extra={"package": package, "compute_units": DEFAULT_COMPUTE_UNITS, "states": sts,
+                       **decoder_extra(module, ref)})
+
+
+def decoder_extra(module: StatefulDecoder, ref: Any) -> dict[str, Any]:
+    """What the runtime needs to drive the model (no conversion needed to compute it)."""
+    g = module.core
     masks = {"attention_bias": None}
     if g.has_sliding:
         masks["attention_bias_sliding"] = g.sliding_window
-    return Part(
-        file=package_manifest(package), format="mlpackage", inputs=ins, outputs=outs, dtype=dtype,
-        extra={
-            "package": package, "compute_units": DEFAULT_COMPUTE_UNITS, "states": sts,
-            "num_layers": g.num_layers, "num_kv_heads": g.num_kv_heads, "head_dim": g.head_dim,
-            "hidden_size": hidden, "vocab_size": int(g.lm_head.weight.shape[0]),
-            "kv_layout": "LBNSH", "kv_state_dtype": "float16", "kv_write_position": "S - T",
-            "max_context": int(max_context), "position_offset": _position_offset(ref),
-            # mask input name -> sliding window (None = full attention); built from block_ids exactly as
-            # for the ONNX decoder: allowed(q, k) = (k <= q or same block) and (window is None or q - k < window).
-            "masks": masks, "mask_value": MASK_VALUE, "logits_index_input": "logits_index",
-            "rope": [{"inputs": t["inputs"], "inv_freq": [float(x) for x in t["inv_freq"]], "scale": t["scale"],
-                      "layer_kinds": t["kinds"]} for t in module.tables.values()],
-        })
+    return {
+        "num_layers": g.num_layers, "num_kv_heads": g.num_kv_heads, "head_dim": g.head_dim,
+        "hidden_size": g.model.layers[0].self_attn.q_proj.in_features, "vocab_size": int(g.lm_head.weight.shape[0]),
+        "kv_layout": "LBNSH", "kv_state_dtype": "float16", "kv_write_position": "S - T",
+        "max_context": module.max_context, "position_offset": _position_offset(ref),
+        # mask input name -> sliding window (None = full attention); built from block_ids exactly as
+        # for the ONNX decoder: allowed(q, k) = (k <= q or same block) and (window is None or q - k < window).
+        "masks": masks, "mask_value": MASK_VALUE, "logits_index_input": "logits_index",
+        "rope": [{"inputs": t["inputs"], "inv_freq": [float(x) for x in t["inv_freq"]], "scale": t["scale"],
+                  "layer_kinds": t["kinds"]} for t in module.tables.values()],
+    }

@@ -39,5 +39,8 @@ def export_embedding(ref: Any, root: str | Path, dtype: str = "fp16", max_contex
     inputs_spec, outputs_spec, _ = io_spec(path)
     return Part(file=package_manifest(package), format="mlpackage", inputs=inputs_spec, outputs=outputs_spec,
                 dtype=dtype, extra={"package": package, "compute_units": DEFAULT_COMPUTE_UNITS,
-                                    "image_token_id": int(ref.image_token_id),
-                                    "hidden_size": int(ref.text.hidden_size)})
+                                    **embedding_extra(ref)})
+
+
+def embedding_extra(ref: Any) -> dict[str, Any]:
+    return {"image_token_id": int(ref.image_token_id), "hidden_size": int(ref.text.hidden_size)}

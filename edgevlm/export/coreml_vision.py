@@ -111,21 +111,30 @@ def export_vision(ref: Any, root: str | Path, dtype: str = "fp16", slice_patches
         module = NavitVisionCoreML(ref).float()
         convert(module, navit_example(ref, shapes[0]), inputs, [coremltools.TensorType(name="features", dtype=f32)],
                 path, dtype)
-        extra = {"kind": "navit_slices", "patch_size": patch, "patches_per_side": ref.patches_per_side,
-                 "embed_dim": dim, "tokens_per_chunk": ref.query_num, "slice_patches": shapes,
-                 "max_batch": 1, "derived_inputs": {"position_ids": "navit_position_ids",
-                                                    "key_pos": "resampler_key_pos"}}
+        extra = vision_extra(ref, shapes)
     else:
         cfg = ref.hf.config.vision_config
         example = (torch.randn(1, 3, cfg.image_size, cfg.image_size, generator=torch.Generator().manual_seed(0)),)
         module = FixedVisionCoreML(ref).float()
         convert(module, example, [coremltools.TensorType(name="pixel_values", shape=example[0].shape, dtype=f32)],
                 [coremltools.TensorType(name="features", dtype=f32)], path, dtype)
-        with torch.no_grad():
-            tokens = module(*example).shape[1]
-        extra = {"kind": "fixed", "image_size": cfg.image_size, "tokens_per_chunk": int(tokens), "max_batch": 1,
-                 "derived_inputs": {}}
+        extra = vision_extra(ref)
     inputs_spec, outputs_spec, _ = io_spec(path)
     extra.update(package=package, compute_units=DEFAULT_COMPUTE_UNITS)
     return Part(file=package_manifest(package), format="mlpackage", inputs=inputs_spec, outputs=outputs_spec,
                 dtype=dtype, extra=extra)
+
+
+def vision_extra(ref: Any, slice_patches: list[int] | None = None, scale_resolution: int = 448) -> dict[str, Any]:
+    """What the runtime needs to feed the vision package (no conversion needed to compute it)."""
+    if is_navit(ref):
+        patch = ref.vpm.config.patch_size
+        return {"kind": "navit_slices", "patch_size": patch, "patches_per_side": ref.patches_per_side,
+                "embed_dim": ref.resampler.embed_dim, "tokens_per_chunk": ref.query_num,
+                "slice_patches": list(slice_patches or slice_shapes(scale_resolution, patch)), "max_batch": 1,
+                "derived_inputs": {"position_ids": "navit_position_ids", "key_pos": "resampler_key_pos"}}
+    cfg = ref.hf.config.vision_config
+    with torch.no_grad():
+        tokens = ref.image_features(torch.zeros(1, 3, cfg.image_size, cfg.image_size)).shape[1]
+    return {"kind": "fixed", "image_size": cfg.image_size, "tokens_per_chunk": int(tokens), "max_batch": 1,
+            "derived_inputs": {}}

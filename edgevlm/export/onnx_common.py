@@ -8,7 +8,6 @@ runtime never has to guess them.
 
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -49,6 +48,7 @@ def export_module(module: torch.nn.Module, args: tuple, path: Path, input_names:
         warnings.simplefilter("ignore")
         torch.onnx.export(module, args, str(path), input_names=input_names, output_names=output_names,
                           dynamic_axes=dynamic_axes, opset_version=OPSET, do_constant_folding=True, dynamo=False)
+    stale = external_locations(path)  # per-tensor files the exporter may have written (> 2 GB)
     model = onnx.load(str(path), load_external_data=True)
     if dtype == "fp16":
         from onnxruntime.transformers.float16 import convert_float_to_float16
@@ -56,22 +56,28 @@ def export_module(module: torch.nn.Module, args: tuple, path: Path, input_names:
         # Graph inputs/outputs stay float32 so the runtime (and its KV buffers) are dtype-agnostic.
         model = convert_float_to_float16(model, keep_io_types=True, disable_shape_infer=True)
     save_model(model, path, large=_param_bytes(module) // (2 if dtype == "fp16" else 1) > EXTERNAL_DATA_THRESHOLD)
+    for name in stale - {path.name + ".data"}:
+        (path.parent / name).unlink(missing_ok=True)
     return path
 
 
-def save_model(model: Any, path: Path, large: bool) -> None:
+def external_locations(path: Path) -> set[str]:
     import onnx
 
-    for stale in path.parent.glob(path.name + ".data"):
-        stale.unlink()
-    # The TorchScript exporter may have scattered one file per weight next to the model: remove them.
-    for init in model.graph.initializer:
-        for entry in init.external_data:
-            if entry.key == "location" and (path.parent / entry.value).exists() and entry.value != path.name + ".data":
-                os.remove(path.parent / entry.value)
+    model = onnx.load(str(path), load_external_data=False)
+    return {entry.value for init in model.graph.initializer for entry in init.external_data if entry.key == "location"}
+
+
+def save_model(model: Any, path: Path, large: bool) -> None:
+    """One .onnx file, or .onnx + one ``<name>.data`` file holding every weight when ``large``."""
+    import onnx
+
+    data = path.with_name(path.name + ".data")
+    if data.exists():
+        data.unlink()
     if large:
         onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
-                        location=path.name + ".data", size_threshold=1024)
+                        location=data.name, size_threshold=1024)
     else:
         onnx.save_model(model, str(path))
 
@@ -95,8 +101,3 @@ def io_spec(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
 
     return spec(model.graph.input), spec(model.graph.output)
 
-
-def part_files(path: Path, root: Path) -> list[str]:
-    """The model file and its external data file (if any), relative to the bundle root."""
-    files = [path] + ([path.with_name(path.name + ".data")] if path.with_name(path.name + ".data").exists() else [])
-    return [str(f.relative_to(root)) if f.is_relative_to(root) else f.name for f in files]

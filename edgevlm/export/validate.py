@@ -73,13 +73,15 @@ def _hf_processor_inputs(ckpt: str, image: Image.Image, template: ChatTemplate) 
         processor = AutoProcessor.from_pretrained(ckpt)
     except Exception:  # MiniCPM-V 2.x/4.x processors are remote code: no transformers reference here
         return None
+    options: dict[str, Any] = {}
     if getattr(processor, "chat_template", None) and template.generation_prompt:
         messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": PROMPT}]}]
         text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        options["add_special_tokens"] = False  # the rendered template already starts with <bos>
     else:
         text = "<image>" + PROMPT
     try:
-        inputs = dict(processor(images=image, text=text, return_tensors="pt"))
+        inputs = dict(processor(images=image, text=text, return_tensors="pt", **options))
     except Exception:  # a tokenizer-only AutoProcessor (no image processor in transformers)
         return None
     inputs.pop("labels", None)

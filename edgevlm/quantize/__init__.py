@@ -70,11 +70,15 @@ def _quantize_onnx(src: Path, dst: Path, manifest: Manifest, recipe: str, overri
     from .onnx import quantize_onnx_part
 
     methods = plan(recipe, list(manifest.parts), overrides)
+    if calibration is not None:
+        from .qdq import Calibration
+
+        calibration = Calibration(src, calibration)
     records = {}
     for name, part in manifest.parts.items():
         say(f"quantizing {name} ({part.file}): {methods[name]}")
         records[name] = quantize_onnx_part(src / part.file, dst / part.file, methods[name], block_size, symmetric,
-                                           calibration)
+                                           calibration, name)
         part.dtype = methods[name] if methods[name] != "none" else part.dtype
     return records
 

@@ -132,7 +132,8 @@ def plan_coreml(recipe: str, parts: list[str], overrides: dict[str, str] | None 
     elif recipe in RECIPES:
         table = plan(recipe, parts, overrides, methods=COREML_METHODS + tuple(_UNSUPPORTED))
     else:
-        raise EdgeVLMError(f"unknown recipe {recipe!r}; choose one of {', '.join(list(RECIPES) + list(COREML_RECIPES))}")
+        known = ", ".join(list(RECIPES) + list(COREML_RECIPES))
+        raise EdgeVLMError(f"unknown recipe {recipe!r}; choose one of {known}")
     for part, method in table.items():
         if method in _UNSUPPORTED:
             raise EdgeVLMError(f"{part}: {method} is not available for Core ML bundles ({_UNSUPPORTED[method]}); "

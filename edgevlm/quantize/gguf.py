@@ -12,7 +12,7 @@ from __future__ import annotations
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ..errors import BundleError, EdgeVLMError
 from ..manifest import BundleWriter, Manifest, read_manifest
@@ -90,35 +90,67 @@ def quantize_mmproj_q8_0(src: str | Path, dst: str | Path) -> dict[str, Any]:
             "bytes_after": Path(dst).stat().st_size}
 
 
-def quantize_gguf_bundle(bundle: str | Path, out: str | Path, method: str, mmproj: str = "f16",
-                         overwrite: bool = False, threads: int = 0) -> Manifest:
-    """A new bundle at ``out`` whose text GGUF is quantized to ``method`` (Q8_0, Q4_0, Q4_K_M, Q5_K_M, ...)."""
-    src = Path(bundle)
-    manifest = read_manifest(src)
+def quantize_gguf_bundle(src: str | Path, dst: str | Path, manifest: Manifest, recipe: str,
+                         overrides: dict[str, str] | None = None,
+                         say: Callable[[str], None] = lambda message: None, threads: int = 0) -> dict[str, Any]:
+    """Quantize a GGUF bundle's parts from ``src`` into the directory ``dst`` (edgevlm.quantize orchestrates).
+
+    ``recipe`` is the text model's llama.cpp type (q8_0, q4_0, q4_k_m, q5_k_m, ...); ``overrides`` may set
+    ``{"mmproj": "q8_0"}`` (default: the mmproj stays as exported, f16) or ``{"text": type}``. Parts not
+    quantized (vision.onnx, mmproj) are copied. Part dtypes in ``manifest`` are updated in place; returns
+    one record per part for ``manifest.quantization``.
+    """
+    src, dst = Path(src), Path(dst)
+    overrides = dict(overrides or {})
+    unknown = sorted(set(overrides) - {"text", "mmproj"})
+    if unknown:
+        raise EdgeVLMError(f"GGUF bundles take per-part overrides for text and mmproj only, not {', '.join(unknown)}.")
     if manifest.format != "gguf" or "text" not in manifest.parts:
         raise BundleError(f"{src} is a {manifest.format} bundle without a GGUF text part; GGUF quantization "
-                          "(Q4_K_M, ...) applies to bundles exported with --format gguf.")
+                          "(q4_k_m, ...) applies to bundles exported with --format gguf.")
+    method = overrides.get("text", recipe)
+    mmproj = overrides.get("mmproj", "f16").lower()
     if mmproj not in MMPROJ_TYPES:
         raise EdgeVLMError(f"mmproj quantization {mmproj!r} is not available; choose one of {', '.join(MMPROJ_TYPES)}.")
     text = manifest.parts["text"]
     if text.dtype not in ("fp32", "fp16"):
         raise BundleError(f"{src}: the text model is already quantized ({text.dtype}); quantize the f32/f16 export "
                           "instead (re-quantizing compounds the error).")
-    _ftype(method)  # fail before copying anything
-    with BundleWriter(out, overwrite=overwrite) as writer:
-        for rel in manifest.files:
-            if rel != text.file:
-                shutil.copy(src / rel, writer.path(rel))
-        record = quantize_gguf(src / text.file, writer.path(text.file), method, threads)
-        record["source_dtype"] = text.dtype
-        text.dtype = method.lower()
-        manifest.quantization = dict(manifest.quantization or {})
-        manifest.quantization["text"] = record
-        if "mmproj" in manifest.parts and mmproj == "q8_0":
-            part = manifest.parts["mmproj"]
-            manifest.quantization["mmproj"] = quantize_mmproj_q8_0(src / part.file, writer.path(part.file))
+    _ftype(method)  # fail before writing anything
+    records: dict[str, Any] = {}
+    for name, part in manifest.parts.items():
+        target = dst / part.file
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if name == "text":
+            say(f"quantizing text ({part.file}) to {method.upper()} with llama.cpp")
+            records[name] = {**quantize_gguf(src / part.file, target, method, threads), "source_dtype": part.dtype}
+            part.dtype = method.lower()
+        elif name == "mmproj" and mmproj == "q8_0":
+            say(f"quantizing mmproj ({part.file}) to Q8_0")
+            records[name] = quantize_mmproj_q8_0(src / part.file, target)
             part.dtype = "q8_0"
+        else:
+            shutil.copy(src / part.file, target)
+            external = part.extra.get("external_data")
+            if external:
+                shutil.copy(src / external, dst / external)
+            records[name] = {"method": "none", "dtype": part.dtype}
+    return records
+
+
+def quantize_gguf_bundle_to(bundle: str | Path, out: str | Path, method: str, mmproj: str = "f16",
+                            overwrite: bool = False, threads: int = 0) -> Manifest:
+    """Standalone: a new bundle at ``out`` (atomic) with the text GGUF quantized to ``method``."""
+    src = Path(bundle)
+    manifest = read_manifest(src)
+    with BundleWriter(out, overwrite=overwrite) as writer:
+        part_files = {p.file for p in manifest.parts.values()} | {
+            p.extra["external_data"] for p in manifest.parts.values() if p.extra.get("external_data")}
+        for rel in manifest.files:
+            if rel not in part_files:
+                shutil.copy(src / rel, writer.path(rel))
+        records = quantize_gguf_bundle(src, writer.tmp, manifest, method, {"mmproj": mmproj}, threads=threads)
+        manifest.quantization = {**records, "recipe": method.lower(), "source_bundle": src.name}
         # Parity figures of the float export no longer describe this bundle; keep them under a clear name.
-        if manifest.validation:
-            manifest.validation = {"before_quantization": manifest.validation}
+        manifest.validation = {"source": manifest.validation} if manifest.validation else {}
         return writer.commit(manifest)

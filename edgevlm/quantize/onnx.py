@@ -47,7 +47,7 @@ def quantized_weights_ratio(src: onnx.ModelProto, dst: onnx.ModelProto) -> float
 
 
 def quantize_onnx_part(src: Path, dst: Path, method: str, block_size: int = 32, symmetric: bool = True,
-                       calibration: Any = None) -> dict[str, Any]:
+                       calibration: Any = None, part: str = "") -> dict[str, Any]:
     """Write ``dst`` from ``src`` with ``method``; return the manifest record of what was done."""
     size_before = _files_size(src)
     record: dict[str, Any] = {"method": method}
@@ -84,7 +84,7 @@ def quantize_onnx_part(src: Path, dst: Path, method: str, block_size: int = 32, 
                                "--calibration DIR (a folder of images plus prompts.txt)")
         from .qdq import quantize_qdq
 
-        record.update(quantize_qdq(src, dst, method, calibration))
+        record.update(quantize_qdq(src, dst, method, calibration, part))
     else:
         raise EdgeVLMError(f"unknown ONNX quantization method {method!r}")
     written = onnx.load_model(str(dst), load_external_data=True)

@@ -23,8 +23,9 @@ RECIPES: dict[str, dict[str, str]] = {
     "w4": {"vision": "w4", "embedding": "int8", "decoder": "w4"},
     # the language model hard, the vision tower gently, the embedding table int8
     "mixed": {"vision": "int8", "embedding": "int8", "decoder": "w4"},
-    "qdq8": {"vision": "qdq8", "embedding": "none", "decoder": "qdq8"},
-    "qdq16": {"vision": "qdq16", "embedding": "none", "decoder": "qdq16"},
+    # NPU (QNN) recipes: static QDQ vision with calibration images; the decoder stays on the CPU
+    "qdq8": {"vision": "qdq8", "embedding": "int8", "decoder": "w8"},
+    "qdq16": {"vision": "qdq16", "embedding": "int8", "decoder": "w8"},
 }
 
 

@@ -31,6 +31,7 @@ import json
 import shutil
 import sys
 from pathlib import Path
+from functools import lru_cache
 from types import SimpleNamespace
 from typing import Any
 
@@ -83,6 +84,7 @@ def test_pattern(width: int, height: int, seed: int = 0) -> np.ndarray:
     return out
 
 
+@lru_cache(maxsize=4)
 def pattern_image(width: int, height: int, seed: int = 0) -> Image.Image:
     return Image.fromarray(test_pattern(width, height, seed), "RGB")
 
@@ -94,9 +96,9 @@ def slicing_sizes() -> list[tuple[int, int]]:
              (449, 448), (500, 500), (640, 480), (480, 640), (800, 600), (896, 896), (1000, 1), (1, 1000),
              (1024, 768), (1280, 720), (720, 1280), (1344, 1344), (1600, 900), (1920, 1080), (1080, 1920),
              (2000, 50), (50, 2000), (3000, 100), (100, 3000), (2048, 1536), (1536, 2048), (2560, 1440),
-             (3024, 4032), (4032, 3024), (1500, 1499), (999, 1001), (672, 448), (1344, 448), (448, 1344)]
+             (4032, 3024), (1500, 1499), (999, 1001), (672, 448), (1344, 448), (448, 1344)]
     rng = np.random.RandomState(20260510)
-    randoms = [(int(w), int(h)) for w, h in zip(rng.randint(16, 2600, 30), rng.randint(16, 2600, 30))]
+    randoms = [(int(w), int(h)) for w, h in zip(rng.randint(16, 1600, 31), rng.randint(16, 1600, 31))]
     return fixed + randoms
 
 
@@ -105,7 +107,7 @@ def slicing_cases() -> list[dict[str, Any]]:
     for index, (w, h) in enumerate(slicing_sizes()):
         cases.append({"width": w, "height": h, "seed": index % 5, "max_slice_nums": 9})
     # other settings on a few sizes: fewer/more slices, no split, MiniCPM-V 4.6-style alignment
-    for w, h in [(640, 480), (1920, 1080), (1080, 1920), (4032, 3024), (3000, 100), (900, 700)]:
+    for w, h in [(640, 480), (1920, 1080), (1080, 1920), (1600, 1200), (3000, 100), (900, 700)]:
         for extra in ({"max_slice_nums": 4}, {"max_slice_nums": 16}, {"max_slice_nums": 1},
                       {"never_split": True}, {"resize_align": 28}, {"resize_align": 56}):
             cases.append({"width": w, "height": h, "seed": 7, "max_slice_nums": 9, **extra})
@@ -118,7 +120,6 @@ def slicing_record(case: dict[str, Any]) -> dict[str, Any]:
     image = pattern_image(case["width"], case["height"], case["seed"])
     align = cfg.resize_align or cfg.patch_size
     plan = plan_slices(image.size, cfg.max_slice_nums, cfg.scale_resolution, align, cfg.never_split)
-    overview, refine = resize_for_plan(image, plan)
     sliced = preprocess_slices(image, cfg)
     pixel_values, mask = sliced.batched()  # [n, 3, p, L_max] float32, [n, L_max/p] bool
     return {
@@ -129,13 +130,22 @@ def slicing_record(case: dict[str, Any]) -> dict[str, Any]:
         "grid": plan.grid,
         "refine_size": None if plan.refine_size is None else list(plan.refine_size),
         "slice_size": None if plan.slice_size is None else list(plan.slice_size),
-        "overview_sha256": sha256(np.asarray(overview)),
-        "refine_sha256": None if refine is None else sha256(np.asarray(refine)),
         "tgt_sizes": sliced.tgt_sizes.tolist(),
         "pixel_values_shape": list(pixel_values.shape),
         "pixel_values_sha256": sha256(pixel_values),
         "patch_mask_sha256": sha256(mask.astype(np.uint8)),
+        **_resized_hashes(image, plan),
     }
+
+
+def _resized_hashes(image: Image.Image, plan) -> dict[str, Any]:
+    """sha256 of the resized uint8 images, for small inputs only: they say which resize differs when the
+    float32 hash (which already covers them: the lookup table is one-to-one) does not match."""
+    if image.size[0] * image.size[1] > 1_000_000:
+        return {}
+    overview, refine = resize_for_plan(image, plan)
+    return {"overview_sha256": sha256(np.asarray(overview)),
+            "refine_sha256": None if refine is None else sha256(np.asarray(refine))}
 
 
 def fixed_records() -> list[dict[str, Any]]:

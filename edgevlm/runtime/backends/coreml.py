@@ -57,6 +57,10 @@ def _load_models(bundle: Path, parts: dict[str, Part], device: str | None, compu
         raise EdgeVLMError(f"{bundle} is a Core ML bundle, which runs only on macOS/iOS (this is "
                            f"{platform.system()}). Here, export to ONNX or GGUF instead: "
                            "edgevlm export CKPT -o OUT --format onnx|gguf.")
+    release = platform.mac_ver()[0]
+    if release and int(release.split(".")[0]) < 15:
+        raise EdgeVLMError(f"{bundle}: the Core ML decoder keeps its KV cache as model state, which needs macOS 15 "
+                           f"or later (this is macOS {release}). Update macOS, or export to ONNX or GGUF instead.")
     try:
         import coremltools as ct
     except ImportError as exc:

@@ -67,7 +67,8 @@ class _Batch:
 
 class LlamaCppBackend:
     def __init__(self, bundle_dir: str | Path, manifest: Manifest, device: str = "cpu", threads: int | None = None,
-                 max_context: int | None = None, kv_type: str | None = None, verbose: bool = False):
+                 max_context: int | None = None, kv_type: str | None = None, batch: int | None = None,
+                 verbose: bool = False):
         if device not in _DEVICES:
             raise DeviceError(f"device {device!r} is not available for GGUF bundles in this build (CPU llama.cpp); "
                               "use device='cpu'.")
@@ -98,17 +99,24 @@ class LlamaCppBackend:
         self.vocab = L.llama_vocab_n_tokens(L.llama_model_get_vocab(self.model))
         cparams = L.llama_context_default_params()
         cparams.n_ctx = self.max_context
-        # A bidirectional block must be one ubatch (non-causal attention does not span ubatches).
-        self.n_batch = min(self.max_context, 2048)
+        # A bidirectional block must be one ubatch (non-causal attention does not span ubatches), so
+        # non-causal bundles get room for an image block plus a prefix; otherwise llama.cpp's default
+        # 512 keeps the compute buffer (which grows with the ubatch) small.
+        block = int(manifest.vision.get("tokens_per_chunk", 0) or 0) if manifest.attention != "causal" else 0
+        self.n_batch = min(self.max_context, int(batch or max(512, block + 256)))
         cparams.n_batch = cparams.n_ubatch = self.n_batch
         cparams.n_seq_max = 1
         cparams.n_threads = cparams.n_threads_batch = threads
         cparams.swa_full = True
-        # f32 bundles keep an f32 KV cache and plain attention, so they reproduce the reference to
-        # ~1e-5; smaller bundles use llama.cpp's usual f16 cache.
+        # f32 bundles keep an f32 KV cache, so they reproduce the reference to ~1e-5; others use
+        # llama.cpp's usual f16 cache. Float bundles run plain attention (flash attention's f16
+        # accumulation flipped a near-tie greedy token of Gemma 3 270M f16); quantized ones let
+        # llama.cpp choose.
         exact = (kv_type or ("f32" if text.dtype == "fp32" else "f16")) == "f32"
         cparams.type_k = cparams.type_v = L.GGML_TYPE_F32 if exact else L.GGML_TYPE_F16
-        cparams.flash_attn_type = L.LLAMA_FLASH_ATTN_TYPE_DISABLED if exact else L.LLAMA_FLASH_ATTN_TYPE_AUTO
+        float_weights = text.dtype in ("fp32", "fp16")
+        cparams.flash_attn_type = (L.LLAMA_FLASH_ATTN_TYPE_DISABLED if float_weights
+                                   else L.LLAMA_FLASH_ATTN_TYPE_AUTO)
         self.ctx = L.llama_init_from_model(self.model, cparams)
         if not self.ctx:
             raise BundleError(f"{path}: llama.cpp could not create a context of {self.max_context} tokens "
@@ -203,7 +211,7 @@ class LlamaCppBackend:
             for start, end, as_rows, bidir in self._segments(ids, image_rows, blocks):
                 if bidir and end - start > self.n_batch:
                     raise PromptError(f"a bidirectional block of {end - start} tokens exceeds llama.cpp's batch of "
-                                      f"{self.n_batch}; load with a larger max_context.")
+                                      f"{self.n_batch}; shorten the prompt or load with batch={end - start}.")
                 seg_rows = (self._embedding_rows(ids[start:end], image_rows[start:end], feats, image_cursor)
                             if as_rows else None)
                 image_cursor += int(image_rows[start:end].sum())

@@ -66,6 +66,10 @@ class OrtBackend:
         self._blocks = np.full(self.max_context, -1, np.int32)  # block id of every cached row
         self._kv_names = [(dec.kv["past_key"] % i, dec.kv["past_value"] % i,
                            dec.kv["present_key"] % i, dec.kv["present_value"] % i) for i in range(self.n_layers)]
+        # (past input, present output, buffer address) for every layer's keys and values.
+        self._kv_row = list(shape[2:])
+        self._kv_bindings = [(names[0], names[2], k.ctypes.data) for names, k in zip(self._kv_names, self._keys)] + \
+                            [(names[1], names[3], v.ctypes.data) for names, v in zip(self._kv_names, self._values)]
         self._masks: dict[str, int | None] = dict(self.dec["masks"])
         self._mask_value = float(self.dec.get("mask_value", np.finfo(np.float32).min))
         self._offset = int(self.dec.get("position_offset", 0))
@@ -128,6 +132,8 @@ class OrtBackend:
                 raise PromptError(f"{n_rows} image placeholder tokens but {rows.shape[0]} image feature rows; the "
                                   "prompt's image places do not match the images given.")
             embeds[0, image_rows] = rows
+        if block_ids is not None and len(block_ids) != t:
+            raise PromptError(f"block_ids has {len(block_ids)} entries for {t} tokens; pass one per token.")
         self._blocks[past:past + t] = -1 if block_ids is None else np.asarray(block_ids, np.int32)
 
         b = self._binding
@@ -146,11 +152,11 @@ class OrtBackend:
         for name, array in keep.items():
             b.bind_cpu_input(name, array)
         b.bind_output("logits", "cpu", 0, np.float32, list(logits.shape), logits.ctypes.data)
-        for (pk, pv, ok, ov), keys, values in zip(self._kv_names, self._keys, self._values):
-            for buf, name_in, name_out in ((keys, pk, ok), (values, pv, ov)):
-                base = buf.ctypes.data
-                b.bind_input(name_in, "cpu", 0, np.float32, [1, past, *buf.shape[2:]], base)
-                b.bind_output(name_out, "cpu", 0, np.float32, [1, t, *buf.shape[2:]], base + past * self._row_bytes)
+        past_shape, new_shape = [1, past, *self._kv_row], [1, t, *self._kv_row]
+        offset = past * self._row_bytes
+        for name_in, name_out, base in self._kv_bindings:
+            b.bind_input(name_in, "cpu", 0, np.float32, past_shape, base)
+            b.bind_output(name_out, "cpu", 0, np.float32, new_shape, base + offset)
         self.decoder.run_with_iobinding(b)
         self.n_past = past + t
         return logits[0].copy() if all_logits else logits[0, 0].copy()

@@ -29,7 +29,7 @@ public final class ChatTemplate {
         stripContent = JsonMap.getString(m, "strip_content", "none");
         eos = JsonMap.getString(m, "eos", "");
         stopStrings = m.containsKey("stop_strings") ? JsonMap.stringList(m.get("stop_strings"), "stop_strings")
-                : List.of("<|im_end|>");
+                : java.util.Collections.singletonList("<|im_end|>");
         if (!stripContent.equals("none") && !stripContent.equals("message") && !stripContent.equals("parts")) {
             throw new IllegalArgumentException("ChatTemplate.strip_content must be 'none', 'message' or 'parts'");
         }

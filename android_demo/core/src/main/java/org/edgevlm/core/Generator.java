@@ -26,6 +26,7 @@ public final class Generator {
     private final ImagePreprocessor preprocessor;
     private final long featureId;
     private final Set<Long> stopIds = new LinkedHashSet<>();
+    private final long[] suppressIds; // never generated: the image placeholder only ever carries image features
 
     private int turns;
     private int fedTokens; // tokens the KV cache holds for this conversation
@@ -54,6 +55,8 @@ public final class Generator {
                 stopIds.add(id);
             }
         }
+        Object imageToken = manifest.tokenizer.get("image_token_id");
+        suppressIds = imageToken == null ? new long[0] : new long[] {JsonMap.asLong(imageToken, "image_token_id")};
     }
 
     public Set<Long> stopIds() {
@@ -124,6 +127,9 @@ public final class Generator {
         String finish = "length";
         long tDecode = System.nanoTime();
         for (int step = 0; step < maxNewTokens; step++) {
+            for (long id : suppressIds) {
+                logits[(int) id] = Float.NEGATIVE_INFINITY;
+            }
             long token = sampler.sample(logits, history);
             if (step == 0) {
                 stats.timeToFirstTokenMs = (System.nanoTime() - start) / 1e6;

@@ -40,7 +40,7 @@ public final class ProcessorConfig {
 
     /** The Python defaults (MiniCPM-V slicing). */
     public static ProcessorConfig defaults() {
-        return fromMap(Map.of());
+        return fromMap(java.util.Collections.<String, Object>emptyMap());
     }
 
     public static ProcessorConfig fromMap(Map<String, Object> m) {

@@ -20,20 +20,19 @@ public final class PromptBuilder {
 
     /** Placeholder text of one image ({@code index} is its 0-based position in the prompt). */
     public String imagePlaceholder(int[] grid, int index) {
-        String features = layout.featureToken.repeat(layout.tokensPerChunk);
+        String features = Py.repeat(layout.featureToken, layout.tokensPerChunk);
         StringBuilder text = new StringBuilder();
         if (!layout.imageIdTemplate.isEmpty()) {
             text.append(Py.format(layout.imageIdTemplate, "index", Integer.toString(index)));
         }
         text.append(Py.format(layout.overviewTemplate, "features", features));
         if (grid != null) {
-            String row = Py.format(layout.sliceTemplate, "features", features).repeat(grid[0]);
+            String row = Py.repeat(Py.format(layout.sliceTemplate, "features", features), grid[0]);
             List<String> rows = new ArrayList<>();
             for (int r = 0; r < grid[1]; r++) {
                 rows.add(row);
             }
-            text.append(layout.slicesOpen).append(String.join(layout.rowSeparator, rows)).append(layout.rowSeparator)
-                    .append(layout.slicesClose);
+            text.append(layout.slicesOpen).append(String.join(layout.rowSeparator, rows)).append(layout.slicesClose);
         }
         return text.append(layout.imageSuffix).toString();
     }
@@ -81,14 +80,18 @@ public final class PromptBuilder {
             if (lastUser < 0) {
                 throw new PromptException("images were given but the prompt has no user message to put them in");
             }
+            String text = turns.get(lastUser)[1];
+            if (stripParts) {
+                text = Py.strip(text); // the text becomes one part beside the images
+            }
             List<String> parts = new ArrayList<>();
             for (int i = 0; i < nImages; i++) {
                 parts.add(layout.marker);
             }
             if (layout.autoMarkerPosition.equals("start")) {
-                parts.add(turns.get(lastUser)[1]);
+                parts.add(text);
             } else {
-                parts.add(0, turns.get(lastUser)[1]);
+                parts.add(0, text);
             }
             turns.get(lastUser)[1] = String.join(layout.autoMarkerJoiner, parts);
             markers = nImages;
@@ -190,7 +193,7 @@ public final class PromptBuilder {
     }
 
     public String build(String userText, List<int[]> grids, String system) {
-        return build(List.of(Message.text("user", userText)), grids, system, true);
+        return build(java.util.Collections.singletonList(Message.text("user", userText)), grids, system, true);
     }
 
     /** PaliGemma-style scoring suffix, tokenised separately: suffix + eos. */
@@ -200,7 +203,7 @@ public final class PromptBuilder {
 
     /** Text of a follow-up chat turn (vlm.Chat._turn_text, turns > 0): close the answer, user turn, generation cue. */
     public String followUp(String text, List<int[]> grids) {
-        List<String[]> turns = messageTurns(List.of(Message.text("user", text)), grids.size());
+        List<String[]> turns = messageTurns(java.util.Collections.singletonList(Message.text("user", text)), grids.size());
         String content = turns.get(0)[1];
         if (!template.stripContent.equals("none")) {
             content = Py.strip(content);

@@ -72,7 +72,7 @@ public final class Py {
     }
 
     public static String format(String template, String name, String value) {
-        return format(template, Map.of(name, value));
+        return format(template, java.util.Collections.singletonMap(name, value));
     }
 
     /** Python's repr() of JSON-like values (None, bool, int, float, str, list, tuple-as-list). */
@@ -133,6 +133,15 @@ public final class Py {
             }
         }
         return out.append(quote).toString();
+    }
+
+    /** Python's {@code s * n} (String.repeat is missing below Android API 33). */
+    public static String repeat(String s, int n) {
+        StringBuilder out = new StringBuilder(s.length() * Math.max(n, 0));
+        for (int i = 0; i < n; i++) {
+            out.append(s);
+        }
+        return out.toString();
     }
 
     /** Python's round(x) for a float: to the nearest integer, halves to even. */

@@ -3,8 +3,8 @@ package org.edgevlm.core;
 /**
  * Pillow's {@code Image.resize} for 8-bit RGB, bit-exact (libImaging/Resample.c, reimplemented from its algorithm).
  *
- * <p>A separable convolution: a horizontal pass over the source rows the vertical pass will read, then a
- * vertical pass. Per output pixel the filter weights (support scaled by the downscale factor) are computed in
+ * <p>A separable convolution: two passes, in the order Pillow 13 picks (see {@link #horizontalFirst}); a
+ * horizontal-first resize only resamples the source rows the vertical pass will read. Per output pixel the filter weights (support scaled by the downscale factor) are computed in
  * double, normalised to sum 1, then turned into fixed-point integers with 22 fractional bits (32 - 8 - 2: two
  * bits of headroom for negative lobes); accumulation starts at half a unit (rounding) and the result is
  * {@code acc >> 22} clamped to 0..255. Each pass writes 8-bit values, so the intermediate rounding matches too.
@@ -117,26 +117,44 @@ public final class Resample {
         return v < 0 ? 0 : Math.min(v, 255);
     }
 
+    /**
+     * Pillow 13's pass order: the vertical pass runs first when the height shrinks by more than twice as many
+     * pixels as the width does ({@code h - H > 0 && h - H > 2 * (w - W)}), else horizontal first. Pillow 12 and
+     * older always ran horizontal first; results then differ by 1 on some pixels (see the README).
+     */
+    static boolean horizontalFirst(int inW, int inH, int outW, int outH) {
+        int shrinkH = inH - outH;
+        return !(shrinkH > 0 && shrinkH > (long) (inW - outW) * 2);
+    }
+
     /** Resizes {@code src} to {@code outW x outH}; the same size returns a copy (as Pillow). */
     public static RgbImage resize(RgbImage src, int outW, int outH, Filter filter) {
         boolean horizontal = outW != src.width;
         boolean vertical = outH != src.height;
-        Coefficients vert = coefficients(src.height, outH, filter);
-        int rowFirst = vert.first[0];
-        int rowLast = vert.first[outH - 1] + vert.count[outH - 1];
+        if (!horizontal && !vertical) {
+            return new RgbImage(outW, outH, src.rgb.clone());
+        }
+        Coefficients vert = vertical || horizontalFirst(src.width, src.height, outW, outH)
+                ? coefficients(src.height, outH, filter) : null;
+        if (!horizontalFirst(src.width, src.height, outW, outH)) {
+            byte[] pixels = vertical ? verticalPass(src.rgb, src.width, 0, outH, vert) : src.rgb;
+            RgbImage mid = new RgbImage(src.width, outH, pixels);
+            return horizontal ? new RgbImage(outW, outH, horizontalPass(mid, 0, outH, outW, coefficients(src.width, outW, filter)))
+                    : mid;
+        }
         byte[] pixels = src.rgb;
         int width = src.width;
         int rowOffset = 0; // source row of pixels[0] for the vertical pass
         if (horizontal) {
             // Only the rows the vertical pass reads are resampled horizontally.
+            int rowFirst = vert.first[0];
+            int rowLast = vert.first[outH - 1] + vert.count[outH - 1];
             pixels = horizontalPass(src, rowFirst, rowLast, outW, coefficients(src.width, outW, filter));
             width = outW;
             rowOffset = rowFirst;
         }
         if (vertical) {
             pixels = verticalPass(pixels, width, rowOffset, outH, vert);
-        } else if (!horizontal) {
-            pixels = pixels.clone();
         }
         return new RgbImage(outW, outH, pixels);
     }
@@ -172,16 +190,22 @@ public final class Resample {
         byte[] out = new byte[outH * width * 3];
         int half = 1 << (PRECISION_BITS - 1);
         int stride = width * 3;
+        int[] acc = new int[stride];
         for (int yy = 0; yy < outH; yy++) {
+            // Row by row (cache-friendly); integer sums do not depend on the order, so this equals Pillow's loop.
+            java.util.Arrays.fill(acc, half);
             int k = yy * c.ksize;
             int firstRow = c.first[yy] - rowOffset;
-            for (int i = 0; i < stride; i++) {
-                int s = half;
-                int p = firstRow * stride + i;
-                for (int y = 0; y < c.count[yy]; y++, p += stride) {
-                    s += (in[p] & 255) * c.weights[k + y];
+            for (int y = 0; y < c.count[yy]; y++) {
+                int w = c.weights[k + y];
+                int base = (firstRow + y) * stride;
+                for (int i = 0; i < stride; i++) {
+                    acc[i] += (in[base + i] & 255) * w;
                 }
-                out[yy * stride + i] = (byte) clip8(s);
+            }
+            int o = yy * stride;
+            for (int i = 0; i < stride; i++) {
+                out[o + i] = (byte) clip8(acc[i]);
             }
         }
         return out;

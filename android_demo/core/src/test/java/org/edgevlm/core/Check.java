@@ -24,8 +24,23 @@ final class Check {
 
     static void equal(Object expected, Object actual, String what) {
         if (!Objects.equals(expected, actual)) {
+            if (expected instanceof String && actual instanceof String) {
+                throw new Failure(what + ": " + stringDiff((String) expected, (String) actual));
+            }
             throw new Failure(what + ": expected " + show(expected) + ", got " + show(actual));
         }
+    }
+
+    /** Where two long strings first differ, with some context. */
+    static String stringDiff(String expected, String actual) {
+        int i = 0;
+        while (i < expected.length() && i < actual.length() && expected.charAt(i) == actual.charAt(i)) {
+            i++;
+        }
+        int from = Math.max(0, i - 40);
+        return "differs at character " + i + " (lengths " + expected.length() + " / " + actual.length() + "): expected ..."
+                + Py.repr(expected.substring(from, Math.min(expected.length(), i + 40))) + ", got ..."
+                + Py.repr(actual.substring(from, Math.min(actual.length(), i + 40)));
     }
 
     static void equal(long expected, long actual, String what) {

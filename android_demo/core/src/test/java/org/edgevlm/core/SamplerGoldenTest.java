@@ -1,0 +1,56 @@
+package org.edgevlm.core;
+
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+
+/** SplitMix64 and the sampler against runtime/sampling.py for fixed logits and seeds (sampler.json). */
+public final class SamplerGoldenTest {
+    private final Golden golden;
+    private final Map<String, Object> data;
+
+    public SamplerGoldenTest(Golden golden) {
+        this.golden = golden;
+        data = golden.json("sampler.json");
+    }
+
+    public void testSplitMix64Stream() {
+        for (Object item : JsonMap.getList(data, "splitmix64")) {
+            Map<String, Object> c = JsonMap.map(item, "case");
+            SplitMix64 rng = new SplitMix64(Long.parseUnsignedLong(JsonMap.getString(c, "seed", null)));
+            for (Object u64 : JsonMap.getList(c, "u64")) {
+                Check.equal((String) u64, Long.toUnsignedString(rng.nextU64()), "seed " + c.get("seed") + " u64");
+            }
+            for (Object u : JsonMap.getList(c, "uniform")) {
+                Check.equal(JsonMap.asDouble(u, "u"), rng.uniform(), "seed " + c.get("seed") + " uniform");
+            }
+        }
+    }
+
+    public void testSampledTokensMatchPython() {
+        int n = 0;
+        int tokens = 0;
+        for (Object item : JsonMap.getList(data, "cases")) {
+            Map<String, Object> c = JsonMap.map(item, "case");
+            Map<String, Object> p = JsonMap.getMap(c, "params");
+            float[][] steps = golden.rows(c.get("logits"));
+            SamplingParams params = new SamplingParams(JsonMap.getDouble(p, "temperature", 0), JsonMap.getInt(p, "top_k", 0),
+                    JsonMap.getDouble(p, "top_p", 1), JsonMap.getDouble(p, "repetition_penalty", 1), JsonMap.getLong(p, "seed", 0));
+            Sampler sampler = new Sampler(params);
+            List<Long> history = new ArrayList<>();
+            for (long id : JsonMap.longArray(c.get("history"), "history")) {
+                history.add(id);
+            }
+            long[] expected = JsonMap.longArray(c.get("tokens"), "tokens");
+            long[] actual = new long[expected.length];
+            for (int s = 0; s < expected.length; s++) {
+                actual[s] = sampler.sample(steps[s], history);
+                history.add(actual[s]);
+            }
+            Check.equal(expected, actual, "vocab " + steps[0].length + " " + p);
+            n++;
+            tokens += expected.length;
+        }
+        System.out.println("     sampler: " + n + " cases, " + tokens + " tokens equal to Python");
+    }
+}

@@ -1,0 +1,162 @@
+"""Vision encoding of one image, side by side: our ONNX vision part vs PyTorch eager vs llama.cpp's mtmd.
+
+    python benchmarks/compare_vision.py ENGINE MODEL [--runs 2] [--threads 2] [--json OUT]
+
+The image is ``test_image(1000, 500)``: MiniCPM-V slices it into grid [2, 1], i.e. three chunks
+(a 23x45-patch overview and two 32x32-patch slices of 448x448), 192 image tokens.
+
+- ours-*: ``prepare_image`` (our slicing + normalisation; timed as preprocessing) then the backend's
+  ``encode_images``; "sequential" runs one chunk per session call (max_batch=1), "batched" is the
+  runtime's default (chunks of equal size in one call, cropped to their own length).
+- torch-eager: the PyTorch reference (transformers' Idefics2 vision tower + our resampler, fp32,
+  eager attention) on the same preprocessed tensors: "sequential" one chunk per call, "batched" all
+  chunks padded into one call with the patch mask (what the upstream remote code does).
+- mtmd: llama.cpp's libmtmd on the raw RGB image with the bundle's mmproj (f16), its own slicing
+  (the same grid for this image) and chunk-by-chunk encoding; its preprocessing is inside the figure.
+Medians and min-max over ``runs`` after one warm-up on a small image.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import models  # noqa: E402
+
+IMAGE_SIZE = (1000, 500)
+
+
+def _image():
+    from edgevlm.export.validate import test_image
+
+    return test_image(*IMAGE_SIZE)
+
+
+def _summary(values: list[float]) -> dict[str, float]:
+    return {"median": round(statistics.median(values), 1), "min": round(min(values), 1),
+            "max": round(max(values), 1), "n": len(values)}
+
+
+def _timed(fn: Callable[[], Any]) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return (time.perf_counter() - t0) * 1e3
+
+
+def bench_ours(model: str, recipe: str, runs: int, threads: int, modes: tuple[str, ...]) -> dict[str, Any]:
+    import edgevlm
+    from edgevlm.runtime.images import prepare_image
+
+    vlm = edgevlm.load(str(models.onnx_bundle(model, recipe)), threads=threads)
+    be, image = vlm.backend, _image()
+    default_batch = be.max_batch
+    be.encode_images(prepare_image(_image().resize((224, 224)), vlm.processor).inputs)  # warm-up, one small chunk
+    out: dict[str, Any] = {}
+    slicing = []
+    prepared = None
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        prepared = prepare_image(image, vlm.processor)
+        slicing.append((time.perf_counter() - t0) * 1e3)
+    out["preprocessing_ms"] = _summary(slicing)
+    out["chunks"] = prepared.n_chunks
+    for mode in modes:
+        be.max_batch = 1 if mode == "sequential" else default_batch
+        out[f"{mode}_ms"] = _summary([_timed(lambda: be.encode_images(prepared.inputs)) for _ in range(runs)])
+    vlm.close()
+    return out
+
+
+def bench_torch(model: str, runs: int, threads: int, modes: tuple[str, ...]) -> dict[str, Any]:
+    import torch
+
+    from edgevlm.families import load_reference
+    from edgevlm.processing.config import ProcessorConfig
+    from edgevlm.runtime.images import prepare_image
+
+    torch.set_num_threads(threads)
+    ref = load_reference(models.checkpoint(model))
+    manifest = json.loads((models.onnx_bundle(model, "fp32") / "manifest.json").read_text())
+    cfg = ProcessorConfig.from_dict(manifest["processor"])
+    inputs = {k: torch.from_numpy(np.asarray(v)) for k, v in prepare_image(_image(), cfg).inputs.items()}
+    pixels, mask, tgt = inputs["pixel_values"], inputs["patch_attention_mask"], inputs["tgt_sizes"]
+    small = {k: torch.from_numpy(np.asarray(v)) for k, v in prepare_image(_image().resize((224, 224)), cfg).inputs.items()}
+
+    def one(p: torch.Tensor, m: torch.Tensor, t: torch.Tensor) -> None:
+        with torch.inference_mode():
+            ref.image_features(p, m, t)
+
+    def sequential() -> None:
+        for i, (h, w) in enumerate(tgt.tolist()):
+            n = h * w
+            one(pixels[i:i + 1, :, :, : n * 14], mask[i:i + 1, :n], tgt[i:i + 1])  # [1, 3, 14, n*14]
+
+    one(small["pixel_values"], small["patch_attention_mask"], small["tgt_sizes"])  # warm-up
+    out: dict[str, Any] = {"chunks": len(tgt)}
+    for mode in modes:
+        fn = sequential if mode == "sequential" else (lambda: one(pixels, mask, tgt))
+        out[f"{mode}_ms"] = _summary([_timed(fn) for _ in range(runs)])
+    return out
+
+
+def bench_mtmd(model: str, runs: int, threads: int) -> dict[str, Any]:
+    from edgevlm.runtime.backends.llamacpp_mtmd import MtmdImageEncoder
+
+    bundle = models.gguf_bundle(model, "q4_0")
+    if not (bundle / "mmproj.gguf").is_file():
+        return {"skipped": "no mmproj in this bundle (llama.cpp has no projector for this family)"}
+    enc = MtmdImageEncoder(bundle / "text.gguf", bundle / "mmproj.gguf", threads=threads)
+    rgb = np.asarray(_image().convert("RGB"))
+    enc.encode(np.asarray(_image().resize((224, 224)).convert("RGB")))  # warm-up
+    chunks = len(enc.encode(rgb))
+    out = {"chunks": chunks, "sequential_ms": _summary([_timed(lambda: enc.encode(rgb)) for _ in range(runs)])}
+    enc.close()
+    return out
+
+
+ENGINES = {
+    "ours-onnx-fp32": ("edgevlm ONNX fp32", lambda m, r, t: bench_ours(m, "fp32", r, t, ("sequential", "batched"))),
+    "ours-onnx-int8": ("edgevlm ONNX int8", lambda m, r, t: bench_ours(m, "int8", r, t, ("batched",))),
+    "ours-onnx-w4": ("edgevlm ONNX w4", lambda m, r, t: bench_ours(m, "w4", r, t, ("batched",))),
+    "torch-eager": ("PyTorch eager fp32", lambda m, r, t: bench_torch(m, r, t, ("sequential", "batched"))),
+    "mtmd": ("llama.cpp mtmd (mmproj f16)", bench_mtmd),
+}
+
+
+def run_engine(name: str, model: str, runs: int = 2, threads: int = 2) -> dict[str, Any]:
+    from compare_text import peak_rss_mb
+
+    label, fn = ENGINES[name]
+    models.log(f"{model} vision {name}: {runs} runs")
+    result = {"engine": name, "label": label, "model": model, "image": list(IMAGE_SIZE), "threads": threads,
+              "runs": runs, **fn(model, runs, threads)}
+    result["peak_rss_mb"] = round(peak_rss_mb(), 1)
+    return result
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("engine", choices=list(ENGINES))
+    ap.add_argument("model", choices=list(models.MODELS))
+    ap.add_argument("--runs", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json")
+    args = ap.parse_args()
+    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    text = json.dumps(run_engine(args.engine, args.model, args.runs, args.threads), indent=2)
+    if args.json:
+        Path(args.json).write_text(text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

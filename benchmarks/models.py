@@ -1,0 +1,292 @@
+"""Benchmark models of real size: checkpoints, bundles and third-party builds, made once and cached.
+
+Speed does not depend on weight values, so the MiniCPM-V-class and PaliGemma-class models are random
+weights in the published checkpoints' layout and dimensions; Gemma 3 270M is the real model (text
+from the published Q4_K_M GGUF, dequantized; a tiny random vision tower in front, since the 270M is
+text-only). Everything lives under ``$EDGEVLM_BENCH_CACHE`` (default ~/.cache/edgevlm-bench/suite)
+and is never committed. Each builder is idempotent: a complete directory is returned as is.
+
+    checkpoint(name)        HF VLM checkpoint dir (what ``edgevlm export`` reads)
+    text_checkpoint(name)   HF text-only dir of the same language model (genai builder, PyTorch eager)
+    onnx_bundle(name, r)    our ONNX bundle, r in fp32 | int8 | w4
+    gguf_bundle(name, q)    our GGUF bundle, q in f32 | q8_0 | q4_0 (text GGUF quantized by llama.cpp)
+    genai_model(name, p)    onnxruntime-genai model builder output, p in fp32 | int4
+    published_gguf(name)    the model's published GGUF, if one exists (Gemma 3 270M Q4_K_M)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+CACHE = Path(os.environ.get("EDGEVLM_BENCH_CACHE", Path.home() / ".cache" / "edgevlm-bench")) / "suite"
+MAX_CONTEXT = 2048  # covers the ctx-1024 decode measurement plus the image prompt
+
+# Published dimensions (techspec §1.1 and the model cards' config.json values).
+SIGLIP_400M_448 = dict(hidden_size=1152, intermediate_size=4304, num_hidden_layers=27, num_attention_heads=16,
+                       image_size=980, patch_size=14)  # MiniCPM-V's navit SigLIP: 70x70 position table
+SIGLIP_SO400M_224 = dict(hidden_size=1152, intermediate_size=4304, num_hidden_layers=27, num_attention_heads=16,
+                         image_size=224, patch_size=14, projection_dim=2048)
+QWEN2_05B = dict(hidden_size=896, num_hidden_layers=24, num_attention_heads=14, num_key_value_heads=2,
+                 intermediate_size=4864, vocab_size=151936, rope_theta=1000000.0, max_position_embeddings=32768)
+QWEN2_15B = dict(hidden_size=1536, num_hidden_layers=28, num_attention_heads=12, num_key_value_heads=2,
+                 intermediate_size=8960, vocab_size=151936, rope_theta=1000000.0, max_position_embeddings=32768)
+GEMMA_2B = dict(hidden_size=2048, num_hidden_layers=18, num_attention_heads=8, num_key_value_heads=1, head_dim=256,
+                intermediate_size=16384, vocab_size=257216, max_position_embeddings=8192)
+
+
+@dataclass
+class ModelSpec:
+    name: str
+    kind: str  # minicpmv | paligemma | gemma3-real
+    description: str
+    text: dict[str, Any] = field(default_factory=dict)
+    vision: dict[str, Any] = field(default_factory=dict)
+    default: bool = True  # part of the default suite (the 30-minute budget on 2 cores)
+    genai: bool = True  # onnxruntime-genai's builder supports the text architecture
+
+
+MODELS: dict[str, ModelSpec] = {s.name: s for s in (
+    ModelSpec("minicpmv-0.5b", "minicpmv", "MiniCPM-V 2.6 class: SigLIP-400M navit @448 + resampler (64 queries) "
+              "+ Qwen2-0.5B-sized text (untied lm_head, as MiniCPM-V's LLMs)", QWEN2_05B, SIGLIP_400M_448),
+    ModelSpec("minicpmv-1.5b", "minicpmv", "MiniCPM-V 2.6 class: SigLIP-400M navit @448 + resampler "
+              "+ Qwen2-1.5B-sized text", QWEN2_15B, SIGLIP_400M_448, default=False),
+    ModelSpec("paligemma-2b", "paligemma", "PaliGemma 1 class: SigLIP So400m @224 + Gemma-2B-sized text",
+              GEMMA_2B, SIGLIP_SO400M_224, default=False),
+    # The smoke test's model: the same code paths at toy size (tests/test_benchmarks_smoke.py).
+    ModelSpec("tiny-minicpmv", "minicpmv", "tiny random MiniCPM-V 2.6 (smoke test only)", default=False,
+              genai=False),
+    ModelSpec("gemma3-270m", "gemma3-real", "Gemma 3 270M (real weights, dequantized from the published Q4_K_M) "
+              "behind a tiny random vision tower"),
+)}
+
+
+def log(*parts: Any) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}]", *parts, flush=True)
+
+
+def spec(name: str) -> ModelSpec:
+    if name not in MODELS:
+        raise SystemExit(f"unknown benchmark model {name!r}; choose from {', '.join(MODELS)}")
+    return MODELS[name]
+
+
+@contextlib.contextmanager
+def _sized(module: Any, text: dict[str, Any], vision: dict[str, Any]):
+    """Make ``module.random_config`` (the tiny-config factory make_tiny uses) return real-size dims.
+
+    make_tiny writes the real HF layout (tokenizer, processor files, tensor names); only the dims
+    differ, so we reuse it instead of duplicating the writer.
+    """
+    original = module.random_config
+
+    def bigger(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        config = original(*args, **kwargs)
+        body = config.get("text_config", config)  # MiniCPM-V keeps text fields at the top level
+        tokenizer_vocab = body.get("vocab_size", 0)
+        body.update(text)
+        body["vocab_size"] = max(text.get("vocab_size", 0), tokenizer_vocab)
+        body["tie_word_embeddings"] = config is not body  # Gemma ties (PaliGemma); MiniCPM-V LLMs do not
+        config["vision_config"].update(vision)
+        if "projection_dim" in config and "projection_dim" in vision:
+            config["projection_dim"] = vision["projection_dim"]
+            config["hidden_size"] = text["hidden_size"]
+        return config
+
+    module.random_config = bigger
+    try:
+        yield
+    finally:
+        module.random_config = original
+
+
+def _randomize_fast(module: Any, seed: int, skip: tuple[str, ...] = ()) -> None:
+    """Cheap random init: values do not matter for speed, only that they are finite and not all zero."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, tensor in module.state_dict().items():
+            if tensor.is_floating_point() and not any(name.startswith(s) for s in skip):
+                tensor.normal_(0.0, 0.02, generator=gen)
+
+
+def checkpoint(name: str) -> Path:
+    """The HF VLM checkpoint directory of benchmark model ``name``."""
+    s = spec(name)
+    out = CACHE / name / "ckpt"
+    if (out / "config.json").is_file() and (out / "model.safetensors").is_file():
+        return out
+    from edgevlm.families import tiny
+
+    tmp = out.with_name("ckpt.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    t0 = time.time()
+    log(f"{name}: building the checkpoint ({s.description})")
+    # tiny.randomize_ draws per-tensor Gaussians scaled for peaky logits; at 1B parameters the plain
+    # in-place normal_ is ~3x faster and speed does not depend on the values.
+    slow_randomize, tiny.randomize_ = tiny.randomize_, _randomize_fast
+    try:
+        if s.kind == "minicpmv":
+            from edgevlm.families import minicpmv
+
+            with _sized(minicpmv, s.text, s.vision):
+                tiny.make_tiny("minicpmv-2.6", tmp)
+        elif s.kind == "paligemma":
+            from edgevlm.families import paligemma
+
+            with _sized(paligemma, s.text, s.vision):
+                tiny.make_tiny("paligemma", tmp)
+        else:
+            from edgevlm.families.real_weights import gemma3_270m_checkpoint
+
+            tiny.make_tiny("gemma3", tmp, text_model=gemma3_270m_checkpoint(CACHE / name / "text"))
+    finally:
+        tiny.randomize_ = slow_randomize
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    log(f"{name}: checkpoint written in {time.time() - t0:.0f} s")
+    return out
+
+
+def text_checkpoint(name: str) -> Path:
+    """An HF causal-LM directory holding just the language model (same tensors as the VLM's)."""
+    s = spec(name)
+    if s.kind == "gemma3-real":
+        checkpoint(name)  # also writes the text checkpoint
+        return CACHE / name / "text"
+    out = CACHE / name / "text"
+    if (out / "config.json").is_file() and (out / "model.safetensors").is_file():
+        return out
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from edgevlm.families.base import read_config
+
+    ckpt = checkpoint(name)
+    config = read_config(ckpt)
+    out.mkdir(parents=True, exist_ok=True)
+    if s.kind == "minicpmv":
+        from edgevlm.families.minicpmv import text_config
+
+        prefix, text_cfg = "llm.", text_config(config).to_dict()
+        text_cfg["architectures"] = ["Qwen2ForCausalLM"]
+    else:
+        prefix, text_cfg = "language_model.", dict(config["text_config"])
+        text_cfg["architectures"] = ["GemmaForCausalLM"]
+    tensors = {}
+    with safe_open(str(ckpt / "model.safetensors"), "pt") as f:
+        for key in f.keys():
+            if key.startswith(prefix):
+                tensors[key[len(prefix):]] = f.get_tensor(key)
+    save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt"})
+    (out / "config.json").write_text(json.dumps(text_cfg, indent=2) + "\n")
+    shutil.copy(ckpt / "tokenizer.json", out / "tokenizer.json")
+    return out
+
+
+def _edgevlm_cli(*args: str) -> None:
+    """Run the edgevlm CLI in a child process (keeps this process's RSS and imports clean)."""
+    cmd = [sys.executable, "-m", "edgevlm.cli", *args]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
+
+
+def _cached(out: Path, build: Callable[[], None], what: str) -> Path:
+    if (out / "manifest.json").is_file():
+        return out
+    t0 = time.time()
+    log(f"building {what} -> {out}")
+    build()
+    log(f"built {what} in {time.time() - t0:.0f} s")
+    return out
+
+
+def onnx_bundle(name: str, recipe: str = "fp32") -> Path:
+    """Our ONNX bundle: the fp32 export (parity check skipped: random weights, speed only), or a quantized copy."""
+    base = CACHE / name / "onnx-fp32"
+    _cached(base, lambda: _edgevlm_cli("export", str(checkpoint(name)), "-o", str(base), "--max-context",
+                                       str(MAX_CONTEXT), "--no-validate", "--overwrite"), f"{name} ONNX fp32")
+    if recipe == "fp32":
+        return base
+    out = CACHE / name / f"onnx-{recipe}"
+    return _cached(out, lambda: _edgevlm_cli("quantize", str(base), "-o", str(out), "--recipe", recipe,
+                                             "--overwrite"), f"{name} ONNX {recipe}")
+
+
+def gguf_bundle(name: str, quant: str = "q4_0") -> Path:
+    """Our GGUF bundle: f32 export (its ONNX vision part is then fp32: an fp16 one crashes onnxruntime 1.32 at session creation), or its text GGUF quantized by llama.cpp (llama_model_quantize)."""
+    base = CACHE / name / "gguf-f32"
+    _cached(base, lambda: _edgevlm_cli("export", str(checkpoint(name)), "-o", str(base), "--format", "gguf",
+                                       "--dtype", "f32", "--max-context", str(MAX_CONTEXT), "--no-validate",
+                                       "--overwrite"), f"{name} GGUF f32")
+    if quant == "f32":
+        return base
+    out = CACHE / name / f"gguf-{quant}"
+
+    def build() -> None:
+        from edgevlm.quantize.gguf import quantize_gguf_bundle
+
+        quantize_gguf_bundle(base, out, quant.upper(), overwrite=True, threads=2)
+
+    return _cached(out, build, f"{name} GGUF {quant}")
+
+
+def genai_model(name: str, precision: str = "fp32") -> Path | None:
+    """onnxruntime-genai's model builder on the same text weights (CPU, fp32 or int4); None if unsupported."""
+    if not spec(name).genai:
+        return None
+    out = CACHE / name / f"genai-{precision}"
+    if (out / "genai_config.json").is_file():
+        return out
+    src = text_checkpoint(name)
+    cmd = [sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(src), "-o", str(out), "-p", precision,
+           "-e", "cpu", "-c", str(CACHE / "genai-cache")]
+    t0 = time.time()
+    log(f"building onnxruntime-genai {precision} for {name}")
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if not (out / "genai_config.json").is_file():
+        log(f"genai builder failed (exit {proc.returncode}): {proc.stderr[-1500:]}")
+        return None
+    log(f"built genai {precision} in {time.time() - t0:.0f} s")
+    return out
+
+
+def published_gguf(name: str) -> Path | None:
+    if spec(name).kind != "gemma3-real":
+        return None
+    from edgevlm.families.real_weights import gemma3_270m_gguf
+
+    return gemma3_270m_gguf(CACHE / name / "published")
+
+
+def main() -> None:
+    import argparse
+
+    ap = argparse.ArgumentParser(description="Build (or find) the benchmark models in the cache.")
+    ap.add_argument("models", nargs="*", default=[n for n, s in MODELS.items() if s.default])
+    args = ap.parse_args()
+    for name in args.models:
+        for recipe in ("fp32", "int8", "w4"):
+            onnx_bundle(name, recipe)
+        gguf_bundle(name, "q4_0")
+        for precision in ("fp32", "int4"):
+            genai_model(name, precision)
+        log(f"{name}: ready under {CACHE / name}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""A CoreMLBackend over the PyTorch modules handed to the converter, for systems without Core ML.
+
+Core ML packages run only on macOS. Elsewhere, the strongest check of a Core ML export is to drive
+the exact modules that coremltools traced (same classes, same weights, the fp16 KV cache the state
+holds) through CoreMLBackend's own feed-building code, with the Part records the export wrote. That
+checks the wiring (masks, rotary inputs, cache writes at S - T, slice padding, manifest data) but not
+Core ML's fp16 arithmetic, which only the macOS test can.
+
+``TorchPackage`` offers the MLModel interface the backend calls: ``predict(feeds, state=None)`` and
+``make_state()``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..manifest import Part
+from ..runtime.backends.coreml import CoreMLBackend
+from .coreml_decoder import StatefulDecoder
+from .coreml_embedding import EmbeddingCoreML
+from .coreml_vision import FixedVisionCoreML, NavitVisionCoreML, is_navit
+
+NAVIT_INPUTS = ["pixel_values", "patch_attention_mask", "position_ids", "key_pos"]
+
+
+class TorchPackage:
+    """The MLModel interface over a converter module; inputs are taken by name in the module's order."""
+
+    def __init__(self, module: nn.Module, input_names: list[str], output_name: str):
+        self.module, self.input_names, self.output_name = module.eval(), list(input_names), output_name
+
+    def make_state(self) -> nn.Module:
+        self.module.reset()  # the decoder's KV buffers are its state
+        return self.module
+
+    def predict(self, feeds: dict[str, np.ndarray], state: Any = None) -> dict[str, np.ndarray]:
+        if set(feeds) != set(self.input_names):
+            raise ValueError(f"fed {sorted(feeds)}, the model takes {self.input_names}")
+        with torch.no_grad():
+            out = self.module(*[torch.from_numpy(np.ascontiguousarray(feeds[n])) for n in self.input_names])
+        return {self.output_name: out.float().numpy()}
+
+
+def module_backend(ref: Any, parts: dict[str, Part], cache_dtype: torch.dtype = torch.float16) -> CoreMLBackend:
+    """CoreMLBackend running ``ref``'s converter modules with the given Part records.
+
+    ``cache_dtype`` float16 is what the Core ML state holds; float32 isolates the wiring from rounding.
+    """
+    decoder = StatefulDecoder(ref.language_model, int(parts["decoder"].extra["max_context"]), cache_dtype)
+    if is_navit(ref):
+        vision = TorchPackage(NavitVisionCoreML(ref), NAVIT_INPUTS, "features")
+    else:
+        vision = TorchPackage(FixedVisionCoreML(ref), ["pixel_values"], "features")
+    models = {"vision": vision, "embedding": TorchPackage(EmbeddingCoreML(ref), ["input_ids"], "inputs_embeds"),
+              "decoder": TorchPackage(decoder, decoder.input_names(), "logits")}
+
+    # CoreMLBackend reads only ``manifest.parts``.
+    return CoreMLBackend(Path("."), SimpleNamespace(parts=parts), models=models)  # type: ignore[arg-type]
+
+
+def validate_with_modules(ref: Any, ckpt: str | Path, root: Path, manifest: Any,
+                          say: Any = None) -> dict[str, Any]:
+    """The export parity check (export/validate.py) with the converter modules instead of Core ML.
+
+    Always at the fp16 tolerance: even an fp32 export keeps its KV cache in an fp16 state. The
+    report says which runner produced the figures, so a manifest never passes this off as Core ML's.
+    """
+    from ..processing.tokenizer import Tokenizer
+    from .validate import validate_bundle
+
+    backend = module_backend(ref, manifest.parts)
+    tokenizer = Tokenizer.from_file(Path(root) / manifest.tokenizer.get("file", "tokenizer.json"))
+    report = validate_bundle(ref, str(ckpt), backend, manifest, tokenizer, "fp16", say)
+    report["runner"] = ("PyTorch modules handed to coremltools, fp16 KV cache, driven by CoreMLBackend "
+                        "(Core ML itself runs only on macOS; these figures do not include its fp16 arithmetic)")
+    return report
