@@ -146,23 +146,27 @@ def bench_ours(out: Path, threads: int | None, steps: int) -> dict:
     # that load from other processes hits both alike. Setting n_past directly reuses rows already
     # written (a step at 64 overwrites row 64; values do not change the cost of a step).
     times = {64: [], 1024: []}
+    cpu = {64: [], 1024: []}
     inside = {64: 0.0, 1024: 0.0}
     for _ in range(steps):
         for ctx in (64, 1024):
             be.n_past = ctx
             timer.seconds = 0.0
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             tok = int(be.forward(np.array([tok])).argmax())
             times[ctx].append(time.perf_counter() - t0)
+            cpu[ctx].append(time.process_time() - c0)
             inside[ctx] += timer.seconds
     for ctx in (64, 1024):
         total = sum(times[ctx])
         res[f"decode_ms_ctx{ctx}"] = round(1000 * float(np.median(times[ctx])), 2)
+        res[f"decode_cpu_ms_ctx{ctx}"] = round(1000 * float(np.median(cpu[ctx])), 2)
         res[f"python_overhead_ctx{ctx}"] = round((total - inside[ctx]) / total, 4)
         res[f"python_overhead_ms_ctx{ctx}"] = round(1000 * (total - inside[ctx]) / steps, 3)
         log(f"ours ctx {ctx}: prefill {res[f'prefill_{ctx}_s']} s, decode {res[f'decode_ms_ctx{ctx}']} ms/token, "
             f"overhead {100 * res[f'python_overhead_ctx{ctx}']:.2f}% ({res[f'python_overhead_ms_ctx{ctx}']} ms)")
     res["ratio_1024_over_64"] = round(res["decode_ms_ctx1024"] / res["decode_ms_ctx64"], 3)
+    res["ratio_cpu_1024_over_64"] = round(res["decode_cpu_ms_ctx1024"] / res["decode_cpu_ms_ctx64"], 3)
     be.close()
     return res
 
@@ -264,17 +268,25 @@ def bench_vision(threads: int | None, n_slices: int, rounds: int) -> dict:
     be.max_batch = n_slices
     be.encode_images(inputs)
     times: dict[str, list[float]] = {"sequential": [], "batched": []}
+    # CPU seconds of this process (all its threads) as well as wall time: on a shared host the wall
+    # time mostly measures other people's jobs, the CPU time measures the work this encoder did.
+    cpu: dict[str, list[float]] = {"sequential": [], "batched": []}
     # Alternate the two modes so that load from other processes hits both alike.
     for _ in range(rounds):
         for label, batch in (("sequential", 1), ("batched", n_slices)):
             be.max_batch = batch
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             feats = be.encode_images(inputs)
             times[label].append(time.perf_counter() - t0)
-            log(f"vision {label} (batch {batch}): {times[label][-1]:.2f} s for {n_slices} slices, {feats.shape}")
-    for label, values in times.items():
-        res[f"{label}_s"] = round(float(np.median(values)), 3)
-        res[f"{label}_all_s"] = [round(v, 3) for v in values]
+            cpu[label].append(time.process_time() - c0)
+            log(f"vision {label} (batch {batch}): {times[label][-1]:.2f} s wall, {cpu[label][-1]:.2f} s CPU for "
+                f"{n_slices} slices, {feats.shape}")
+    for label in times:
+        res[f"{label}_s"] = round(float(np.median(times[label])), 3)
+        res[f"{label}_all_s"] = [round(v, 3) for v in times[label]]
+        res[f"{label}_cpu_s"] = round(float(np.median(cpu[label])), 3)
+        res[f"{label}_cpu_all_s"] = [round(v, 3) for v in cpu[label]]
+    res["speedup_cpu"] = round(res["sequential_cpu_s"] / res["batched_cpu_s"], 3)
     res["speedup"] = round(res["sequential_s"] / res["batched_s"], 3)
     return res
 
@@ -287,22 +299,29 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--skip-genai", action="store_true")
     ap.add_argument("--skip-vision", action="store_true")
+    ap.add_argument("--skip-decode", action="store_true", help="vision only (keeps other sections of the JSON)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "decoder.json"))
     args = ap.parse_args()
     import onnxruntime as ort
 
     result = {"platform": {"machine": platform.machine(), "system": platform.platform(),
                            "python": platform.python_version(), "cpu": _cpu_name(), "cores": os.cpu_count(),
-                           "onnxruntime": ort.__version__, "threads": args.threads},
+                           "onnxruntime": ort.__version__, "threads": args.threads,
+                           # other processes' load: on a shared host it explains wall-time spread
+                           "loadavg_start": [round(x, 2) for x in os.getloadavg()]},
               "text_model": {"dims": QWEN2_05B, "dtype": "fp32", "max_context": MAX_CONTEXT}}
+    if args.skip_decode and Path(args.out).exists():
+        previous = json.loads(Path(args.out).read_text())
+        result.update({k: v for k, v in previous.items() if k in ("ours", "genai_builder")})
     ckpt = build_text_checkpoint()
-    ours = export_ours(ckpt)
-    result["ours"] = bench_ours(ours, args.threads, args.steps)
-    if not args.skip_genai:
+    if not args.skip_decode:
+        result["ours"] = bench_ours(export_ours(ckpt), args.threads, args.steps)
+    if not args.skip_genai and not args.skip_decode:
         genai = build_genai(ckpt)
         result["genai_builder"] = bench_genai(genai, args.threads, args.steps) if genai else {"error": "build failed"}
     if not args.skip_vision:
         result["vision"] = bench_vision(args.threads, args.slices, args.rounds)
+    result["platform"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))

@@ -101,7 +101,7 @@ def run_child(script: str, engine: str, model: str, extra: list[str], timeout: i
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "r.json"
         cmd = [sys.executable, str(HERE / script), engine, model, "--json", str(out), *extra]
-        t0 = time.time()
+        t0, load = time.time(), load_average()
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -114,6 +114,7 @@ def run_child(script: str, engine: str, model: str, extra: list[str], timeout: i
             return {"engine": engine, "model": model, "error": f"exit {proc.returncode}: {' | '.join(tail)}"}
         result = json.loads(out.read_text())
         result["wall_s"] = round(time.time() - t0, 1)
+        result["load_1min_at_start"] = load  # other jobs on the machine distort figures: keep the evidence
         return result
 
 
@@ -203,7 +204,8 @@ def markdown(suite: dict[str, Any]) -> str:
              f"{' + uncommitted changes' if suite['commit']['dirty_files'] else ''}. "
              f"1-minute load average {suite['load_average']['start']} at start, {suite['load_average']['end']} at end"
              f"{' — **measured under load** (other jobs shared the cores)' if suite['under_load'] else ''}. "
-             f"Suite wall time {suite['wall_s'] / 60:.1f} min.",
+             f"Suite wall time {suite['wall_s'] / 60:.1f} min"
+             f"{'' if suite.get('complete', True) else ' (partial: the run was still going)'}.",
              "",
              f"Memory bandwidth: **{bw['read_gb_s']} GB/s** read (min–max {bw['read_gb_s_min_max'][0]}–"
              f"{bw['read_gb_s_min_max'][1]}), {bw['copy_gb_s']} GB/s copy; {bw['method']}.",
@@ -211,11 +213,11 @@ def markdown(suite: dict[str, Any]) -> str:
     for model in suite["models"]:
         lines += ["", f"### {model['name']}", "", model["description"], ""]
         lines += ["| engine | size MB | prefill tok/s (128) | decode tok/s @128 | decode tok/s @1024 | "
-                  "MB read/token | roofline @128 | roofline @1024 | peak RSS MB |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                  "MB read/token | roofline @128 | roofline @1024 | peak RSS MB | load avg |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for r in model["text"]:
             if "decode_tokens_per_s_ctx128" not in r:
-                lines.append(f"| {r.get('label', r['engine'])} | – | – | – | – | – | – | – | "
+                lines.append(f"| {r.get('label', r['engine'])} | – | – | – | – | – | – | – | – | "
                              f"{r.get('skipped') or r.get('error', '')[:120]} |")
                 continue
             roof = r.get("roofline", {})
@@ -223,19 +225,19 @@ def markdown(suite: dict[str, Any]) -> str:
             lines.append(f"| {r['label']} | {r['size_mb']:.0f} | {_mm(r['prefill_tokens_per_s'], 0)} | "
                          f"{_mm(r['decode_tokens_per_s_ctx128'])} | {_mm(r['decode_tokens_per_s_ctx1024'])} | "
                          f"{r['weights_read_mb_per_token']:.4g} | {pct('ctx128')} | {pct('ctx1024')} | "
-                         f"{r['peak_rss_mb']:.0f} |")
+                         f"{r['peak_rss_mb']:.0f} | {r.get('load_1min_at_start', '–')} |")
         if model.get("vision"):
             lines += ["", f"Vision encoding of one {model['image_desc']}, ms:", "",
-                      "| engine | preprocessing | sequential chunks | batched chunks | peak RSS MB |",
-                      "|---|---:|---:|---:|---:|"]
+                      "| engine | preprocessing | sequential chunks | batched chunks | peak RSS MB | load avg |",
+                      "|---|---:|---:|---:|---:|---:|"]
             for r in model["vision"]:
                 if "chunks" not in r:
                     lines.append(f"| {r.get('label', r['engine'])} | {r.get('skipped') or r.get('error', '')[:120]} "
-                                 "| | | |")
+                                 "| | | | |")
                     continue
                 cell = lambda k: _mm(r[k], 0) if k in r else "–"  # noqa: E731
                 lines.append(f"| {r['label']} | {cell('preprocessing_ms')} | {cell('sequential_ms')} | "
-                             f"{cell('batched_ms')} | {r['peak_rss_mb']:.0f} |")
+                             f"{cell('batched_ms')} | {r['peak_rss_mb']:.0f} | {r.get('load_1min_at_start', '–')} |")
         if model.get("ttft"):
             lines += ["", "Time to first token (composed from the measured stages; prompt = image tokens + "
                       f"{TEXT_PROMPT_TOKENS} text tokens), ms:", "",
@@ -352,11 +354,15 @@ def main() -> None:
     log(f"machine {suite['machine']['cpu']}, {suite['machine']['cores']} cores; load {suite['load_average']['start']}")
     suite["bandwidth"] = bandwidth(args.threads)
     log(f"memory bandwidth: {suite['bandwidth']['read_gb_s']} GB/s read, {suite['bandwidth']['copy_gb_s']} GB/s copy")
-    suite["models"] = [run_model(name, args) for name in args.models]
-    suite["load_average"]["end"] = load_average()
-    suite["under_load"] = max(suite["load_average"].values()) > 2.5
-    suite["wall_s"] = round(time.time() - started, 1)
-    finish(suite, Path(args.out))
+    suite["models"] = []
+    for i, name in enumerate(args.models):
+        suite["models"].append(run_model(name, args))
+        # Results are written after every model, so an interrupted suite still leaves its finished part.
+        suite["complete"] = i == len(args.models) - 1
+        suite["load_average"]["end"] = load_average()
+        suite["under_load"] = max(suite["load_average"].values()) > 2.5
+        suite["wall_s"] = round(time.time() - started, 1)
+        finish(suite, Path(args.out))
     log(f"suite done in {suite['wall_s'] / 60:.1f} min")
 
 

@@ -68,7 +68,7 @@ def run(bundle: Path, prompt: str = typer.Option(..., "--prompt", "-p"),
         image: List[Path] = typer.Option([], "--image", "-i", help="repeat for several images"),
         max_tokens: int = typer.Option(256, "--max-tokens"), temperature: float = typer.Option(0.0, "--temperature"),
         top_k: int = typer.Option(0, "--top-k"), top_p: float = typer.Option(1.0, "--top-p"),
-        seed: Optional[int] = typer.Option(None, "--seed"), device: str = typer.Option("cpu", "--device"),
+        seed: Optional[int] = typer.Option(None, "--seed"), device: str = typer.Option("auto", "--device", help="cpu | auto | coreml | qnn | nnapi | xnnpack | cuda | dml"),
         as_json: bool = typer.Option(False, "--json", help="print text, token_ids and stats as JSON")):
     """Answer PROMPT about the images, streaming to the terminal."""
     import edgevlm
@@ -92,7 +92,7 @@ def run(bundle: Path, prompt: str = typer.Option(..., "--prompt", "-p"),
 
 
 @app.command()
-def chat(bundle: Path, device: str = typer.Option("cpu", "--device"),
+def chat(bundle: Path, device: str = typer.Option("auto", "--device", help="cpu | auto | coreml | qnn | nnapi | xnnpack | cuda | dml"),
          system: Optional[str] = typer.Option(None, "--system"), max_tokens: int = typer.Option(256, "--max-tokens"),
          temperature: float = typer.Option(0.0, "--temperature")):
     """Multi-turn chat. Commands: /image PATH (attach to the next message), /reset, /quit."""
@@ -144,9 +144,9 @@ def inspect(bundle: Path, as_json: bool = typer.Option(False, "--json")):
     typer.echo(f"  text: {t.get('arch')} hidden {t.get('hidden_size')} layers {t.get('num_layers')} "
                f"kv heads {t.get('num_kv_heads')} max context {t.get('max_context')}")
     for name, part in manifest.parts.items():
-        size = manifest.files.get(part.file, {}).get("size", 0)
+        size = manifest.part_bytes(name)
         quant = manifest.quantization.get(name, {})
-        typer.echo(f"  part {name:9s} {part.file:24s} {size / 1e6:8.1f} MB  {quant.get('method', 'none')}")
+        typer.echo(f"  part {name:9s} {part.file:34s} {size / 1e6:8.1f} MB  {quant.get('method', 'none')}")
     if manifest.validation:
         v = manifest.validation
         typer.echo(f"  parity: vision cosine {v['vision']['cosine']:.6f}, logits max abs {v['logits']['max_abs']:.2e}, "
@@ -158,7 +158,7 @@ def inspect(bundle: Path, as_json: bool = typer.Option(False, "--json")):
 def bench(bundle: Path, image: Optional[Path] = typer.Option(None, "--image"),
           prompt: str = typer.Option("Describe the image in detail.", "--prompt"),
           runs: int = typer.Option(3, "--runs"), max_tokens: int = typer.Option(64, "--max-tokens"),
-          device: str = typer.Option("cpu", "--device"), as_json: bool = typer.Option(False, "--json")):
+          device: str = typer.Option("auto", "--device", help="cpu | auto | coreml | qnn | nnapi | xnnpack | cuda | dml"), as_json: bool = typer.Option(False, "--json")):
     """Time preprocessing, vision, prefill and decode on BUNDLE (medians over runs)."""
     from .bench import bench_bundle
 

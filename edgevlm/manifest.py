@@ -99,6 +99,13 @@ class Manifest:
         manifest.check_values(where)
         return manifest
 
+    def part_bytes(self, name: str) -> int:
+        """Bytes on disk of one part: its file, external data, or the whole package directory."""
+        part = self.parts[name]
+        package = part.extra.get("package")
+        return sum(rec.get("size", 0) for rel, rec in self.files.items()
+                   if rel in (part.file, part.file + ".data") or (package and rel.startswith(package + "/")))
+
     def check_values(self, where: str = "manifest.json") -> None:
         if self.format not in FORMATS:
             raise BundleError(f"{where}: format {self.format!r} is not one of {FORMATS}.")

@@ -7,4 +7,4 @@ PY=${PYTHON:-python3}
 $PY -m pip install --quiet --upgrade pip
 $PY -m pip install --quiet torch==2.13.0
 # llama-cpp-python compiles llama.cpp from source (about 7 minutes on 2 cores) the first time.
-$PY -m pip install --quiet -e ".[test,gguf,bench]"
+$PY -m pip install --quiet -e ".[test,gguf,coreml,bench]"

@@ -52,11 +52,14 @@ def bundle(tiny, tmp_path_factory):
         backend.close()
 
 
-def _greedy(backend, ids, features=None, blocks=None, n=24):
+def _greedy(backend, ids, features=None, blocks=None, n=24, steps=None):
+    """Greedy tokens through forward(); ``steps`` (a list) collects each step's logits."""
     backend.rewind(0)
     logits = backend.forward(ids, features, blocks)
     tokens = []
     for _ in range(n):
+        if steps is not None:
+            steps.append(logits)
         tokens.append(int(logits.argmax()))
         logits = backend.forward(np.array([tokens[-1]]))
     return tokens
@@ -64,7 +67,7 @@ def _greedy(backend, ids, features=None, blocks=None, n=24):
 
 def _navit_image(seed=0):
     """An 'image' of 3 chunks: an overview and two equal slices, as the processor pads them."""
-    tgt = np.array([[28, 37], [37, 28], [37, 28]], np.int32)
+    tgt = np.array([[11, 15], [15, 11], [15, 11]], np.int32)
     n = int((tgt[:, 0] * tgt[:, 1]).max())
     rng = np.random.default_rng(seed)
     pixels = np.zeros((3, 3, 14, n * 14), np.float32)
@@ -87,14 +90,15 @@ def test_minicpmv_image_prompt_greedy_equals_reference(bundle, name):
     q = ref.query_num
     ids = np.concatenate([[5, 6, 7], [ref.image_token_id] * (3 * q), [8, 9, 10, 11]]).astype(np.int64)
     want = ref.greedy(torch.from_numpy(ids)[None], want_feats, 24)
-    got = _greedy(backend, ids, feats.reshape(-1, feats.shape[-1]))
+    steps: list[np.ndarray] = []
+    got = _greedy(backend, ids, feats.reshape(-1, feats.shape[-1]), steps=steps)
+    # Every cached step's logits against the reference's full recomputation of the whole sequence.
+    full_ids = torch.from_numpy(np.concatenate([ids, got[:-1]]))[None]
     with torch.no_grad():
-        ref_logits = ref.logits(torch.from_numpy(ids)[None], want_feats)[0].numpy()
-    backend.rewind(0)
-    logits = backend.forward(ids, feats.reshape(-1, feats.shape[-1]), all_logits=True)
-    diff = float(np.abs(logits - ref_logits).max())
-    print(f"{name}: features diff {feat_diff:.2e}, prefill logits diff {diff:.2e}, greedy {got[:8]}... "
-          f"equal={got == want}")
+        ref_logits = ref.logits(full_ids, want_feats)[0].numpy()[len(ids) - 1:]
+    diff = float(np.abs(np.stack(steps) - ref_logits).max())
+    print(f"{name}: features diff {feat_diff:.2e}, logits diff over prefill + 23 cached steps {diff:.2e}, "
+          f"greedy {got[:8]}... equal={got == want}")
     assert feat_diff < 1e-4 and diff < 1e-3
     assert got == want
 
@@ -139,10 +143,21 @@ def test_prefix_lm_and_image_blocks_match_transformers(bundle, tiny, name):
     causal = backend.forward(ids, rows, None, all_logits=True)
     causal_diff = float(np.abs(causal - want).max())
     want_tokens = ref.reference_generate(24, **inputs)
-    got_tokens = _greedy(backend, ids, rows, blocks)
+    steps: list[np.ndarray] = []
+    got_tokens = _greedy(backend, ids, rows, blocks, steps=steps)
+    # Cached steps vs transformers' full forward over prompt + generated tokens (generated tokens are
+    # causal: token_type 1 for PaliGemma's suffix, 0 = text for Gemma 3).
+    new = torch.tensor([got_tokens[:-1]])
+    extended = dict(inputs, input_ids=torch.cat([inputs["input_ids"], new], 1),
+                    attention_mask=torch.ones(1, len(ids) + new.shape[1], dtype=torch.long),
+                    token_type_ids=torch.cat([inputs["token_type_ids"],
+                                              torch.full_like(new, 1 if name.startswith("paligemma") else 0)], 1))
+    extended.pop("labels", None)
+    step_diff = float(np.abs(np.stack(steps) - ref.reference_logits(**extended)[0].numpy()[len(ids) - 1:]).max())
     print(f"{name}: {len(ids)} prompt tokens, prefill logits diff vs transformers {diff:.2e} (causal-only mask: "
-          f"{causal_diff:.2f}); greedy {got_tokens[:8]}... equal={got_tokens == want_tokens}")
-    assert diff < 1e-3
+          f"{causal_diff:.2f}); 24 cached steps vs transformers' full forward {step_diff:.2e}; "
+          f"greedy {got_tokens[:8]}... equal={got_tokens == want_tokens}")
+    assert diff < 1e-3 and step_diff < 1e-3
     assert causal_diff > 1e-2  # the block mask really matters for this prompt
     assert got_tokens == want_tokens
 

@@ -36,8 +36,9 @@ def quantize(bundle: str | Path, out: str | Path, recipe: str = "w4", overrides:
     started = time.perf_counter()
     with BundleWriter(out, overwrite=overwrite) as writer:
         part_files = {p.file for p in manifest.parts.values()}
+        packages = tuple(p.extra["package"] + "/" for p in manifest.parts.values() if p.extra.get("package"))
         for rel in manifest.files:  # tokenizer and anything else the parts do not own
-            if rel not in part_files and not rel.endswith(".data"):
+            if rel not in part_files and not rel.endswith(".data") and not rel.startswith(packages):
                 shutil.copy(src / rel, writer.path(rel))
         if manifest.format == "onnx":
             records = _quantize_onnx(src, writer.tmp, manifest, recipe, overrides, block_size, symmetric,
