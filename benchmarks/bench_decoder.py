@@ -7,7 +7,8 @@ Vision: SigLIP-400M dims (hidden 1152, 27 layers, 16 heads, MLP 4304) + resample
 Models are built once into ~/.cache/edgevlm-bench (never committed). Writes benchmarks/results/decoder.json:
 - decode ms/token at 64 and 1024 tokens of context through OrtBackend.forward (our graph, IO binding);
 - per-token Python overhead = (step time - time inside session runs) / step time;
-- the same decode timing for onnxruntime-genai's model builder graph (GroupQueryAttention, shared KV);
+- the same decode timing for onnxruntime-genai's model builder graph (GroupQueryAttention, shared KV),
+  interleaved step by step with ours;
 - batched vs one-at-a-time slice encoding.
 """
 
@@ -130,47 +131,6 @@ class TimedSessions:
         return Wrapped()
 
 
-def bench_ours(out: Path, threads: int | None, steps: int) -> dict:
-    be = backend_for(out, threads)
-    timer = TimedSessions(be)
-    rng = np.random.default_rng(0)
-    res = {}
-    for ctx in (64, 1024):
-        be.rewind(0)
-        t0 = time.perf_counter()
-        logits = be.forward(rng.integers(0, 151936, ctx))
-        res[f"prefill_{ctx}_s"] = round(time.perf_counter() - t0, 3)
-    tok = int(logits.argmax())
-    be.forward(np.array([tok]))  # warm-up step
-    # The cache now holds 1024+ rows. Alternate single-token steps at 64 and 1024 tokens of context so
-    # that load from other processes hits both alike. Setting n_past directly reuses rows already
-    # written (a step at 64 overwrites row 64; values do not change the cost of a step).
-    times = {64: [], 1024: []}
-    cpu = {64: [], 1024: []}
-    inside = {64: 0.0, 1024: 0.0}
-    for _ in range(steps):
-        for ctx in (64, 1024):
-            be.n_past = ctx
-            timer.seconds = 0.0
-            t0, c0 = time.perf_counter(), time.process_time()
-            tok = int(be.forward(np.array([tok])).argmax())
-            times[ctx].append(time.perf_counter() - t0)
-            cpu[ctx].append(time.process_time() - c0)
-            inside[ctx] += timer.seconds
-    for ctx in (64, 1024):
-        total = sum(times[ctx])
-        res[f"decode_ms_ctx{ctx}"] = round(1000 * float(np.median(times[ctx])), 2)
-        res[f"decode_cpu_ms_ctx{ctx}"] = round(1000 * float(np.median(cpu[ctx])), 2)
-        res[f"python_overhead_ctx{ctx}"] = round((total - inside[ctx]) / total, 4)
-        res[f"python_overhead_ms_ctx{ctx}"] = round(1000 * (total - inside[ctx]) / steps, 3)
-        log(f"ours ctx {ctx}: prefill {res[f'prefill_{ctx}_s']} s, decode {res[f'decode_ms_ctx{ctx}']} ms/token, "
-            f"overhead {100 * res[f'python_overhead_ctx{ctx}']:.2f}% ({res[f'python_overhead_ms_ctx{ctx}']} ms)")
-    res["ratio_1024_over_64"] = round(res["decode_ms_ctx1024"] / res["decode_ms_ctx64"], 3)
-    res["ratio_cpu_1024_over_64"] = round(res["decode_cpu_ms_ctx1024"] / res["decode_cpu_ms_ctx64"], 3)
-    be.close()
-    return res
-
-
 def build_genai(ckpt: Path) -> Path | None:
     out = CACHE / "genai"
     if (out / "model.onnx").exists():
@@ -186,44 +146,97 @@ def build_genai(ckpt: Path) -> Path | None:
     return out
 
 
-def bench_genai(out: Path, threads: int | None, steps: int) -> dict:
-    """Decode steps of the builder's graph with its KV in one shared [1, kv, max, hd] buffer per layer."""
-    import onnxruntime as ort
+class GenaiStepper:
+    """Single-token steps of the builder's graph, its KV bound to one shared [1, kv, max, hd] buffer per layer."""
 
-    opts = ort.SessionOptions()
-    if threads:
-        opts.intra_op_num_threads = threads
-    sess = ort.InferenceSession(str(out / "model.onnx"), opts, providers=["CPUExecutionProvider"])
-    names = [i.name for i in sess.get_inputs()]
-    n_layers, kvh, hd = QWEN2_05B["num_hidden_layers"], 2, 64
-    bufs = {n: np.random.default_rng(0).standard_normal((1, kvh, MAX_CONTEXT, hd)).astype(np.float32)
-            for n in names if n.startswith("past_key_values")}
-    res = {"inputs": names[:4]}
-    b = sess.io_binding()
-    times = {64: [], 1024: []}
-    for step in range(steps + 1):
-        for ctx in (64, 1024):
-            total = ctx + 1
-            keep = {"inputs_embeds": np.random.default_rng(step).standard_normal((1, 1, 896)).astype(np.float32),
-                    "attention_mask": np.ones((1, total), np.int64)}
-            if "position_ids" in names:
-                keep["position_ids"] = np.array([[total - 1]], np.int64)
-            for k, v in keep.items():
-                b.bind_cpu_input(k, v)
-            for n, buf in bufs.items():
-                b.bind_input(n, "cpu", 0, np.float32, list(buf.shape), buf.ctypes.data)
-                b.bind_output(n.replace("past_key_values", "present"), "cpu", 0, np.float32, list(buf.shape),
-                              buf.ctypes.data)
-            b.bind_output("logits")
-            t0 = time.perf_counter()
-            sess.run_with_iobinding(b)
-            if step:  # step 0 is the warm-up
-                times[ctx].append(time.perf_counter() - t0)
+    def __init__(self, out: Path, threads: int | None):
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = threads
+        self.sess = ort.InferenceSession(str(out / "model.onnx"), opts, providers=["CPUExecutionProvider"])
+        self.names = [i.name for i in self.sess.get_inputs()]
+        kvh, hd = QWEN2_05B["num_key_value_heads"], QWEN2_05B["hidden_size"] // QWEN2_05B["num_attention_heads"]
+        rng = np.random.default_rng(0)
+        self.bufs = {n: rng.standard_normal((1, kvh, MAX_CONTEXT, hd)).astype(np.float32)
+                     for n in self.names if n.startswith("past_key_values")}
+        self.binding = self.sess.io_binding()
+
+    def step(self, ctx: int) -> None:
+        b, total = self.binding, ctx + 1
+        keep = {"inputs_embeds": np.ones((1, 1, QWEN2_05B["hidden_size"]), np.float32),
+                "attention_mask": np.ones((1, total), np.int64)}
+        if "position_ids" in self.names:
+            keep["position_ids"] = np.array([[ctx]], np.int64)
+        for k, v in keep.items():
+            b.bind_cpu_input(k, v)
+        for n, buf in self.bufs.items():
+            b.bind_input(n, "cpu", 0, np.float32, list(buf.shape), buf.ctypes.data)
+            b.bind_output(n.replace("past_key_values", "present"), "cpu", 0, np.float32, list(buf.shape),
+                          buf.ctypes.data)
+        b.bind_output("logits")
+        self.sess.run_with_iobinding(b)
+
+
+def bench_decode(ours_dir: Path, genai_dir: Path | None, threads: int | None, steps: int) -> dict:
+    """Prefill timings, then single-token decode steps at 64 and 1024 tokens of context, alternating
+    ours / builder and 64 / 1024 step by step so that load from other processes hits all four alike.
+    Records wall and process-CPU time per step and, for ours, the time spent outside session calls."""
+    be = backend_for(ours_dir, threads)
+    timer = TimedSessions(be)
+    genai = GenaiStepper(genai_dir, threads) if genai_dir else None
+    rng = np.random.default_rng(0)
+    ours: dict = {}
     for ctx in (64, 1024):
-        res[f"decode_ms_ctx{ctx}"] = round(1000 * float(np.median(times[ctx])), 2)
-        log(f"genai ctx {ctx}: {res[f'decode_ms_ctx{ctx}']} ms/token")
-    res["ratio_1024_over_64"] = round(res["decode_ms_ctx1024"] / res["decode_ms_ctx64"], 3)
-    return res
+        be.rewind(0)
+        t0 = time.perf_counter()
+        logits = be.forward(rng.integers(0, QWEN2_05B["vocab_size"], ctx))
+        ours[f"prefill_{ctx}_s"] = round(time.perf_counter() - t0, 3)
+    tok = int(logits.argmax())
+    be.forward(np.array([tok]))  # warm-up steps
+    if genai:
+        genai.step(64)
+    # The cache now holds 1024+ rows. Setting n_past directly reuses rows already written (a step at
+    # 64 overwrites row 64; the values do not change the cost of a step).
+    wall = {(s, c): [] for s in ("ours", "genai") for c in (64, 1024)}
+    cpu = {(s, c): [] for s in ("ours", "genai") for c in (64, 1024)}
+    inside = {64: 0.0, 1024: 0.0}
+    for _ in range(steps):
+        for ctx in (64, 1024):
+            be.n_past = ctx
+            timer.seconds = 0.0
+            t0, c0 = time.perf_counter(), time.process_time()
+            tok = int(be.forward(np.array([tok])).argmax())
+            wall["ours", ctx].append(time.perf_counter() - t0)
+            cpu["ours", ctx].append(time.process_time() - c0)
+            inside[ctx] += timer.seconds
+            if genai:
+                t0, c0 = time.perf_counter(), time.process_time()
+                genai.step(ctx)
+                wall["genai", ctx].append(time.perf_counter() - t0)
+                cpu["genai", ctx].append(time.process_time() - c0)
+    result = {"ours": ours, "genai_builder": {}}
+    for (side, ctx), values in wall.items():
+        if not values:
+            continue
+        res = result["ours" if side == "ours" else "genai_builder"]
+        res[f"decode_ms_ctx{ctx}"] = round(1000 * float(np.median(values)), 2)
+        res[f"decode_cpu_ms_ctx{ctx}"] = round(1000 * float(np.median(cpu[side, ctx])), 2)
+        if side == "ours":
+            total = sum(values)
+            res[f"python_overhead_ctx{ctx}"] = round((total - inside[ctx]) / total, 4)
+            res[f"python_overhead_ms_ctx{ctx}"] = round(1000 * (total - inside[ctx]) / steps, 3)
+    for side in ("ours", "genai_builder"):
+        res = result[side]
+        if "decode_ms_ctx64" in res:
+            res["ratio_1024_over_64"] = round(res["decode_ms_ctx1024"] / res["decode_ms_ctx64"], 3)
+            res["ratio_cpu_1024_over_64"] = round(res["decode_cpu_ms_ctx1024"] / res["decode_cpu_ms_ctx64"], 3)
+            log(side, {k: v for k, v in res.items() if "decode" in k or "overhead" in k or "ratio" in k})
+    if not genai:
+        result.pop("genai_builder")
+    be.close()
+    return result
 
 
 def bench_vision(threads: int | None, n_slices: int, rounds: int) -> dict:
@@ -315,10 +328,9 @@ def main() -> None:
         result.update({k: v for k, v in previous.items() if k in ("ours", "genai_builder")})
     ckpt = build_text_checkpoint()
     if not args.skip_decode:
-        result["ours"] = bench_ours(export_ours(ckpt), args.threads, args.steps)
-    if not args.skip_genai and not args.skip_decode:
-        genai = build_genai(ckpt)
-        result["genai_builder"] = bench_genai(genai, args.threads, args.steps) if genai else {"error": "build failed"}
+        ours = export_ours(ckpt)
+        genai = None if args.skip_genai else build_genai(ckpt)
+        result.update(bench_decode(ours, genai, args.threads, args.steps))
     if not args.skip_vision:
         result["vision"] = bench_vision(args.threads, args.slices, args.rounds)
     result["platform"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]

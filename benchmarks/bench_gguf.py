@@ -11,7 +11,10 @@ For each bundle (built and cached by benchmarks/models.py):
            and attention settings: ``eval(prompt ids)``, then ``eval([argmax])`` per token.
 All three decode the same greedy tokens (checked) for as many tokens as our run produced.
 Overhead = 1 - ours / direct (tokens/s); medians of ``--repeats`` runs, runs interleaved so machine
-noise (2 shared cores) hits all three alike. Writes benchmarks/results/gguf.json.
+noise (2 shared cores) hits all three alike. Because tokens/s on a shared machine varies by +-20%
+between runs, each run also clocks the time spent inside ``llama_decode``: the time per token
+outside it is each layer's own cost, and ours minus direct's is our overhead, measured within one
+run. Writes benchmarks/results/gguf.json.
 """
 
 from __future__ import annotations
@@ -38,15 +41,56 @@ def log(*parts) -> None:
     print(f"[{time.strftime('%H:%M:%S')}]", *parts, flush=True)
 
 
+class DecodeClock:
+    """Wraps llama_cpp.llama_decode (used by our backend and by Llama alike) to add up time spent inside it.
+
+    Time per token outside llama_decode is each layer's own cost; unlike tokens/s it is measured within
+    one run, so it is robust to other load on the machine.
+    """
+
+    def __init__(self):
+        import llama_cpp
+        import llama_cpp.llama_cpp as bindings
+
+        self.inner = bindings.llama_decode
+        self.seconds = 0.0
+        # Our backend calls llama_cpp.llama_decode; Llama (via _internals) calls llama_cpp.llama_cpp.llama_decode.
+        llama_cpp.llama_decode = bindings.llama_decode = self
+
+    def __call__(self, ctx, batch):
+        t0 = time.perf_counter()
+        try:
+            return self.inner(ctx, batch)
+        finally:
+            self.seconds += time.perf_counter() - t0
+
+    def take(self) -> float:
+        value, self.seconds = self.seconds, 0.0
+        return value
+
+
+CLOCK: DecodeClock | None = None
+
+
+def _outside_ms(total_s: float, n: int) -> float:
+    return 1e3 * (total_s - CLOCK.take()) / max(n, 1)
+
+
 def run_ours(vlm, prompt: str, decode: int):
+    CLOCK.take()
     result = vlm.generate(prompt, max_new_tokens=decode, temperature=0.0)
     s = result.stats
+    # Time outside llama_decode over prefill + decode: tokenizer, prompt layout, sampler, detokenizer,
+    # stats and our backend's Python (per forward: the prompt counts as one).
+    outside = 1e3 * (s.prefill_ms / 1e3 + s.decode_ms / 1e3 - CLOCK.take()) / max(s.decode_tokens + 1, 1)
     return {"prefill_tps": s.prefill_tokens_per_s, "decode_tps": s.decode_tokens_per_s,
-            "prompt_tokens": s.prompt_tokens, "decode_tokens": s.decode_tokens}, result.token_ids
+            "prompt_tokens": s.prompt_tokens, "decode_tokens": s.decode_tokens,
+            "outside_llama_ms_per_token": outside}, result.token_ids
 
 
 def run_backend(backend, ids: np.ndarray, n: int) -> tuple[dict, list[int]]:
     backend.rewind(0)
+    CLOCK.take()
     t0 = time.perf_counter()
     logits = backend.forward(ids)
     t1 = time.perf_counter()
@@ -55,7 +99,8 @@ def run_backend(backend, ids: np.ndarray, n: int) -> tuple[dict, list[int]]:
         tokens.append(int(np.argmax(logits)))
         logits = backend.forward(np.array([tokens[-1]]))
     t2 = time.perf_counter()
-    return {"prefill_tps": len(ids) / (t1 - t0), "decode_tps": n / (t2 - t1)}, tokens
+    return {"prefill_tps": len(ids) / (t1 - t0), "decode_tps": n / (t2 - t1),
+            "outside_llama_ms_per_token": _outside_ms(t2 - t0, n + 1)}, tokens
 
 
 def run_direct(llm, ids: list[int], n: int) -> tuple[dict, list[int]]:
@@ -63,6 +108,7 @@ def run_direct(llm, ids: list[int], n: int) -> tuple[dict, list[int]]:
 
     n_vocab = llm.n_vocab()
     llm.reset()
+    CLOCK.take()
     t0 = time.perf_counter()
     llm.eval(ids)
     t1 = time.perf_counter()
@@ -73,7 +119,8 @@ def run_direct(llm, ids: list[int], n: int) -> tuple[dict, list[int]]:
                                                           shape=(n_vocab,)))))
         llm.eval([tokens[-1]])
     t2 = time.perf_counter()
-    return {"prefill_tps": len(ids) / (t1 - t0), "decode_tps": n / (t2 - t1)}, tokens
+    return {"prefill_tps": len(ids) / (t1 - t0), "decode_tps": n / (t2 - t1),
+            "outside_llama_ms_per_token": _outside_ms(t2 - t0, n + 1)}, tokens
 
 
 def bench_bundle(bundle: Path, threads: int, prompt_words: int, decode: int, repeats: int) -> dict:
@@ -114,11 +161,17 @@ def bench_bundle(bundle: Path, threads: int, prompt_words: int, decode: int, rep
                                            for k, v in runs.items()))
     vlm.close()
     same = tokens["ours"] == tokens["backend"][: len(tokens["ours"])] == tokens["direct"][: len(tokens["ours"])]
-    med = {k: {m: statistics.median(x[m] for x in v) for m in ("prefill_tps", "decode_tps")} for k, v in runs.items()}
+    metrics = ("prefill_tps", "decode_tps", "outside_llama_ms_per_token")
+    med = {k: {m: statistics.median(x[m] for x in v) for m in metrics} for k, v in runs.items()}
     out = {"bundle": str(bundle), "text_dtype": text_part.dtype, "prompt_tokens": int(len(ids)),
            "decode_tokens": runs["ours"][0]["decode_tokens"], "same_tokens": bool(same), "median": med,
            "overhead": {m: 1 - med["ours"][m] / med["direct"][m] for m in ("prefill_tps", "decode_tps")},
            "backend_overhead": {m: 1 - med["backend"][m] / med["direct"][m] for m in ("prefill_tps", "decode_tps")},
+           # Our layers' own cost per token beyond llama-cpp-python's, relative to a direct decode step.
+           "extra_ms_per_token": med["ours"]["outside_llama_ms_per_token"] - med["direct"]["outside_llama_ms_per_token"],
+           "extra_fraction_of_direct_step": (med["ours"]["outside_llama_ms_per_token"]
+                                             - med["direct"]["outside_llama_ms_per_token"])
+           * med["direct"]["decode_tps"] / 1e3,
            "runs": runs}
     return out
 
@@ -140,6 +193,8 @@ def main() -> None:
         import models
 
         bundles = [models.gguf_bundle(name, q) for name in args.models.split(",") for q in args.quants.split(",")]
+    global CLOCK
+    CLOCK = DecodeClock()
     results = []
     for bundle in bundles:
         log(f"benchmarking {bundle}")
@@ -147,7 +202,10 @@ def main() -> None:
         log(f"  median tokens/s: ours prefill {res['median']['ours']['prefill_tps']:.1f} / decode "
             f"{res['median']['ours']['decode_tps']:.1f}; direct {res['median']['direct']['prefill_tps']:.1f} / "
             f"{res['median']['direct']['decode_tps']:.1f}; overhead prefill {100 * res['overhead']['prefill_tps']:.1f}%"
-            f" decode {100 * res['overhead']['decode_tps']:.1f}%; same tokens: {res['same_tokens']}")
+            f" decode {100 * res['overhead']['decode_tps']:.1f}%; same tokens: {res['same_tokens']}; outside llama_decode "
+            f"ours {res['median']['ours']['outside_llama_ms_per_token']:.3f} ms/token vs direct "
+            f"{res['median']['direct']['outside_llama_ms_per_token']:.3f} "
+            f"(extra = {100 * res['extra_fraction_of_direct_step']:.2f}% of a direct step)")
         results.append(res)
     import llama_cpp
 

@@ -227,6 +227,36 @@ def onnx_bundle(name: str, recipe: str = "fp32") -> Path:
                                              "--overwrite"), f"{name} ONNX {recipe}")
 
 
+def onnx_w4_int8_activations(name: str) -> Path:
+    """Experiment, not a product bundle: our w4 bundle with ``accuracy_level=4`` on every MatMulNBits, i.e.
+    activations quantized to int8 inside the kernel (what onnxruntime-genai's builder emits for int4, and
+    what llama.cpp's Q4_0 x Q8_0 dot products do). Other files are symlinks; the manifest hashes no
+    longer match the decoder, so it is opened with ``verify=False``. Shows what that quantizer option buys."""
+    import onnx
+
+    src = onnx_bundle(name, "w4")
+    out = CACHE / name / "onnx-w4-acc4"
+    if (out / "manifest.json").is_file():
+        return out
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    decoder = json.loads((src / "manifest.json").read_text())["parts"]["decoder"]["file"]
+    model = onnx.load(str(src / decoder))
+    for node in model.graph.node:
+        if node.op_type == "MatMulNBits":
+            kept = [a for a in node.attribute if a.name != "accuracy_level"]
+            del node.attribute[:]
+            node.attribute.extend(kept + [onnx.helper.make_attribute("accuracy_level", 4)])
+    onnx.save(model, str(tmp / decoder))
+    for f in src.iterdir():
+        if f.name != decoder:
+            (tmp / f.name).symlink_to(f.resolve())
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    return out
+
+
 def gguf_bundle(name: str, quant: str = "q4_0") -> Path:
     """Our GGUF bundle: f32 export (its ONNX vision part is then fp32: an fp16 one crashes onnxruntime 1.32 at session creation), or its text GGUF quantized by llama.cpp (llama_model_quantize)."""
     base = CACHE / name / "gguf-f32"
@@ -236,13 +266,8 @@ def gguf_bundle(name: str, quant: str = "q4_0") -> Path:
     if quant == "f32":
         return base
     out = CACHE / name / f"gguf-{quant}"
-
-    def build() -> None:
-        from edgevlm.quantize.gguf import quantize_gguf_bundle
-
-        quantize_gguf_bundle(base, out, quant.upper(), overwrite=True, threads=2)
-
-    return _cached(out, build, f"{name} GGUF {quant}")
+    return _cached(out, lambda: _edgevlm_cli("quantize", str(base), "-o", str(out), "--recipe", quant,
+                                             "--overwrite"), f"{name} GGUF {quant}")
 
 
 def genai_model(name: str, precision: str = "fp32") -> Path | None:
@@ -250,19 +275,49 @@ def genai_model(name: str, precision: str = "fp32") -> Path | None:
     if not spec(name).genai:
         return None
     out = CACHE / name / f"genai-{precision}"
+    failed = out.with_name(out.name + ".failed")  # a builder failure is cached too (reason inside)
     if (out / "genai_config.json").is_file():
         return out
-    src = text_checkpoint(name)
+    if failed.is_file():
+        return None
+    src = _with_architectures(text_checkpoint(name))
     cmd = [sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(src), "-o", str(out), "-p", precision,
            "-e", "cpu", "-c", str(CACHE / "genai-cache")]
     t0 = time.time()
     log(f"building onnxruntime-genai {precision} for {name}")
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if not (out / "genai_config.json").is_file():
-        log(f"genai builder failed (exit {proc.returncode}): {proc.stderr[-1500:]}")
+        reason = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        log(f"genai builder failed (exit {proc.returncode}): {reason}")
+        failed.write_text(reason + "\n")
         return None
     log(f"built genai {precision} in {time.time() - t0:.0f} s")
     return out
+
+
+_ARCHITECTURES = {"gemma3_text": "Gemma3ForCausalLM", "qwen2": "Qwen2ForCausalLM", "gemma": "GemmaForCausalLM"}
+
+
+def _with_architectures(src: Path) -> Path:
+    """The genai builder dispatches on config.architectures[0]; a config saved from a GGUF-loaded model
+    (Gemma 3 270M) has none. Give it one in a sibling directory of symlinks (weights are not copied)."""
+    config = json.loads((src / "config.json").read_text())
+    if config.get("architectures"):
+        return src
+    out = src.with_name(src.name + "-genai")
+    out.mkdir(exist_ok=True)
+    for f in src.iterdir():
+        if f.is_file() and f.name != "config.json" and not (out / f.name).exists():
+            (out / f.name).symlink_to(f.resolve())
+    config["architectures"] = [_ARCHITECTURES[config["model_type"]]]
+    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    return out
+
+
+def genai_failure(name: str, precision: str) -> str | None:
+    """Why the genai builder could not build this model (its last error line), if it failed."""
+    failed = CACHE / name / f"genai-{precision}.failed"
+    return failed.read_text().strip() if failed.is_file() else None
 
 
 def published_gguf(name: str) -> Path | None:

@@ -210,6 +210,9 @@ def markdown(suite: dict[str, Any]) -> str:
              f"Memory bandwidth: **{bw['read_gb_s']} GB/s** read (min–max {bw['read_gb_s_min_max'][0]}–"
              f"{bw['read_gb_s_min_max'][1]}), {bw['copy_gb_s']} GB/s copy; {bw['method']}.",
              "Figures are medians over runs, with min–max in parentheses."]
+    for m_ in suite.get("merged", []):
+        lines.append(f"Rows re-measured and merged at {m_['at']} (load {m_['load_average']}): "
+                     f"{', '.join(m_['engines'] or [])}.")
     for model in suite["models"]:
         lines += ["", f"### {model['name']}", "", model["description"], ""]
         lines += ["| engine | size MB | prefill tok/s (128) | decode tok/s @128 | decode tok/s @1024 | "
@@ -335,6 +338,29 @@ def finish(suite: dict[str, Any], out_dir: Path) -> None:
     log(f"wrote {out_dir / 'suite.json'}, suite.md, {len(written)} plots")
 
 
+def merge(args: argparse.Namespace) -> None:
+    """Re-measure some text engines (e.g. a new one) into an existing run; rows keep the engine order."""
+    import compare_text
+
+    out = Path(args.out)
+    suite = json.loads((out / "suite.json").read_text())
+    text_args = ["--runs", str(args.runs), "--steps", str(args.steps), "--threads", str(args.threads)]
+    order = list(compare_text.ENGINES)
+    for model in suite["models"]:
+        if model["name"] not in args.models:
+            continue
+        for engine in args.engines or []:
+            log(f"{model['name']}: text engine {engine} (merge)")
+            row = run_child("compare_text.py", engine, model["name"], text_args)
+            row.setdefault("label", compare_text.ENGINES[engine][0])
+            _say_row(row)
+            rows = [r for r in model["text"] if r["engine"] != engine] + [row]
+            model["text"] = sorted(rows, key=lambda r: order.index(r["engine"]) if r["engine"] in order else 99)
+    suite.setdefault("merged", []).append({"at": dt.datetime.now(dt.timezone.utc).strftime("%H:%M UTC"),
+                                           "engines": args.engines, "load_average": load_average()})
+    finish(suite, out)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--models", nargs="+", default=[n for n, s in models.MODELS.items() if s.default])
@@ -345,7 +371,12 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--skip-vision", action="store_true")
     ap.add_argument("--out", default=str(HERE / "results"))
+    ap.add_argument("--merge", action="store_true",
+                    help="add/replace the --engines rows of --models in an existing suite.json, then re-derive")
     args = ap.parse_args()
+    if args.merge:
+        merge(args)
+        return
     started = time.time()
     suite: dict[str, Any] = {"started": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                              "machine": machine(), "versions": versions(), "commit": commit(),

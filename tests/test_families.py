@@ -122,14 +122,22 @@ def test_resampler_matches_numpy_formula(tiny):
     assert diff < 1e-4
 
 
-def test_navit_positions_vs_llamacpp_formula():
-    """Upstream float bucketing equals llama.cpp's floor(70*i/h) except at a few sizes, recorded here."""
+def _upstream_float_buckets(h: int, per_side: int = 70) -> torch.Tensor:
+    """The upstream navit code's float32 form: bucketize(arange(0, 1-1e-6, 1/h), arange(1/70, 1, 1/70))."""
+    boundaries = torch.arange(1 / per_side, 1.0, 1 / per_side)
+    return torch.bucketize(torch.arange(0, 1 - 1e-6, 1 / h), boundaries, right=True)
+
+
+def test_navit_positions_are_exact_and_upstream_differs_only_at_ties():
+    """Ours = floor(70*i/h) (llama.cpp's form); upstream's float32 form differs only where i/h == k/70."""
     from edgevlm.families.minicpmv import navit_position_ids
 
-    differ = [h for h in range(1, 101)
-              if not torch.equal(navit_position_ids(torch.tensor([[h, 1]]), h, 70)[0],
-                                 torch.tensor([(70 * i // h) * 70 for i in range(h)]))]
-    assert differ == [25, 49, 50, 55, 77, 95, 98, 100]
+    for h in range(1, 300):
+        ours = navit_position_ids(torch.tensor([[h, 1]]), h, 70)[0] // 70
+        assert torch.equal(ours, torch.tensor([70 * i // h for i in range(h)]))
+        upstream = _upstream_float_buckets(h)
+        for i in torch.nonzero(ours != upstream).flatten().tolist():
+            assert (70 * i) % h == 0, (h, i)  # an exact tie: the float rounding picked the lower bucket
 
 
 def test_unknown_family_is_a_clear_error(tmp_path):

@@ -39,7 +39,7 @@ def test_mixed_keeps_vision_gentle_and_overrides_apply(source, tmp_path):
                                 progress=None)
     assert manifest.quantization["decoder"]["method"] == "w4"
     assert manifest.quantization["vision"]["method"] == "none"
-    assert manifest.quantization["embedding"]["method"] == "int8"
+    assert manifest.quantization["embedding"]["method"] == "rows8"
 
 
 def test_report_is_stored_and_sane(source, tmp_path):
@@ -101,3 +101,11 @@ def test_static_qdq_vision_with_calibration_images(source, tmp_path):
     with pytest.raises(EdgeVLMError, match="has no images"):
         edgevlm.quantize(str(source), str(tmp_path / "empty"), recipe="qdq8", calibration=str(tmp_path),
                          progress=None)
+
+
+def test_fp16_bundle_loads_and_agrees(source, tmp_path):
+    """fp16 parts run (onnxruntime 1.32 crashed at ORT_ENABLE_ALL on the fp16 vision graph) and agree."""
+    manifest = edgevlm.quantize(str(source), str(tmp_path / "fp16"), recipe="fp16", progress=None)
+    assert manifest.parts["vision"].extra["ort_graph_optimization"] == "extended"
+    table = edgevlm.quantize.report(str(source), str(tmp_path / "fp16"), greedy_tokens=8)
+    assert table["top1_agreement"] > 0.97 and table["vision_cosine_min"] > 0.9999

@@ -24,13 +24,14 @@ def _generation_config(ckpt: Path) -> dict[str, Any]:
 
 
 def export_gguf_parts(ref: Any, ckpt: str | Path, root: str | Path, dtype: str = "f32", max_context: int = 2048,
-                      say: Callable[[str], None] = lambda message: None, mmproj_dtype: str = "f16"
-                      ) -> dict[str, Part]:
+                      say: Callable[[str], None] = lambda message: None, mmproj_dtype: str = "f16",
+                      vision_dtype: str = "fp32") -> dict[str, Part]:
     """Write text.gguf, vision.onnx and (MiniCPM-V) mmproj.gguf into ``root``; return their Parts.
 
-    ``dtype`` (f32 | f16) applies to the text model and the ONNX vision part; the mmproj is f16 unless
-    ``mmproj_dtype`` says otherwise (llama.cpp's usual mmproj precision). ``max_context`` is the KV
-    capacity the runtime allocates (recorded by the caller in manifest.text).
+    ``dtype`` (f32 | f16) applies to the text model; the ONNX vision part is fp32 unless ``vision_dtype``
+    says otherwise (an fp16 vision graph was seen to crash onnxruntime 1.32 at session creation); the
+    mmproj is f16 unless ``mmproj_dtype`` says otherwise (llama.cpp's usual mmproj precision).
+    ``max_context`` is the KV capacity the runtime allocates (recorded by the caller in manifest.text).
     """
     from .gguf_text import export_text_gguf
     from .onnx_vision import export_vision
@@ -39,8 +40,8 @@ def export_gguf_parts(ref: Any, ckpt: str | Path, root: str | Path, dtype: str =
     say(f"exporting the text model to GGUF ({ref.text.arch}, {dtype})")
     text = export_text_gguf(ref, ckpt, root / "text.gguf", dtype, _generation_config(ckpt))
     text.extra["max_context"] = int(max_context)
-    say("exporting vision (encoder + projector) to ONNX")
-    parts = {"text": text, "vision": export_vision(ref, root / "vision.onnx", "fp32" if dtype == "f32" else "fp16")}
+    say(f"exporting vision (encoder + projector) to ONNX ({vision_dtype})")
+    parts = {"text": text, "vision": export_vision(ref, root / "vision.onnx", vision_dtype)}
     if hasattr(ref, "resampler") and hasattr(ref, "vpm"):
         from .gguf_mmproj import export_mmproj
 

@@ -64,16 +64,18 @@ def vision_config(config: dict[str, Any]):
 def navit_position_ids(tgt_sizes: torch.Tensor, max_patches: int, per_side: int) -> torch.Tensor:
     """Learned-position-table rows per patch, [B, max_patches]: bucket(i/h)*per_side + bucket(j/w).
 
-    Float bucketing exactly as the upstream navit SigLIP (MiniCPM-V 2.6 remote code): fractional
-    coordinates from a float32 arange against float32 boundaries k/per_side. For some sizes
-    (h or w in 25, 49, 50, 55, ...) this differs from the integer floor(per_side*i/h) that llama.cpp
-    uses; the reference follows upstream (tests/test_families.py records the difference).
+    The navit SigLIP buckets i/h against the boundaries k/per_side (right-closed), i.e. the exact
+    bucket is floor(per_side*i/h), which is what llama.cpp computes. Upstream code computes it in
+    float32 (torch.arange + bucketize); at exact ties (i/h == k/per_side, e.g. h=25, i=5) torch's
+    vectorised arange rounds i/h just below the boundary for some sizes, so upstream's ids differ
+    from the exact ones there, and the result depends on torch's kernel. We use the exact integer
+    form in the reference, the runtime and the Android core (tests/test_families.py records where
+    upstream's float form differs).
     """
-    boundaries = torch.arange(1 / per_side, 1.0, 1 / per_side)
     out = torch.zeros(len(tgt_sizes), max_patches, dtype=torch.long)
     for b, (h, w) in enumerate(tgt_sizes.tolist()):
-        rows = torch.bucketize(torch.arange(0, 1 - 1e-6, 1 / h), boundaries, right=True)  # [h]
-        cols = torch.bucketize(torch.arange(0, 1 - 1e-6, 1 / w), boundaries, right=True)  # [w]
+        rows = per_side * torch.arange(h) // h  # [h]
+        cols = per_side * torch.arange(w) // w  # [w]
         out[b, : h * w] = (rows[:, None] * per_side + cols[None, :]).reshape(-1)
     return out
 

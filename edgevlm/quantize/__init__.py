@@ -81,6 +81,8 @@ def _quantize_onnx(src: Path, dst: Path, manifest: Manifest, recipe: str, overri
         records[name] = quantize_onnx_part(src / part.file, dst / part.file, methods[name], block_size, symmetric,
                                            calibration, name)
         part.dtype = methods[name] if methods[name] != "none" else part.dtype
+        if methods[name] == "fp16":
+            part.extra["ort_graph_optimization"] = "extended"  # see runtime/backends/onnxruntime.py
     return records
 
 

@@ -46,6 +46,40 @@ def quantized_weights_ratio(src: onnx.ModelProto, dst: onnx.ModelProto) -> float
     return round((sum(s for _, s in after.values()) - unchanged) / max(sum(s for _, s in before.values()) - unchanged, 1), 4)
 
 
+def quantize_gather_rows(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Every Gather over a float table -> Gather over an int8 table times a per-row scale.
+
+    Per-row (per token) symmetric int8: each embedding row keeps its own range. onnxruntime's
+    dynamic quantizer uses one scale for the whole table, which on Gemma 3 270M cost 6 points of
+    top-1 agreement; per row costs none measurable (docs/quantization.md).
+    """
+    from onnx import helper, numpy_helper
+    import numpy as np
+
+    graph = model.graph
+    tables = {t.name: t for t in graph.initializer}
+    nodes = []
+    for node in graph.node:
+        table = tables.get(node.input[0]) if node.op_type == "Gather" else None
+        if table is None or table.data_type != onnx.TensorProto.FLOAT or len(table.dims) != 2:
+            nodes.append(node)
+            continue
+        rows = numpy_helper.to_array(table)  # [V, D]
+        scale = np.maximum(np.abs(rows).max(axis=1, keepdims=True), 1e-12) / 127.0  # [V, 1]
+        q = np.clip(np.rint(rows / scale), -127, 127).astype(np.int8)  # [V, D]
+        base = node.name or node.output[0]
+        graph.initializer.remove(table)
+        graph.initializer.extend([numpy_helper.from_array(q, table.name + "_int8"),
+                                  numpy_helper.from_array(scale.astype(np.float32), table.name + "_scale")])
+        nodes += [helper.make_node("Gather", [table.name + "_int8", node.input[1]], [base + "_q"], axis=0),
+                  helper.make_node("Cast", [base + "_q"], [base + "_qf"], to=onnx.TensorProto.FLOAT),
+                  helper.make_node("Gather", [table.name + "_scale", node.input[1]], [base + "_s"], axis=0),
+                  helper.make_node("Mul", [base + "_qf", base + "_s"], list(node.output))]
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return model
+
+
 def quantize_onnx_part(src: Path, dst: Path, method: str, block_size: int = 32, symmetric: bool = True,
                        calibration: Any = None, part: str = "") -> dict[str, Any]:
     """Write ``dst`` from ``src`` with ``method``; return the manifest record of what was done."""
@@ -58,6 +92,9 @@ def quantize_onnx_part(src: Path, dst: Path, method: str, block_size: int = 32, 
 
         # keep_io_types: the runtime feeds and reads float32 exactly as for the source bundle
         _save(convert_float_to_float16(_load(src), keep_io_types=True, disable_shape_infer=True), dst)
+    elif method == "rows8":
+        _save(quantize_gather_rows(_load(src)), dst)
+        record.update(weights="int8 per row (token)")
     elif method == "int8":
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -94,5 +131,5 @@ def quantize_onnx_part(src: Path, dst: Path, method: str, block_size: int = 32, 
                   ratio=round(_files_size(dst) / max(size_before, 1), 4),
                   quantized_ops={k: v for k, v in ops.items()
                                  if k in ("MatMulNBits", "MatMulInteger", "DynamicQuantizeLinear", "DequantizeLinear",
-                                          "QuantizeLinear", "GatherBlockQuantized", "ConvInteger")})
+                                          "QuantizeLinear", "GatherBlockQuantized", "ConvInteger", "Cast")})
     return record

@@ -5,7 +5,8 @@ and say what it cost. A recipe is a per-part table; ``--vision`` / ``--decoder``
 override single parts.
 
 Methods (ONNX): ``none``; ``fp16`` (weights and activations); ``int8`` (weights int8 per output
-channel, activations quantized dynamically: MatMulInteger); ``w8`` / ``w4`` (weight-only, block-wise
+channel, activations quantized dynamically: MatMulInteger); ``rows8`` (embedding tables: int8 per
+row with a scale per token); ``w8`` / ``w4`` (weight-only, block-wise
 int8 / int4 with fp32 activations: MatMulNBits); static ``qdq8`` / ``qdq16`` (QDQ with calibration,
 for NPU execution providers such as QNN).
 """
@@ -14,18 +15,18 @@ from __future__ import annotations
 
 from ..errors import EdgeVLMError
 
-ONNX_METHODS = ("none", "fp16", "int8", "w8", "w4", "qdq8", "qdq16")
+ONNX_METHODS = ("none", "fp16", "int8", "rows8", "w8", "w4", "qdq8", "qdq16")
 
 RECIPES: dict[str, dict[str, str]] = {
     "fp16": {"vision": "fp16", "embedding": "fp16", "decoder": "fp16"},
-    "int8": {"vision": "int8", "embedding": "int8", "decoder": "int8"},
-    "w8": {"vision": "w8", "embedding": "int8", "decoder": "w8"},
-    "w4": {"vision": "w4", "embedding": "int8", "decoder": "w4"},
+    "int8": {"vision": "int8", "embedding": "rows8", "decoder": "int8"},
+    "w8": {"vision": "w8", "embedding": "rows8", "decoder": "w8"},
+    "w4": {"vision": "w4", "embedding": "rows8", "decoder": "w4"},
     # the language model hard, the vision tower gently, the embedding table int8
-    "mixed": {"vision": "int8", "embedding": "int8", "decoder": "w4"},
+    "mixed": {"vision": "int8", "embedding": "rows8", "decoder": "w4"},
     # NPU (QNN) recipes: static QDQ vision with calibration images; the decoder stays on the CPU
-    "qdq8": {"vision": "qdq8", "embedding": "int8", "decoder": "w8"},
-    "qdq16": {"vision": "qdq16", "embedding": "int8", "decoder": "w8"},
+    "qdq8": {"vision": "qdq8", "embedding": "rows8", "decoder": "w8"},
+    "qdq16": {"vision": "qdq16", "embedding": "rows8", "decoder": "w8"},
 }
 
 

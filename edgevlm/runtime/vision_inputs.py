@@ -14,16 +14,14 @@ import numpy as np
 def navit_position_ids(tgt_sizes: np.ndarray, max_patches: int, per_side: int) -> np.ndarray:
     """Rows of the learned position table per patch, int64 [B, max_patches] (padding rows 0).
 
-    Patch (i, j) of an h x w grid gets bucket(i/h) * per_side + bucket(j/w), with the navit SigLIP's
-    bucketing of fractional coordinates against boundaries k/per_side (float32 as in the reference).
+    Patch (i, j) of an h x w grid gets floor(per_side*i/h) * per_side + floor(per_side*j/w): the exact
+    bucket of i/h among the boundaries k/per_side (see families/minicpmv.navit_position_ids for why
+    the integer form, not upstream's float32 arange, is the definition).
     """
-    boundaries = np.arange(1 / per_side, 1.0, 1 / per_side, dtype=np.float64).astype(np.float32)
     out = np.zeros((len(tgt_sizes), max_patches), dtype=np.int64)
     for b, (h, w) in enumerate(np.asarray(tgt_sizes).tolist()):
-        coords_h = np.minimum(np.arange(h, dtype=np.float32) * np.float32(1.0 / h), np.float32(1.0 - 1e-6))
-        coords_w = np.minimum(np.arange(w, dtype=np.float32) * np.float32(1.0 / w), np.float32(1.0 - 1e-6))
-        rows = np.searchsorted(boundaries, coords_h, side="right")  # [h] == torch.bucketize(right=True)
-        cols = np.searchsorted(boundaries, coords_w, side="right")  # [w]
+        rows = per_side * np.arange(h) // h  # [h]
+        cols = per_side * np.arange(w) // w  # [w]
         out[b, : h * w] = (rows[:, None] * per_side + cols[None, :]).reshape(-1)
     return out
 

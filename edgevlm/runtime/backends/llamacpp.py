@@ -109,9 +109,8 @@ class LlamaCppBackend:
         cparams.n_threads = cparams.n_threads_batch = threads
         cparams.swa_full = True
         # f32 bundles keep an f32 KV cache, so they reproduce the reference to ~1e-5; others use
-        # llama.cpp's usual f16 cache. Float bundles run plain attention (flash attention's f16
-        # accumulation flipped a near-tie greedy token of Gemma 3 270M f16); quantized ones let
-        # llama.cpp choose.
+        # llama.cpp's usual f16 cache. Float bundles run plain attention (the path the parity tests
+        # measure); quantized ones let llama.cpp choose (flash attention where it helps).
         exact = (kv_type or ("f32" if text.dtype == "fp32" else "f16")) == "f32"
         cparams.type_k = cparams.type_v = L.GGML_TYPE_F32 if exact else L.GGML_TYPE_F16
         float_weights = text.dtype in ("fp32", "fp16")

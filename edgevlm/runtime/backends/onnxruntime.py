@@ -24,12 +24,21 @@ from .ort_masks import attention_bias
 from .ort_providers import resolve_providers
 
 
+_OPT_LEVELS = {"all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+               "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+               "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+               "disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL}
+
+
 def _session(bundle: Path, part: Part, providers: list[str], threads: int | None) -> ort.InferenceSession:
     path = bundle / part.file
     if not path.is_file():
         raise BundleError(f"{path}: the ONNX file of this part is missing. Re-copy or re-export the bundle.")
     options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # A part may ask for a lower level: onnxruntime 1.32 segfaults creating a session for an fp16
+    # SigLIP graph at ORT_ENABLE_ALL (fine at "extended"); the quantizer records that in the part.
+    level = part.extra.get("ort_graph_optimization", "all")
+    options.graph_optimization_level = _OPT_LEVELS[level]
     if threads:
         options.intra_op_num_threads = int(threads)
     options.inter_op_num_threads = 1
