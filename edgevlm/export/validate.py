@@ -32,7 +32,7 @@ GREEDY_TOKENS = 32
 
 @dataclass
 class Tolerance:
-    logits_max_abs: float  # absolute, on logits
+    logits_max_abs: float  # relative: max |diff| / max(1, max |reference logit|)
     vision_cosine: float
     greedy_exact: bool
 
@@ -138,10 +138,12 @@ def validate_bundle(ref: Any, ckpt: str, backend: Any, manifest: Any, tokenizer:
             ids = torch.from_numpy(ours.input_ids)[None]
             ref_logits = ref.logits(ids, torch.from_numpy(want))[0, -1].float().numpy()
     diff = float(np.abs(logits - ref_logits).max())
-    report["logits"] = {"max_abs": diff, "max_abs_logit": float(np.abs(ref_logits).max()),
+    scale = max(1.0, float(np.abs(ref_logits).max()))
+    report["logits"] = {"max_abs": diff, "max_abs_logit": scale, "relative": diff / scale,
                         "top1_equal": int(logits.argmax()) == int(ref_logits.argmax())}
-    if diff > tol.logits_max_abs:
-        failures.append(f"logits: max abs diff {diff:.3g} > {tol.logits_max_abs}")
+    if diff / scale > tol.logits_max_abs:
+        failures.append(f"logits: max |diff| {diff:.3g} is {diff / scale:.3g} of the largest logit "
+                        f"(tolerance {tol.logits_max_abs})")
     _tick(progress, "logits")
 
     # 4. greedy tokens through the generation loop

@@ -48,9 +48,11 @@ class VLM:
         # Generation ends at an end-of-sequence id or at a stop string that is one special token.
         stop_ids = {self.tokenizer.token_to_id(s) for s in self.template.stop_strings}
         self.stop_ids = set(manifest.tokenizer.get("eos_ids", [])) | {i for i in stop_ids if i is not None}
-        # Never generate the image placeholder: its rows only ever carry image features.
+        # Never generate the image placeholder (its rows only ever carry image features), nor ids past
+        # the tokenizer's vocabulary (padding rows of an embedding table grown to a multiple of 64).
         feature_id = manifest.tokenizer.get("image_token_id")
         self.suppress_ids = np.array([feature_id] if feature_id is not None else [], dtype=np.int64)
+        self.vocab_limit = int(manifest.tokenizer.get("vocab_size", tokenizer.vocab_size))
         self._owner: Chat | None = None  # the chat whose tokens the backend's KV cache holds
 
     @property
@@ -165,8 +167,8 @@ class Chat:
         hold = max((len(s) for s in stops), default=1) - 1
         t_decode = time.perf_counter()
         for step in range(opts["max_new_tokens"]):
-            if vlm.suppress_ids.size:
-                logits[vlm.suppress_ids] = -np.inf
+            logits[vlm.suppress_ids[vlm.suppress_ids < len(logits)]] = -np.inf
+            logits[vlm.vocab_limit:] = -np.inf
             token = sampler(logits, self.history)
             if step == 0:
                 stats.time_to_first_token_ms = (time.perf_counter() - start) * 1e3

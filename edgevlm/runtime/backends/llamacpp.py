@@ -13,10 +13,8 @@ cells too, so ``rewind`` to any earlier position stays exact.
 
 from __future__ import annotations
 
-import ctypes
 import os
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 

@@ -27,6 +27,7 @@ public final class Generator {
     private final long featureId;
     private final Set<Long> stopIds = new LinkedHashSet<>();
     private final long[] suppressIds; // never generated: the image placeholder only ever carries image features
+    private final int vocabLimit; // ids from here on are embedding-table padding, not tokens: never generated
 
     private int turns;
     private int fedTokens; // tokens the KV cache holds for this conversation
@@ -57,6 +58,8 @@ public final class Generator {
         }
         Object imageToken = manifest.tokenizer.get("image_token_id");
         suppressIds = imageToken == null ? new long[0] : new long[] {JsonMap.asLong(imageToken, "image_token_id")};
+        Object vocab = manifest.tokenizer.get("vocab_size");
+        vocabLimit = vocab == null ? Integer.MAX_VALUE : (int) JsonMap.asLong(vocab, "vocab_size");
     }
 
     public Set<Long> stopIds() {
@@ -128,7 +131,12 @@ public final class Generator {
         long tDecode = System.nanoTime();
         for (int step = 0; step < maxNewTokens; step++) {
             for (long id : suppressIds) {
-                logits[(int) id] = Float.NEGATIVE_INFINITY;
+                if (id < logits.length) {
+                    logits[(int) id] = Float.NEGATIVE_INFINITY;
+                }
+            }
+            for (int id = vocabLimit; id < logits.length; id++) {
+                logits[id] = Float.NEGATIVE_INFINITY;
             }
             long token = sampler.sample(logits, history);
             if (step == 0) {
