@@ -46,6 +46,7 @@ def quantize(bundle: Path, out: Path = typer.Option(..., "-o", "--out"),
              decoder: Optional[str] = typer.Option(None, "--decoder", help="override the decoder's recipe"),
              embedding: Optional[str] = typer.Option(None, "--embedding", help="override the embedding's recipe"),
              block_size: int = typer.Option(32, "--block-size"),
+             symmetric: bool = typer.Option(False, "--symmetric", help="w4/w8 without zero points (default: asymmetric)"),
              report: bool = typer.Option(False, "--report", help="print and store an accuracy report"),
              calibration: Optional[Path] = typer.Option(None, "--calibration",
                                                         help="folder of images + prompts.txt (static qdq recipes)"),
@@ -55,7 +56,7 @@ def quantize(bundle: Path, out: Path = typer.Option(..., "-o", "--out"),
 
     overrides = {k: v for k, v in (("vision", vision), ("decoder", decoder), ("embedding", embedding)) if v}
     try:
-        manifest = run_quantize(bundle, out, recipe=recipe, overrides=overrides, block_size=block_size,
+        manifest = run_quantize(bundle, out, recipe=recipe, overrides=overrides, block_size=block_size, symmetric=symmetric,
                                 report=report, calibration=str(calibration) if calibration else None,
                                 overwrite=overwrite)
     except EdgeVLMError as exc:

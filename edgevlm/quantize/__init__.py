@@ -26,7 +26,7 @@ def _stderr_progress(message: str) -> None:
 
 
 def quantize(bundle: str | Path, out: str | Path, recipe: str = "w4", overrides: dict[str, str] | None = None,
-             block_size: int = 32, symmetric: bool = True, report: bool = False, calibration: str | None = None,
+             block_size: int = 32, symmetric: bool = False, report: bool = False, calibration: str | None = None,
              overwrite: bool = False, progress: Callable[[str], None] | None = _stderr_progress) -> Manifest:
     src = Path(bundle)
     if Path(out).absolute() == src.absolute():

@@ -130,7 +130,9 @@ def plan_coreml(recipe: str, parts: list[str], overrides: dict[str, str] | None 
                 raise EdgeVLMError(f"--{part}: this bundle has no {part} part (it has {', '.join(parts)})")
             table[part] = method
     elif recipe in RECIPES:
-        table = plan(recipe, parts, overrides, methods=COREML_METHODS + tuple(_UNSUPPORTED))
+        table = plan(recipe, parts, overrides, methods=COREML_METHODS + tuple(_UNSUPPORTED) + ("rows8",))
+        # ONNX's per-row int8 embedding is what Core ML's per-channel int8 already does for a [V, D] table
+        table = {part: "int8" if method == "rows8" else method for part, method in table.items()}
     else:
         known = ", ".join(list(RECIPES) + list(COREML_RECIPES))
         raise EdgeVLMError(f"unknown recipe {recipe!r}; choose one of {known}")

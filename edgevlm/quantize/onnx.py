@@ -80,6 +80,28 @@ def quantize_gather_rows(model: onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
+def _matmul_nbits(model: onnx.ModelProto, bits: int, block_size: int, symmetric: bool,
+                  exclude: list[str] | None = None, include: list[str] | None = None) -> onnx.ModelProto:
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    quantizer = MatMulNBitsQuantizer(model, bits=bits, block_size=block_size, is_symmetric=symmetric,
+                                     op_types_to_quantize=("MatMul",), nodes_to_exclude=exclude or [],
+                                     nodes_to_include=include)
+    quantizer.process()
+    return quantizer.model.model
+
+
+def output_heads(model: onnx.ModelProto) -> list[str]:
+    """MatMul nodes that produce the ``logits`` output's last dimension from a weight (the LM head)."""
+    logits = [o for o in model.graph.output if o.name == "logits"]
+    if not logits:
+        return []
+    vocab = logits[0].type.tensor_type.shape.dim[-1].dim_value
+    weights = {t.name: t for t in model.graph.initializer}
+    return [n.name for n in model.graph.node if n.op_type == "MatMul" and len(n.input) > 1
+            and n.input[1] in weights and vocab and weights[n.input[1]].dims[-1] == vocab]
+
+
 def quantize_onnx_part(src: Path, dst: Path, method: str, block_size: int = 32, symmetric: bool = True,
                        calibration: Any = None, part: str = "") -> dict[str, Any]:
     """Write ``dst`` from ``src`` with ``method``; return the manifest record of what was done."""
@@ -107,14 +129,20 @@ def quantize_onnx_part(src: Path, dst: Path, method: str, block_size: int = 32, 
                              extra_options={"MatMulConstBOnly": True})
         record.update(weights="int8 per output channel", activations="dynamic int8")
     elif method in ("w4", "w8"):
-        from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
-
         bits = 4 if method == "w4" else 8
-        quantizer = MatMulNBitsQuantizer(_load(src), bits=bits, block_size=block_size, is_symmetric=symmetric,
-                                         op_types_to_quantize=("MatMul",))
-        quantizer.process()
-        _save(quantizer.model.model, dst)
-        record.update(bits=bits, block_size=block_size, symmetric=symmetric, activations="float32")
+        model, heads = _load(src), []
+        if bits == 4:
+            # Like llama.cpp's Q4_K_M (output at Q6_K): the output head stays at 8 bits. On Gemma 3
+            # 270M this lifted top-1 agreement from 0.647 to 0.736 (docs/quantization.md).
+            heads = output_heads(model)
+            model = _matmul_nbits(model, 4, block_size, symmetric, exclude=heads)
+            if heads:
+                model = _matmul_nbits(model, 8, block_size, True, include=heads)
+        else:
+            model = _matmul_nbits(model, 8, block_size, symmetric)
+        _save(model, dst)
+        record.update(bits=bits, block_size=block_size, symmetric=symmetric, activations="float32",
+                      head_bits=8 if heads else bits)
     elif method in ("qdq8", "qdq16"):
         if calibration is None:
             raise EdgeVLMError(f"{method} is static quantization and needs calibration data: pass "
