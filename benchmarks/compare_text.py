@@ -288,9 +288,10 @@ def _summary(values: list[float]) -> dict[str, float]:
             "max": round(max(values), 3), "n": len(values)}
 
 
-def _decode(engine: Engine, token: int, steps: int) -> tuple[float, int]:
+def _decode(engine: Engine, token: int, steps: int, avoid: frozenset[int] = frozenset()) -> tuple[float, int]:
     times = []
     for _ in range(steps):
+        token = 3 if token in avoid else token  # never feed the image placeholder id without features
         t0 = time.perf_counter()
         token = engine.step(token)
         times.append(time.perf_counter() - t0)
@@ -298,31 +299,40 @@ def _decode(engine: Engine, token: int, steps: int) -> tuple[float, int]:
 
 
 def measure(engine: Engine, runs: int, steps: int, vocab_hi: int = 250, seed: int = 0,
-            progress: Callable[[str], None] = lambda m: None) -> dict[str, Any]:
-    """The protocol of the module doc. Token ids come from [3, vocab_hi): valid for every tokenizer used."""
+            progress: Callable[[str], None] = lambda m: None, avoid: frozenset[int] = frozenset()) -> dict[str, Any]:
+    """The protocol of the module doc. Token ids come from [3, vocab_hi): valid for every tokenizer used.
+    ``avoid``: ids never fed back (the image placeholder: a greedy pick of it would need image features)."""
     rng = np.random.default_rng(seed)
     prompt = rng.integers(3, vocab_hi, CONTEXTS[-1]).astype(np.int64)
     prefill, decode = [], {c: [] for c in CONTEXTS}
-    engine.step(engine.prefill(prompt[:16]))  # warm-up, untimed: first-call graph setup and allocations
+    token = engine.prefill(prompt[:16])
+    engine.step(3 if token in avoid else token)  # warm-up, untimed: first-call graph setup and allocations
     for run in range(runs):
         engine.rewind(0)
         t0 = time.perf_counter()
         token = engine.prefill(prompt[:CONTEXTS[0]])
         prefill.append(CONTEXTS[0] / (time.perf_counter() - t0))
-        token = engine.step(token)  # untimed: first-step allocations
-        tps, _ = _decode(engine, token, steps)
+        token = engine.step(3 if token in avoid else token)  # untimed: first-step allocations
+        tps, _ = _decode(engine, token, steps, avoid)
         decode[CONTEXTS[0]].append(tps)
         progress(f"run {run + 1}/{runs}: prefill {prefill[-1]:.0f} tok/s, decode@{CONTEXTS[0]} {tps:.2f} tok/s")
     engine.rewind(0)
     token = engine.prefill(prompt)
-    engine.step(token)
+    engine.step(3 if token in avoid else token)
     for run in range(runs):
         engine.rewind(CONTEXTS[-1])
-        tps, _ = _decode(engine, int(prompt[-1]), steps)
+        tps, _ = _decode(engine, int(prompt[-1]), steps, avoid)
         decode[CONTEXTS[-1]].append(tps)
         progress(f"run {run + 1}/{runs}: decode@{CONTEXTS[-1]} {tps:.2f} tok/s")
     return {"prefill_tokens_per_s": _summary(prefill), "prefill_tokens": CONTEXTS[0],
             **{f"decode_tokens_per_s_ctx{c}": _summary(v) for c, v in decode.items()}}
+
+
+def _image_token_ids(model: str) -> frozenset[int]:
+    manifest = models.CACHE / model / "onnx-fp32" / "manifest.json"
+    if not manifest.is_file():
+        return frozenset()
+    return frozenset({int(json.loads(manifest.read_text())["text"]["image_token_id"])})
 
 
 def run_engine(name: str, model: str, runs: int = 3, steps: int = 16, threads: int = 2) -> dict[str, Any]:
@@ -339,7 +349,7 @@ def run_engine(name: str, model: str, runs: int = 3, steps: int = 16, threads: i
     result["size_mb"] = round(engine.size_bytes / 1e6, 1)
     result["weights_read_mb_per_token"] = round(engine.weights_bytes / 1e6, 1)
     result["kv_bytes_per_position"] = engine.kv_bytes_per_token
-    result.update(measure(engine, runs, steps, progress=say))
+    result.update(measure(engine, runs, steps, progress=say, avoid=_image_token_ids(model)))
     result["peak_rss_mb"] = round(peak_rss_mb(), 1)
     engine.close()
     return result

@@ -7,26 +7,10 @@ not. Written from techspec §1.7 (checkpoint names ``resampler.*`` are kept so w
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import nn
 
-
-def sincos_2d(height: int, width: int, dim: int) -> np.ndarray:
-    """2D sin/cos table, float32 [height, width, dim]: concat(emb(column), emb(row)), each sin then cos.
-
-    omega[k] = 1 / 10000^(k / (dim/4)), k < dim/4; emb(p) = [sin(p*omega), cos(p*omega)].
-    """
-    quarter = dim // 4
-    omega = 1.0 / 10000 ** (np.arange(quarter, dtype=np.float64) / quarter)  # [dim/4]
-    cols = np.arange(width, dtype=np.float64)[:, None] * omega[None, :]  # [W, dim/4]
-    rows = np.arange(height, dtype=np.float64)[:, None] * omega[None, :]  # [H, dim/4]
-    col_emb = np.concatenate([np.sin(cols), np.cos(cols)], axis=1)  # [W, dim/2]
-    row_emb = np.concatenate([np.sin(rows), np.cos(rows)], axis=1)  # [H, dim/2]
-    table = np.concatenate(
-        [np.broadcast_to(col_emb[None, :, :], (height, width, dim // 2)),
-         np.broadcast_to(row_emb[:, None, :], (height, width, dim // 2))], axis=2)
-    return table.astype(np.float32)  # [H, W, dim]
+from ..runtime.vision_inputs import sincos_2d  # numpy; shared with the runtime
 
 
 def chunk_position_embedding(tgt_sizes: torch.Tensor, dim: int, max_len: int) -> torch.Tensor:

@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 from ..errors import EdgeVLMError
 from ..manifest import BundleWriter, Manifest, read_manifest
-from . import report  # noqa: F401  (edgevlm.quantize.report(a, b) is the accuracy report)
+from . import report as _report_module  # noqa: F401  (makes edgevlm.quantize.report(a, b) available)
 from .recipes import RECIPES, plan
 from .report import report as _accuracy_report
 

@@ -44,3 +44,33 @@ class Backend(Protocol):
 
     def close(self) -> None:
         ...
+
+
+def check_tokens(input_ids: np.ndarray, n_past: int, max_context: int, block_ids: np.ndarray | None,
+                 fix: str = "re-export with a larger --max-context") -> np.ndarray:
+    """The checks every backend's ``forward`` starts with; returns the ids as int64 [T]."""
+    from ..errors import PromptError
+
+    ids = np.asarray(input_ids, np.int64).reshape(-1)
+    if len(ids) == 0:
+        raise PromptError("forward() got no tokens; pass at least one token id.")
+    if n_past + len(ids) > max_context:
+        raise PromptError(f"{n_past + len(ids)} tokens do not fit the KV cache of {max_context} tokens. Shorten "
+                          f"the prompt or conversation, or {fix}.")
+    if block_ids is not None and len(block_ids) != len(ids):
+        raise PromptError(f"block_ids has {len(block_ids)} entries for {len(ids)} tokens; pass one per token.")
+    return ids
+
+
+def image_rows(ids: np.ndarray, image_token_id: int, features: np.ndarray | None,
+               hidden: int) -> tuple[np.ndarray, np.ndarray]:
+    """(where the placeholders are: bool [T], the feature rows that go there: float32 [K, hidden])."""
+    from ..errors import PromptError
+
+    where = ids == image_token_id
+    rows = (np.zeros((0, hidden), np.float32) if features is None
+            else np.asarray(features, np.float32).reshape(-1, hidden))
+    if rows.shape[0] != int(where.sum()):
+        raise PromptError(f"{int(where.sum())} image placeholder tokens but {rows.shape[0]} image feature rows; "
+                          "the prompt's image places do not match the images given.")
+    return where, rows

@@ -22,8 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from ...errors import BundleError, DeviceError, EdgeVLMError, PromptError
+from ...errors import BundleError, DeviceError, EdgeVLMError
 from ...manifest import Manifest, Part
+from ..backend import check_tokens, image_rows
 from ..vision_inputs import derived_inputs
 from .ort_masks import attention_bias
 
@@ -142,23 +143,11 @@ class CoreMLBackend:
 
     def forward(self, input_ids: np.ndarray, features: np.ndarray | None = None,
                 block_ids: np.ndarray | None = None, all_logits: bool = False) -> np.ndarray:
-        ids = np.asarray(input_ids, np.int64).reshape(-1)
+        ids = check_tokens(input_ids, self.n_past, self.max_context, block_ids)
         t, past = len(ids), self.n_past
-        if t == 0:
-            raise PromptError("forward() got no tokens; pass at least one token id.")
-        if past + t > self.max_context:
-            raise PromptError(f"{past + t} tokens do not fit the KV cache of {self.max_context} tokens. Shorten the "
-                              "prompt or conversation, or re-export with a larger --max-context.")
         embeds = self.embed(ids)  # [1, T, D]
-        image_rows = ids == self.image_token_id
-        n_rows = int(image_rows.sum())
-        if features is not None and len(features) or n_rows:
-            rows = np.zeros((0, embeds.shape[-1]), np.float32) if features is None else \
-                np.asarray(features, np.float32).reshape(-1, embeds.shape[-1])
-            if rows.shape[0] != n_rows:
-                raise PromptError(f"{n_rows} image placeholder tokens but {rows.shape[0]} image feature rows; the "
-                                  "prompt's image places do not match the images given.")
-            embeds[0, image_rows] = rows
+        where, rows = image_rows(ids, self.image_token_id, features, embeds.shape[-1])
+        embeds[0, where] = rows
         self._blocks[past:past + t] = -1 if block_ids is None else np.asarray(block_ids, np.int32)
         feeds = {"inputs_embeds": embeds}
         for name, window in self._masks.items():

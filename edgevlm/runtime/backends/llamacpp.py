@@ -22,6 +22,8 @@ import llama_cpp as L
 from llama_cpp import _logger as _llama_logger
 
 from ...errors import BundleError, DeviceError, PromptError
+from ..backend import check_tokens
+from ..backend import image_rows as image_positions
 from ...manifest import Manifest
 from .llamacpp_embd import TokenEmbeddings
 
@@ -179,20 +181,11 @@ class LlamaCppBackend:
 
     def forward(self, input_ids: np.ndarray, features: np.ndarray | None = None,
                 block_ids: np.ndarray | None = None, all_logits: bool = False) -> np.ndarray:
-        ids = np.asarray(input_ids, np.int64).reshape(-1)
+        ids = check_tokens(input_ids, self.n_past, self.max_context, block_ids,
+                           fix="load with a larger max_context")
         t, past = len(ids), self.n_past
-        if t == 0:
-            raise PromptError("forward() got no tokens; pass at least one token id.")
-        if past + t > self.max_context:
-            raise PromptError(f"{past + t} tokens do not fit the KV cache of {self.max_context} tokens. Shorten the "
-                              "prompt or conversation, or load with a larger max_context.")
-        image_rows = ids == self.image_token_id
-        n_rows = int(image_rows.sum())
-        feats = np.zeros((0, self.n_embd), np.float32) if features is None else \
-            np.asarray(features, np.float32).reshape(-1, self.n_embd)
-        if feats.shape[0] != n_rows:
-            raise PromptError(f"{n_rows} image placeholder tokens but {feats.shape[0]} image feature rows; the "
-                              "prompt's image places do not match the images given.")
+        image_rows, feats = image_positions(ids, self.image_token_id, features, self.n_embd)
+        n_rows = len(feats)
         blocks = np.full(t, -1, np.int32) if block_ids is None else np.asarray(block_ids, np.int32).reshape(-1)
 
         # Fast path: one decode step (the generation loop).

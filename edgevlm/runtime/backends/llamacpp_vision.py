@@ -15,7 +15,7 @@ import numpy as np
 
 from ...errors import BundleError
 from ...manifest import Part
-from ..vision_inputs import derived_inputs
+from .ort_vision import encode_chunks
 
 
 class OnnxVision:
@@ -34,26 +34,4 @@ class OnnxVision:
 
     def encode(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         """Processor outputs -> float32 [n_chunks, tokens_per_chunk, hidden]."""
-        pixels = np.asarray(inputs["pixel_values"], np.float32)
-        derived = self.extra.get("derived_inputs") or {}
-        if not derived:
-            outs = [self.session.run(None, {"pixel_values": pixels[i:i + self.max_batch]})[0]
-                    for i in range(0, len(pixels), self.max_batch)]
-            return np.concatenate(outs, axis=0)
-        tgt = np.asarray(inputs["tgt_sizes"]).astype(np.int64)
-        patch = int(self.extra["patch_size"])
-        groups: dict[tuple[int, int], list[int]] = {}
-        for i, (h, w) in enumerate(tgt.tolist()):
-            groups.setdefault((h, w), []).append(i)
-        result: list[np.ndarray | None] = [None] * len(tgt)
-        for (h, w), members in groups.items():
-            n = h * w
-            for start in range(0, len(members), self.max_batch):
-                idx = members[start:start + self.max_batch]
-                feeds = {"pixel_values": np.ascontiguousarray(pixels[idx, :, :, : n * patch]),
-                         "patch_attention_mask": np.ones((len(idx), n), dtype=bool)}
-                feeds.update(derived_inputs(derived, tgt[idx], n, self.extra))
-                out = self.session.run(None, feeds)[0]  # [b, tokens, D]
-                for j, i in enumerate(idx):
-                    result[i] = out[j]
-        return np.stack(result)
+        return encode_chunks(lambda feeds: self.session.run(None, feeds)[0], inputs, self.extra, self.max_batch)

@@ -17,9 +17,10 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from ...errors import BundleError, PromptError
+from ...errors import BundleError
 from ...manifest import Manifest, Part
-from ..vision_inputs import derived_inputs
+from ..backend import check_tokens, image_rows
+from .ort_vision import encode_chunks
 from .ort_masks import attention_bias
 from .ort_providers import resolve_providers
 
@@ -93,29 +94,8 @@ class OrtBackend:
         cropped to their own length (no padding compute); fixed-size images run in batches."""
         if self.vision is None:
             raise BundleError(f"{self.bundle}: this bundle has no vision part, so it cannot take images.")
-        pixels = np.asarray(inputs["pixel_values"], np.float32)
-        derived = self.vision_extra.get("derived_inputs") or {}
-        if not derived:
-            outs = [self.vision.run(None, {"pixel_values": pixels[i:i + self.max_batch]})[0]
-                    for i in range(0, len(pixels), self.max_batch)]
-            return np.concatenate(outs, axis=0)
-        tgt = np.asarray(inputs["tgt_sizes"]).astype(np.int64)
-        patch = int(self.vision_extra["patch_size"])
-        groups: dict[tuple[int, int], list[int]] = {}
-        for i, (h, w) in enumerate(tgt.tolist()):
-            groups.setdefault((h, w), []).append(i)
-        result: list[np.ndarray | None] = [None] * len(tgt)
-        for (h, w), members in groups.items():
-            n = h * w
-            for start in range(0, len(members), self.max_batch):
-                idx = members[start:start + self.max_batch]
-                feeds = {"pixel_values": np.ascontiguousarray(pixels[idx, :, :, : n * patch]),
-                         "patch_attention_mask": np.ones((len(idx), n), dtype=bool)}
-                feeds.update(derived_inputs(derived, tgt[idx], n, self.vision_extra))
-                out = self.vision.run(None, feeds)[0]  # [b, tokens, D]
-                for j, i in enumerate(idx):
-                    result[i] = out[j]
-        return np.stack(result)
+        return encode_chunks(lambda feeds: self.vision.run(None, feeds)[0], inputs, self.vision_extra,
+                             self.max_batch)
 
     # -- text -------------------------------------------------------------------------------------
     def embed(self, input_ids: np.ndarray) -> np.ndarray:
@@ -124,25 +104,11 @@ class OrtBackend:
 
     def forward(self, input_ids: np.ndarray, features: np.ndarray | None = None,
                 block_ids: np.ndarray | None = None, all_logits: bool = False) -> np.ndarray:
-        ids = np.asarray(input_ids, np.int64).reshape(-1)
+        ids = check_tokens(input_ids, self.n_past, self.max_context, block_ids)
         t, past = len(ids), self.n_past
-        if t == 0:
-            raise PromptError("forward() got no tokens; pass at least one token id.")
-        if past + t > self.max_context:
-            raise PromptError(f"{past + t} tokens do not fit the KV cache of {self.max_context} tokens. Shorten the "
-                              "prompt or conversation, or re-export with a larger --max-context.")
         embeds = self.embed(ids)  # [1, T, D]
-        image_rows = ids == self.image_token_id
-        n_rows = int(image_rows.sum())
-        if features is not None and len(features) or n_rows:
-            rows = np.zeros((0, embeds.shape[-1]), np.float32) if features is None else \
-                np.asarray(features, np.float32).reshape(-1, embeds.shape[-1])
-            if rows.shape[0] != n_rows:
-                raise PromptError(f"{n_rows} image placeholder tokens but {rows.shape[0]} image feature rows; the "
-                                  "prompt's image places do not match the images given.")
-            embeds[0, image_rows] = rows
-        if block_ids is not None and len(block_ids) != t:
-            raise PromptError(f"block_ids has {len(block_ids)} entries for {t} tokens; pass one per token.")
+        where, rows = image_rows(ids, self.image_token_id, features, embeds.shape[-1])
+        embeds[0, where] = rows
         self._blocks[past:past + t] = -1 if block_ids is None else np.asarray(block_ids, np.int32)
 
         b = self._binding

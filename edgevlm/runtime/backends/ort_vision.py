@@ -1,0 +1,41 @@
+"""Running an ONNX vision part: shared by the onnxruntime backend and GGUF bundles' vision part."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+from ..vision_inputs import derived_inputs
+
+
+def encode_chunks(run: Callable[[dict[str, np.ndarray]], np.ndarray], inputs: dict[str, np.ndarray],
+                  extra: dict[str, Any], max_batch: int) -> np.ndarray:
+    """Processor outputs -> features float32 [n_chunks, tokens_per_chunk, hidden].
+
+    ``run(feeds)`` runs the vision graph once. Fixed-size images run in batches of ``max_batch``;
+    sliced images (a part with ``derived_inputs``) run grouped by grid, each group as one batch
+    cropped to its own length, so no compute is spent on padding.
+    """
+    pixels = np.asarray(inputs["pixel_values"], np.float32)
+    derived = extra.get("derived_inputs") or {}
+    if not derived:
+        outs = [run({"pixel_values": pixels[i:i + max_batch]}) for i in range(0, len(pixels), max_batch)]
+        return np.concatenate(outs, axis=0)
+    tgt = np.asarray(inputs["tgt_sizes"]).astype(np.int64)
+    patch = int(extra["patch_size"])
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, (h, w) in enumerate(tgt.tolist()):
+        groups.setdefault((h, w), []).append(i)
+    result: list[np.ndarray | None] = [None] * len(tgt)
+    for (h, w), members in groups.items():
+        n = h * w
+        for start in range(0, len(members), max_batch):
+            idx = members[start:start + max_batch]
+            feeds = {"pixel_values": np.ascontiguousarray(pixels[idx, :, :, : n * patch]),  # [b, 3, p, n*p]
+                     "patch_attention_mask": np.ones((len(idx), n), dtype=bool)}
+            feeds.update(derived_inputs(derived, tgt[idx], n, extra))
+            out = run(feeds)  # [b, tokens, D]
+            for j, i in enumerate(idx):
+                result[i] = out[j]
+    return np.stack(result)
