@@ -57,16 +57,21 @@ def bundle_mb(bundle: Path) -> float:
 
 def main() -> None:
     import edgevlm
+    import edgevlm.manifest
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--recipes", default="fp16,int8,w8,w4,mixed")
+    parser.add_argument("--reuse", action="store_true", help="reuse quantized bundles already in the cache")
     args = parser.parse_args()
     source = build_fp32_bundle()
     rows = [{"recipe": "fp32", "bundle_mb": round(bundle_mb(source), 1), "decode_tok_s": round(decode_speed(source), 2)}]
     for recipe in args.recipes.split(","):
         out = CACHE / f"gemma3-270m-vlm-onnx-{recipe}"
         started = time.perf_counter()
-        manifest = edgevlm.quantize(str(source), str(out), recipe=recipe, report=True, overwrite=True)
+        if args.reuse and (out / "manifest.json").exists():  # quantized (and reported) by an earlier run
+            manifest = edgevlm.manifest.read_manifest(out)
+        else:
+            manifest = edgevlm.quantize(str(source), str(out), recipe=recipe, report=True, overwrite=True)
         table = manifest.quantization["report"]
         rows.append({"recipe": recipe, "bundle_mb": round(bundle_mb(out), 1), "decode_tok_s": round(decode_speed(out), 2),
                      "top1_agreement": table["top1_agreement"], "mean_kl": table["mean_kl"],

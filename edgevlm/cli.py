@@ -148,10 +148,17 @@ def inspect(bundle: Path, as_json: bool = typer.Option(False, "--json")):
         size = manifest.part_bytes(name)
         quant = manifest.quantization.get(name, {})
         typer.echo(f"  part {name:9s} {part.file:34s} {size / 1e6:8.1f} MB  {quant.get('method', 'none')}")
-    if manifest.validation:
-        v = manifest.validation
-        typer.echo(f"  parity: vision cosine {v['vision']['cosine']:.6f}, logits max abs {v['logits']['max_abs']:.2e}, "
-                   f"greedy {v['greedy']['identical_prefix']}/{v['greedy']['tokens']}")
+    parity = manifest.validation.get("source", manifest.validation)  # a quantized bundle keeps its source's
+    if {"vision", "logits", "greedy"} <= parity.keys():
+        origin = " (of the source bundle)" if "source" in manifest.validation else ""
+        typer.echo(f"  parity{origin}: vision cosine {parity['vision']['cosine']:.6f}, logits max abs "
+                   f"{parity['logits']['max_abs']:.2e}, greedy {parity['greedy']['identical_prefix']}/"
+                   f"{parity['greedy']['tokens']}")
+    report = manifest.quantization.get("report")
+    if report:
+        from .quantize import format_report
+
+        typer.echo(f"  accuracy vs {manifest.quantization.get('source_bundle')}:\n{format_report(report)}")
     typer.echo("  all files present, sizes and sha256 verified")
 
 
