@@ -7,8 +7,7 @@ override single parts.
 Methods (ONNX): ``none``; ``fp16`` (weights and activations); ``int8`` (weights int8 per output
 channel, activations quantized dynamically: MatMulInteger); ``rows8`` (embedding tables: int8 per
 row with a scale per token); ``w8`` / ``w4`` (weight-only, block-wise
-int8 / int4 with fp32 activations: MatMulNBits; 8-bit and ``w4a8`` compute with int8
-activations inside the kernel); static ``qdq8`` / ``qdq16`` (QDQ with calibration,
+int8 / int4 weights: MatMulNBits, computing with int8 activations inside the kernel); static ``qdq8`` / ``qdq16`` (QDQ with calibration,
 for NPU execution providers such as QNN).
 """
 
@@ -16,15 +15,13 @@ from __future__ import annotations
 
 from ..errors import EdgeVLMError
 
-ONNX_METHODS = ("none", "fp16", "int8", "rows8", "w8", "w4", "w4a8", "qdq8", "qdq16")
+ONNX_METHODS = ("none", "fp16", "int8", "rows8", "w8", "w4", "qdq8", "qdq16")
 
 RECIPES: dict[str, dict[str, str]] = {
     "fp16": {"vision": "fp16", "embedding": "fp16", "decoder": "fp16"},
     "int8": {"vision": "int8", "embedding": "rows8", "decoder": "int8"},
     "w8": {"vision": "w8", "embedding": "rows8", "decoder": "w8"},
     "w4": {"vision": "w4", "embedding": "rows8", "decoder": "w4"},
-    # w4 with int8 activations inside MatMulNBits: several times faster decode on CPUs, less accurate
-    "w4a8": {"vision": "w4", "embedding": "rows8", "decoder": "w4a8"},
     # the language model hard, the vision tower gently, the embedding table int8
     "mixed": {"vision": "int8", "embedding": "rows8", "decoder": "w4"},
     # NPU (QNN) recipes: static QDQ vision with calibration images; the decoder stays on the CPU
