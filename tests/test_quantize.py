@@ -50,6 +50,12 @@ def test_report_is_stored_and_sane(source, tmp_path):
     assert table["vision_cosine_min"] > 0.99
     again = edgevlm.quantize.report(str(source), str(tmp_path / "w8"))  # the public function on finished bundles
     assert again["top1_agreement"] == table["top1_agreement"]
+    import subprocess
+    import sys
+
+    shown = subprocess.run([sys.executable, "-m", "edgevlm.cli", "inspect", str(tmp_path / "w8")],
+                           capture_output=True, text=True, check=True).stdout
+    assert "parity (of the source bundle)" in shown and f"{table['top1_agreement']:.4f}" in shown
 
 
 def test_source_against_itself_agrees_fully(source):
