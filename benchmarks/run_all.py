@@ -200,7 +200,8 @@ def _mm(stats: dict[str, float], digits: int = 1) -> str:
     return f"{stats['median']:.{digits}f} ({stats['min']:.{digits}f}–{stats['max']:.{digits}f})"
 
 
-def markdown(suite: dict[str, Any]) -> str:
+def markdown(suite: dict[str, Any], images: str = "results/") -> str:
+    """The results as markdown; ``images`` is the plots' directory relative to where the text goes."""
     m, bw = suite["machine"], suite["bandwidth"]
     lines = [f"Run {suite['started']} on {m['cpu']} ({m['cores']} cores, {m['memory_mb'] // 1024} GiB), "
              f"{suite['threads']} threads for every engine; commit `{suite['commit']['sha'][:10]}`"
@@ -257,7 +258,7 @@ def markdown(suite: dict[str, Any]) -> str:
                 lines.append(f"| {t['target']} | ≥ {t['goal']:g} | {t['ratio']:.2f} | "
                              f"{'yes' if t['met'] else 'no: ' + t['missed_by']} |")
         for png in model.get("plots", []):
-            lines += ["", f"![{Path(png).stem}](results/{Path(png).name})"]
+            lines += ["", f"![{Path(png).stem}]({images}{Path(png).name})"]
     return "\n".join(lines) + "\n"
 
 
@@ -334,10 +335,9 @@ def finish(suite: dict[str, Any], out_dir: Path) -> None:
     for model in suite["models"]:
         model["plots"] = [str(p.name) for p in written if p.name.startswith(model["name"] + "-")]
     (out_dir / "suite.json").write_text(json.dumps(suite, indent=2) + "\n")
-    table = markdown(suite)
-    (out_dir / "suite.md").write_text(table)
+    (out_dir / "suite.md").write_text(markdown(suite, images=""))  # next to the plots
     if out_dir.resolve() == (HERE / "results").resolve():
-        splice_readme(table)
+        splice_readme(markdown(suite))  # README.md is one level up
     log(f"wrote {out_dir / 'suite.json'}, suite.md, {len(written)} plots")
 
 

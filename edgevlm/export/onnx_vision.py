@@ -87,4 +87,6 @@ def export_vision(ref: Any, path: str | Path, dtype: str = "fp32") -> Part:
     inputs, outputs = io_spec(path)
     if (path.parent / (path.name + ".data")).exists():
         extra["external_data"] = path.name + ".data"
+    if dtype == "fp16":
+        extra["ort_graph_optimization"] = "extended"  # onnxruntime 1.32 segfaults on fp16 SigLIP at "all"
     return Part(file=path.name, format="onnx", inputs=inputs, outputs=outputs, dtype=dtype, extra=extra)

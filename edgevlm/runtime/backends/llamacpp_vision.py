@@ -15,6 +15,7 @@ import numpy as np
 
 from ...errors import BundleError
 from ...manifest import Part
+from .onnxruntime import OPT_LEVELS
 from .ort_vision import encode_chunks
 
 
@@ -26,6 +27,7 @@ class OnnxVision:
         if not path.is_file():
             raise BundleError(f"{path}: the vision part is missing. Re-copy or re-export the bundle.")
         options = ort.SessionOptions()
+        options.graph_optimization_level = OPT_LEVELS[part.extra.get("ort_graph_optimization", "all")]
         if threads:
             options.intra_op_num_threads = int(threads)
         self.session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])

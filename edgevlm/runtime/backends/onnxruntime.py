@@ -25,7 +25,7 @@ from .ort_masks import attention_bias
 from .ort_providers import resolve_providers
 
 
-_OPT_LEVELS = {"all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+OPT_LEVELS = {"all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
                "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
                "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
                "disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL}
@@ -39,7 +39,7 @@ def _session(bundle: Path, part: Part, providers: list[str], threads: int | None
     # A part may ask for a lower level: onnxruntime 1.32 segfaults creating a session for an fp16
     # SigLIP graph at ORT_ENABLE_ALL (fine at "extended"); the quantizer records that in the part.
     level = part.extra.get("ort_graph_optimization", "all")
-    options.graph_optimization_level = _OPT_LEVELS[level]
+    options.graph_optimization_level = OPT_LEVELS[level]
     if threads:
         options.intra_op_num_threads = int(threads)
     options.inter_op_num_threads = 1
