@@ -32,7 +32,7 @@ from torch import nn
 
 from ..manifest import Part
 from .coreml_common import DEFAULT_COMPUTE_UNITS, MASK_VALUE, convert, ct, io_spec, package_manifest
-from .onnx_decoder import SLIDING, DecoderGraph, _position_offset, _rotate_half
+from .onnx_decoder import SLIDING, DecoderGraph, _position_offset, rotated_qkv
 
 
 def rope_tables(graph: DecoderGraph) -> dict[str, dict[str, Any]]:
@@ -95,13 +95,7 @@ class StatefulDecoder(nn.Module):
         t = x.shape[1]
         end = bias.shape[-1]  # S = n_past + T
         begin = end - t
-        q = attn.q_proj(x).view(1, t, nh, hd)
-        k = attn.k_proj(x).view(1, t, nkv, hd)
-        v = attn.v_proj(x).view(1, t, nkv, hd)
-        if getattr(attn, "q_norm", None) is not None:  # qwen3 / gemma3: RMSNorm over head_dim
-            q, k = attn.q_norm(q), attn.k_norm(k)
-        q = q * cos + _rotate_half(q) * sin
-        k = k * cos + _rotate_half(k) * sin
+        q, k, v = rotated_qkv(attn, x, nh, nkv, hd, cos, sin)
         # Write the T new rows into the cache state, then attend over rows [0, S).
         self.key_cache[i:i + 1, :, :, begin:end, :] = k.transpose(1, 2)[None].to(self.key_cache.dtype)
         self.value_cache[i:i + 1, :, :, begin:end, :] = v.transpose(1, 2)[None].to(self.value_cache.dtype)

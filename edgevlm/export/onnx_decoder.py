@@ -41,6 +41,18 @@ def _rotate_half(x: torch.Tensor) -> torch.Tensor:
     return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
 
 
+def rotated_qkv(attn: Any, x: torch.Tensor, nh: int, nkv: int, hd: int, cos: torch.Tensor,
+                sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """q [1, T, nh, hd], k and v [1, T, nkv, hd] of one attention layer, RoPE applied to q and k."""
+    t = x.shape[1]
+    q = attn.q_proj(x).view(1, t, nh, hd)
+    k = attn.k_proj(x).view(1, t, nkv, hd)
+    v = attn.v_proj(x).view(1, t, nkv, hd)
+    if getattr(attn, "q_norm", None) is not None:  # qwen3 / gemma3: RMSNorm over head_dim
+        q, k = attn.q_norm(q), attn.k_norm(k)
+    return q * cos + _rotate_half(q) * sin, k * cos + _rotate_half(k) * sin, v
+
+
 class DecoderGraph(nn.Module):
     """Re-wires a transformers text model's own submodules (no weight copies) into the graph above.
 
@@ -84,13 +96,7 @@ class DecoderGraph(nn.Module):
         t = x.shape[1]
         hd, nh, nkv = self.head_dim, self.num_heads, self.num_kv_heads
         group = nh // nkv
-        q = attn.q_proj(x).view(1, t, nh, hd)
-        k = attn.k_proj(x).view(1, t, nkv, hd)
-        v = attn.v_proj(x).view(1, t, nkv, hd)
-        if getattr(attn, "q_norm", None) is not None:  # qwen3 / gemma3: RMSNorm over head_dim
-            q, k = attn.q_norm(q), attn.k_norm(k)
-        q = q * cos + _rotate_half(q) * sin
-        k = k * cos + _rotate_half(k) * sin
+        q, k, v = rotated_qkv(attn, x, nh, nkv, hd, cos, sin)
         keys = torch.cat([past_k, k], dim=1).permute(0, 2, 3, 1)  # [1, nkv, hd, S]
         values = torch.cat([past_v, v], dim=1).transpose(1, 2)  # [1, nkv, S, hd]
         # Query head h uses kv head h // group (transformers' repeat_kv order).
