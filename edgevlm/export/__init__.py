@@ -71,7 +71,6 @@ def export(checkpoint: str | Path, out: str | Path, format: str = "onnx", dtype:
                     "version": config.get("version"), "edgevlm": __version__, "dtype": dtype},
             quantization={name: {"method": "none", "dtype": dtype} for name in parts},
         )
-        manifest.files = {part.file: {} for part in parts.values()}  # parts must name recorded files
         if validate:
             say("checking parity with the PyTorch reference (preprocessing, vision, logits, greedy tokens)")
             if format == "coreml" and platform.system() != "Darwin":

@@ -32,7 +32,7 @@ from torch import nn
 
 from ..manifest import Part
 from .coreml_common import DEFAULT_COMPUTE_UNITS, MASK_VALUE, convert, ct, io_spec, package_manifest
-from .onnx_decoder import SLIDING, DecoderGraph, _position_offset, rotated_qkv
+from .onnx_decoder import SLIDING, DecoderGraph, _position_offset, finish_layer, rotated_qkv
 
 
 def rope_tables(graph: DecoderGraph) -> dict[str, dict[str, Any]]:
@@ -126,12 +126,7 @@ class StatefulDecoder(nn.Module):
             mask = bias_sliding if g.layer_types[i] == SLIDING else bias
             residual = h
             a = self._attention(i, layer.self_attn, layer.input_layernorm(h), *ropes[self.layer_rope[i]], mask)
-            if hasattr(layer, "pre_feedforward_layernorm"):  # gemma2 / gemma3 sandwich norms
-                h = residual + layer.post_attention_layernorm(a)
-                h = h + layer.post_feedforward_layernorm(layer.mlp(layer.pre_feedforward_layernorm(h)))
-            else:
-                h = residual + a
-                h = h + layer.mlp(layer.post_attention_layernorm(h))
+            h = finish_layer(layer, residual, a)
         h = g.model.norm(h)
         h = torch.index_select(h, 1, logits_index)  # [1, K, D]
         logits = g.lm_head(h)

@@ -19,6 +19,7 @@ import numpy as np
 
 from ..errors import CheckpointError
 from ..manifest import Part
+from .gguf_text import write_tensors
 
 POS_TABLE_SIDE = 70  # clip.cpp buckets ViT positions on a hard-coded 70x70 grid (980 / 14)
 
@@ -99,15 +100,9 @@ def export_mmproj(ref: Any, path: str | Path, dtype: str = "f16") -> Part:
     writer.add_vision_image_mean([float(x) for x in mean])
     writer.add_vision_image_std([float(x) for x in std])
     writer.add_vision_use_gelu(True)
-    for name, data in tensors.items():
-        # f16 for 2-D weights only; the conv kernel (4-D), norms, biases and tables stay f32.
-        if dtype == "f16" and data.ndim == 2 and name.endswith(".weight") and "position_embd" not in name:
-            data = data.astype(np.float16)
-        writer.add_tensor(name, data)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+    # f16 for 2-D weights only; the conv kernel (4-D), norms, biases and tables stay f32.
+    write_tensors(writer, tensors, lambda name, data: dtype == "f16" and data.ndim == 2
+                  and name.endswith(".weight") and "position_embd" not in name)
     return Part(file=Path(path).name, format="gguf", dtype="fp32" if dtype == "f32" else "fp16", extra={
         "kind": "mmproj", "projector_type": "resampler", "minicpmv_version": version,
         "query_num": int(ref.query_num), "image_size": image_size, "n_tensors": len(tensors)})

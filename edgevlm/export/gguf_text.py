@@ -130,6 +130,16 @@ def text_tensors(ref, arch: str) -> dict[str, np.ndarray]:
     return out
 
 
+def write_tensors(writer: Any, tensors: dict[str, np.ndarray], to_f16: Any) -> None:
+    """Add every tensor (f16 where ``to_f16(name, data)`` says so), write the file and close it."""
+    for name, data in tensors.items():
+        writer.add_tensor(name, data.astype(np.float16) if to_f16(name, data) else data)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
 def export_text_gguf(ref, ckpt: str | Path, path: str | Path, dtype: str = "f32",
                      generation_config: dict[str, Any] | None = None) -> Part:
     """Write ``ref``'s text decoder + tokenizer + chat template to ``path``; return its manifest Part.
@@ -151,14 +161,7 @@ def export_text_gguf(ref, ckpt: str | Path, path: str | Path, dtype: str = "f32"
     _write_hparams(writer, arch, spec, cfg)
     n_vocab = tensors["token_embd.weight"].shape[0]
     tokenizer = add_tokenizer(writer, ckpt, n_vocab, generation_config)
-    for name, data in tensors.items():
-        if dtype == "f16" and data.ndim >= 2:
-            data = data.astype(np.float16)
-        writer.add_tensor(name, data)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+    write_tensors(writer, tensors, lambda name, data: dtype == "f16" and data.ndim >= 2)
     token_scale, embd_scale = input_scales(arch, spec.hidden_size)
     return Part(file=Path(path).name, format="gguf", dtype="fp32" if dtype == "f32" else "fp16", extra={
         "arch": arch, "n_embd": spec.hidden_size, "n_vocab": int(n_vocab), "n_layers": spec.num_layers,

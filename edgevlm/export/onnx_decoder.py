@@ -41,6 +41,15 @@ def _rotate_half(x: torch.Tensor) -> torch.Tensor:
     return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
 
 
+def finish_layer(layer: Any, residual: torch.Tensor, attention_out: torch.Tensor) -> torch.Tensor:
+    """The rest of a decoder layer after attention: residual add, (sandwich) norms and the MLP."""
+    if hasattr(layer, "pre_feedforward_layernorm"):  # gemma2 / gemma3 sandwich norms
+        h = residual + layer.post_attention_layernorm(attention_out)
+        return h + layer.post_feedforward_layernorm(layer.mlp(layer.pre_feedforward_layernorm(h)))
+    h = residual + attention_out
+    return h + layer.mlp(layer.post_attention_layernorm(h))
+
+
 def rotated_qkv(attn: Any, x: torch.Tensor, nh: int, nkv: int, hd: int, cos: torch.Tensor,
                 sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """q [1, T, nh, hd], k and v [1, T, nkv, hd] of one attention layer, RoPE applied to q and k."""
@@ -121,12 +130,7 @@ class DecoderGraph(nn.Module):
             residual = h
             x = layer.input_layernorm(h)
             a, k, v = self._attention(layer.self_attn, x, *rope[kind], past[2 * i], past[2 * i + 1], bias)
-            if hasattr(layer, "pre_feedforward_layernorm"):  # gemma2 / gemma3 sandwich norms
-                h = residual + layer.post_attention_layernorm(a)
-                h = h + layer.post_feedforward_layernorm(layer.mlp(layer.pre_feedforward_layernorm(h)))
-            else:
-                h = residual + a
-                h = h + layer.mlp(layer.post_attention_layernorm(h))
+            h = finish_layer(layer, residual, a)
             presents += [k, v]
         h = self.model.norm(h)
         h = torch.index_select(h, 1, logits_index)  # [1, K, D]
