@@ -61,11 +61,11 @@ def _dir_bytes(path: Path) -> int:
 class OursEngine(Engine):
     """edgevlm.load(bundle).backend: the exact object VLM.generate drives (embedding + decoder, KV in place)."""
 
-    def __init__(self, bundle: Path, threads: int, verify: bool = True):
+    def __init__(self, bundle: Path, threads: int):
         import edgevlm
         import roofline
 
-        self.vlm = edgevlm.load(str(bundle), threads=threads, verify=verify)
+        self.vlm = edgevlm.load(str(bundle), threads=threads)
         self.backend = self.vlm.backend
         self.size_bytes = _dir_bytes(bundle)
         self.weights_bytes, self.kv_bytes_per_token = roofline.bundle_decode_bytes(bundle)
@@ -257,9 +257,9 @@ ENGINES: dict[str, tuple[str, Callable[[str, int], Engine]]] = {
     "ours-onnx-fp32": ("edgevlm ONNX fp32", _ours("fp32", "onnx")),
     "ours-onnx-int8": ("edgevlm ONNX int8", _ours("int8", "onnx")),
     "ours-onnx-w4": ("edgevlm ONNX w4", _ours("w4", "onnx")),
-    "ours-onnx-w4-acc4": ("edgevlm ONNX w4, int8 activations (experiment)",
-                          lambda model, threads: OursEngine(models.onnx_w4_int8_activations(model), threads,
-                                                            verify=False)),
+    "ours-onnx-w4-head4": ("edgevlm ONNX w4, 4-bit head (--head-bits 4)", _ours("w4-head4", "onnx")),
+    "ours-onnx-w4-portable": ("edgevlm ONNX w4, portable decoder graph (--decoder-graph portable)",
+                              lambda model, threads: OursEngine(models.onnx_bundle(model, "w4", "portable"), threads)),
     "ours-gguf-q4_0": ("edgevlm GGUF Q4_0 (llama.cpp backend)", _ours("q4_0", "gguf")),
     "llamacpp-q4_0": ("llama.cpp Q4_0 (same GGUF)", _llamacpp("q4_0")),
     "llamacpp-published": ("llama.cpp published Q4_K_M", _published),

@@ -8,7 +8,7 @@ and is never committed. Each builder is idempotent: a complete directory is retu
 
     checkpoint(name)        HF VLM checkpoint dir (what ``edgevlm export`` reads)
     text_checkpoint(name)   HF text-only dir of the same language model (genai builder, PyTorch eager)
-    onnx_bundle(name, r)    our ONNX bundle, r in fp32 | int8 | w4
+    onnx_bundle(name, r, g) our ONNX bundle, r in fp32 | int8 | w4 | w4-head4, g the decoder graph (fused | portable)
     gguf_bundle(name, q)    our GGUF bundle, q in f32 | q8_0 | q4_0 (text GGUF quantized by llama.cpp)
     genai_model(name, p)    onnxruntime-genai model builder output, p in fp32 | int4
     published_gguf(name)    the model's published GGUF, if one exists (Gemma 3 270M Q4_K_M)
@@ -215,46 +215,25 @@ def _cached(out: Path, build: Callable[[], None], what: str) -> Path:
     return out
 
 
-def onnx_bundle(name: str, recipe: str = "fp32") -> Path:
-    """Our ONNX bundle: the fp32 export (parity check skipped: random weights, speed only), or a quantized copy."""
-    base = CACHE / name / "onnx-fp32"
+# recipe name in the cache -> extra `edgevlm quantize` arguments
+RECIPE_ARGS = {"int8": ["--recipe", "int8"], "w4": ["--recipe", "w4"], "w4-head4": ["--recipe", "w4", "--head-bits", "4"]}
+
+
+def onnx_bundle(name: str, recipe: str = "fp32", graph: str = "fused") -> Path:
+    """Our ONNX bundle: the fp32 export (parity check skipped: random weights, speed only), or a quantized copy.
+
+    ``graph``: the decoder graph (``edgevlm export --decoder-graph``): "fused" (the default product) or
+    "portable" (elementary ops), side by side to show what the fused graph buys."""
+    prefix = "onnx" if graph == "fused" else f"onnx-{graph}"
+    base = CACHE / name / f"{prefix}-fp32"
     _cached(base, lambda: _edgevlm_cli("export", str(checkpoint(name)), "-o", str(base), "--max-context",
-                                       str(MAX_CONTEXT), "--no-validate", "--overwrite"), f"{name} ONNX fp32")
+                                       str(MAX_CONTEXT), "--decoder-graph", graph, "--no-validate", "--overwrite"),
+            f"{name} ONNX fp32 ({graph} decoder)")
     if recipe == "fp32":
         return base
-    out = CACHE / name / f"onnx-{recipe}"
-    return _cached(out, lambda: _edgevlm_cli("quantize", str(base), "-o", str(out), "--recipe", recipe,
-                                             "--overwrite"), f"{name} ONNX {recipe}")
-
-
-def onnx_w4_int8_activations(name: str) -> Path:
-    """Experiment, not a product bundle: our w4 bundle with ``accuracy_level=4`` on every MatMulNBits, i.e.
-    activations quantized to int8 inside the kernel (what onnxruntime-genai's builder emits for int4, and
-    what llama.cpp's Q4_0 x Q8_0 dot products do). Other files are symlinks; the manifest hashes no
-    longer match the decoder, so it is opened with ``verify=False``. Shows what that quantizer option buys."""
-    import onnx
-
-    src = onnx_bundle(name, "w4")
-    out = CACHE / name / "onnx-w4-acc4"
-    if (out / "manifest.json").is_file():
-        return out
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    decoder = json.loads((src / "manifest.json").read_text())["parts"]["decoder"]["file"]
-    model = onnx.load(str(src / decoder))
-    for node in model.graph.node:
-        if node.op_type == "MatMulNBits":
-            kept = [a for a in node.attribute if a.name != "accuracy_level"]
-            del node.attribute[:]
-            node.attribute.extend(kept + [onnx.helper.make_attribute("accuracy_level", 4)])
-    onnx.save(model, str(tmp / decoder))
-    for f in src.iterdir():
-        if f.name != decoder:
-            (tmp / f.name).symlink_to(f.resolve())
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
-    return out
+    out = CACHE / name / f"{prefix}-{recipe}"
+    return _cached(out, lambda: _edgevlm_cli("quantize", str(base), "-o", str(out), *RECIPE_ARGS[recipe],
+                                             "--overwrite"), f"{name} ONNX {recipe} ({graph} decoder)")
 
 
 def gguf_bundle(name: str, quant: str = "q4_0") -> Path:
@@ -335,8 +314,9 @@ def main() -> None:
     ap.add_argument("models", nargs="*", default=[n for n, s in MODELS.items() if s.default])
     args = ap.parse_args()
     for name in args.models:
-        for recipe in ("fp32", "int8", "w4"):
+        for recipe in ("fp32", "int8", "w4", "w4-head4"):
             onnx_bundle(name, recipe)
+        onnx_bundle(name, "w4", graph="portable")
         gguf_bundle(name, "q4_0")
         for precision in ("fp32", "int4"):
             genai_model(name, precision)

@@ -165,7 +165,7 @@ def targets(text: list[dict[str, Any]], vision: list[dict[str, Any]]) -> list[di
     by_vision = {r["engine"]: r for r in vision if "chunks" in r}
     out = []
     q4 = by_text.get("llamacpp-q4_0")
-    for engine, what in (("ours-onnx-w4", "w4 ONNX"), ("ours-onnx-w4-acc4", "w4 ONNX with int8 activations (experiment)")):
+    for engine, what in (("ours-onnx-w4", "w4 ONNX"), ("ours-onnx-w4-head4", "w4 ONNX with a 4-bit head")):
         w4 = by_text.get(engine)
         if not (w4 and q4):
             continue
@@ -181,7 +181,7 @@ def targets(text: list[dict[str, Any]], vision: list[dict[str, Any]]) -> list[di
                 ratio = torch[f"{mode}_ms"]["median"] / ours[f"{mode}_ms"]["median"]
                 out.append({"target": f"vision speed-up over PyTorch eager fp32 ({mode})", "goal": 1.5,
                             "ratio": round(ratio, 3), "met": ratio >= 1.5})
-    for engine in ("ours-onnx-fp32", "ours-onnx-w4", "ours-onnx-w4-acc4", "ours-gguf-q4_0"):
+    for engine in ("ours-onnx-fp32", "ours-onnx-w4", "ours-onnx-w4-head4", "ours-gguf-q4_0"):
         r = by_text.get(engine)
         if r and "roofline" in r:
             for ctx in (128, 1024):

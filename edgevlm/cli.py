@@ -27,13 +27,15 @@ def export(checkpoint: Path = typer.Argument(..., help="Hugging Face checkpoint 
            dtype: str = typer.Option("fp32", "--dtype", help="fp32 | fp16 (gguf: f32 | f16)"),
            max_context: int = typer.Option(2048, "--max-context", help="KV cache capacity in tokens"),
            overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing bundle"),
-           no_validate: bool = typer.Option(False, "--no-validate", help="skip the parity check (not advised)")):
+           no_validate: bool = typer.Option(False, "--no-validate", help="skip the parity check (not advised)"),
+           decoder_graph: str = typer.Option("fused", "--decoder-graph",
+                                             help="onnx: fused (onnxruntime >= 1.23, fastest) | portable (elementary ops, for NPU providers and older runtimes)")):
     """Export CHECKPOINT to a bundle, checked stage by stage against PyTorch."""
     from .export import export as run_export
 
     try:
         manifest = run_export(checkpoint, out, format=format, dtype=dtype, max_context=max_context,
-                              overwrite=overwrite, validate=not no_validate)
+                              overwrite=overwrite, validate=not no_validate, decoder_graph=decoder_graph)
     except EdgeVLMError as exc:
         _fail(exc)
     typer.echo(json.dumps({"bundle": str(out), "validation": manifest.validation}, indent=2))
@@ -47,6 +49,7 @@ def quantize(bundle: Path, out: Path = typer.Option(..., "-o", "--out"),
              embedding: Optional[str] = typer.Option(None, "--embedding", help="override the embedding's recipe"),
              block_size: int = typer.Option(32, "--block-size"),
              symmetric: bool = typer.Option(False, "--symmetric", help="w4/w8 without zero points (default: asymmetric)"),
+             head_bits: int = typer.Option(8, "--head-bits", help="onnx w4: bits of the output head, 8 (accuracy) or 4 (speed)"),
              report: bool = typer.Option(False, "--report", help="print and store an accuracy report"),
              calibration: Optional[Path] = typer.Option(None, "--calibration",
                                                         help="folder of images + prompts.txt (static qdq recipes)"),
@@ -58,7 +61,7 @@ def quantize(bundle: Path, out: Path = typer.Option(..., "-o", "--out"),
     try:
         manifest = run_quantize(bundle, out, recipe=recipe, overrides=overrides, block_size=block_size, symmetric=symmetric,
                                 report=report, calibration=str(calibration) if calibration else None,
-                                overwrite=overwrite)
+                                overwrite=overwrite, head_bits=head_bits)
     except EdgeVLMError as exc:
         _fail(exc)
     typer.echo(json.dumps({"bundle": str(out), "quantization": manifest.quantization}, indent=2))

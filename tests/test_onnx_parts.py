@@ -135,12 +135,8 @@ def _empty_past(part):
     return [(np.zeros((1, 0, e["num_kv_heads"], e["head_dim"]), np.float32),) * 2 for _ in range(e["num_layers"])]
 
 
-@pytest.mark.parametrize("name", TINY_NAMES)
-def test_decoder_prefill_and_cached_steps_match_reference(exported, name):
-    """Causal prefill logits equal the reference's; then 4 cached single-token steps equal the
-    reference's full recomputation over the whole sequence (covers Gemma 3's sliding window: 40 > 32)."""
-    ref, parts, out = exported(name)
-    part = parts["decoder"]
+def _prefill_and_steps(ref, part, out, name):
+    """Causal 36-token prefill, then 4 cached single-token steps, against the reference's full forward."""
     sess = _session(out, part)
     gen = torch.Generator().manual_seed(2)
     ids = torch.randint(3, ref.text.vocab_size, (1, 40), generator=gen)
@@ -155,8 +151,49 @@ def test_decoder_prefill_and_cached_steps_match_reference(exported, name):
     for t in range(t0, 40):
         step, past = _run_decoder(sess, part, embeds[:, t:t + 1], t, blocks, [0], past)
         steps.append(float(np.abs(step[0] - want[t]).max()))
-    print(f"{name} decoder: prefill max abs diff {prefill:.2e}; cached steps vs full recompute {max(steps):.2e}")
-    assert prefill < 1e-3 and max(steps) < 1e-3
+    print(f"{name} {part.extra['graph']} decoder: prefill max abs diff {prefill:.2e}; "
+          f"cached steps vs full recompute {max(steps):.2e}")
+    return prefill, max(steps)
+
+
+@pytest.mark.parametrize("name", TINY_NAMES)
+def test_decoder_prefill_and_cached_steps_match_reference(exported, name):
+    """Causal prefill logits equal the reference's; then 4 cached single-token steps equal the
+    reference's full recomputation over the whole sequence (covers Gemma 3's sliding window: 40 > 32)."""
+    ref, parts, out = exported(name)
+    prefill, steps = _prefill_and_steps(ref, parts["decoder"], out, name)
+    assert prefill < 1e-3 and steps < 1e-3
+
+
+def _op_counts(path):
+    import collections
+
+    import onnx
+
+    return collections.Counter(n.op_type for n in onnx.load(str(path), load_external_data=False).graph.node)
+
+
+@pytest.mark.parametrize("name", ["minicpmv-2.6", "minicpmv-4.5", "paligemma2", "gemma3"])
+def test_fused_graph_is_fused_and_portable_graph_agrees(exported, tmp_path, name):
+    """The default graph has one Attention and two RotaryEmbedding per layer and at most ~28 nodes per layer; the
+    portable graph (elementary ops only) is an independent second export that matches the reference too.
+    Covers qwen2 biases, qwen3 q/k norms, gemma2 softcaps and sandwich norms, gemma3 sliding layers."""
+    from edgevlm.export.onnx_decoder import export_decoder
+
+    ref, parts, out = exported(name)
+    fused, layers = _op_counts(out / parts["decoder"].file), parts["decoder"].extra["num_layers"]
+    print(f"{name} fused graph: {sum(fused.values())} nodes for {layers} layers: {dict(fused)}")
+    assert parts["decoder"].extra["graph"] == "fused"
+    assert fused["Attention"] == layers and fused["RotaryEmbedding"] == 2 * layers
+    assert sum(fused.values()) <= 28 * layers + 16  # the traced graph has ~150 per layer
+    portable = export_decoder(ref, tmp_path, max_context=256, graph_kind="portable")
+    ops = _op_counts(tmp_path / portable.file)
+    assert portable.extra["graph"] == "portable" and not {"Attention", "RotaryEmbedding"} & set(ops)
+    for side in ("inputs", "outputs"):  # same contract: names and dtypes (the tracer names some fixed dims)
+        assert ({k: v["dtype"] for k, v in getattr(portable, side).items()}
+                == {k: v["dtype"] for k, v in getattr(parts["decoder"], side).items()})
+    prefill, steps = _prefill_and_steps(ref, portable, tmp_path, name)
+    assert prefill < 1e-3 and steps < 1e-3
 
 
 def test_logits_index_selects_rows(exported):

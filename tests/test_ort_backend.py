@@ -248,6 +248,16 @@ def test_backend_raises_device_error_for_missing_provider(bundle):
         OrtBackend(out, _manifest(ref, parts), device=missing)
 
 
+def test_fused_decoder_on_an_old_onnxruntime_names_the_fix(bundle, monkeypatch):
+    from edgevlm.errors import BundleError
+    from edgevlm.runtime.backends import onnxruntime as backend_module
+
+    ref, _, out, parts = bundle("minicpmv-2.6")
+    monkeypatch.setattr(backend_module.ort, "__version__", "1.20.1")
+    with pytest.raises(BundleError, match=r"needs onnxruntime >= 1.23; this is 1.20.1.*--decoder-graph portable"):
+        OrtBackend(out, _manifest(ref, parts))
+
+
 def test_runtime_does_not_import_torch(bundle):
     ref, _, out, parts = bundle("gemma3")
     (out / "parts.json").write_text(json.dumps({k: vars(v) for k, v in parts.items()}))

@@ -34,6 +34,26 @@ def test_recipe_quantizes_the_decoder(source, tmp_path, recipe, decoder_op, max_
     assert len(result.token_ids) == 4
 
 
+def test_head_bits_choose_the_output_heads_precision(source, tmp_path):
+    """w4 keeps the logits MatMul at 8 bits by default; --head-bits 4 quantizes it with the rest."""
+    import onnx
+
+    def head_bits(bundle):
+        decoder = onnx.load(str(bundle / "decoder.onnx"), load_external_data=False)
+        bits = [{a.name: onnx.helper.get_attribute_value(a) for a in n.attribute} for n in decoder.graph.node
+                if n.op_type == "MatMulNBits"]
+        vocab = decoder.graph.output[0].type.tensor_type.shape.dim[-1].dim_value
+        return {b["bits"] for b in bits if b["N"] == vocab}, {b["bits"] for b in bits if b["N"] != vocab}
+
+    default = edgevlm.quantize(str(source), str(tmp_path / "h8"), recipe="w4", progress=None)
+    assert head_bits(tmp_path / "h8") == ({8}, {4}) and default.quantization["decoder"]["head_bits"] == 8
+    fast = edgevlm.quantize(str(source), str(tmp_path / "h4"), recipe="w4", head_bits=4, progress=None)
+    assert head_bits(tmp_path / "h4") == ({4}, {4}) and fast.quantization["decoder"]["head_bits"] == 4
+    assert fast.quantization["decoder"]["size_after"] < default.quantization["decoder"]["size_after"]
+    with pytest.raises(EdgeVLMError, match="head-bits must be 4 or 8"):
+        edgevlm.quantize(str(source), str(tmp_path / "h3"), recipe="w4", head_bits=3, progress=None)
+
+
 def test_mixed_keeps_vision_gentle_and_overrides_apply(source, tmp_path):
     manifest = edgevlm.quantize(str(source), str(tmp_path / "mixed"), recipe="mixed", overrides={"vision": "none"},
                                 progress=None)

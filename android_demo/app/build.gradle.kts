@@ -45,7 +45,9 @@ dependencies {
 
     // ONNX Runtime with the CPU, XNNPACK and NNAPI execution providers. For Qualcomm NPUs (QNN) use
     // "com.microsoft.onnxruntime:onnxruntime-android-qnn" instead (same API); the app says so when QNN is missing.
-    implementation("com.microsoft.onnxruntime:onnxruntime-android:1.20.0")
+    // 1.23 or newer: the default ONNX decoder graph uses opset 23 Attention/RotaryEmbedding/RMSNormalization.
+    // For older runtimes, and for NNAPI/QNN to take the whole decoder, export with --decoder-graph portable.
+    implementation("com.microsoft.onnxruntime:onnxruntime-android:1.23.0")
 
     // tokenizer.json through the Hugging Face tokenizers library (JNI), as the Python runtime does.
     implementation("ai.djl.huggingface:tokenizers:0.30.0")

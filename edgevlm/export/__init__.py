@@ -38,13 +38,19 @@ def _normalise_dtype(format: str, dtype: str) -> str:
 
 def export(checkpoint: str | Path, out: str | Path, format: str = "onnx", dtype: str = "fp32",
            max_context: int = 2048, overwrite: bool = False, validate: bool = True,
-           progress: Callable[[str], None] | None = _stderr_progress) -> Manifest:
+           progress: Callable[[str], None] | None = _stderr_progress, decoder_graph: str = "fused") -> Manifest:
+    """``decoder_graph`` (ONNX only): "fused" (opset 23 Attention/RotaryEmbedding and onnxruntime's fused
+    norms, needs onnxruntime >= 1.23; fastest on CPU) or "portable" (elementary opset-18 ops, for older
+    runtimes and NPU execution providers); docs/decoder_graph.md."""
     from ..families import family_for
+    from .onnx_decoder import GRAPHS
     from ..families.base import read_config
 
     if format not in FORMATS:
         raise EdgeVLMError(f"unknown format {format!r}; choose one of {', '.join(FORMATS)}")
     dtype = _normalise_dtype(format, dtype)
+    if decoder_graph not in GRAPHS:
+        raise EdgeVLMError(f"unknown decoder graph {decoder_graph!r}; choose one of {', '.join(GRAPHS)}")
     say = progress or (lambda message: None)
     ckpt = Path(checkpoint)
     family = family_for(ckpt)
@@ -57,7 +63,7 @@ def export(checkpoint: str | Path, out: str | Path, format: str = "onnx", dtype:
 
     with BundleWriter(out, overwrite=overwrite) as writer:
         shutil.copy(ckpt / "tokenizer.json", writer.path("tokenizer.json"))
-        parts = _export_parts(format, ref, ckpt, writer.tmp, dtype, max_context, say)
+        parts = _export_parts(format, ref, ckpt, writer.tmp, dtype, max_context, say, decoder_graph)
         manifest = Manifest(
             format=format, family=family.NAME, attention=ref.attention,
             text={**_text_record(ref), "max_context": max_context},
@@ -90,7 +96,7 @@ def export(checkpoint: str | Path, out: str | Path, format: str = "onnx", dtype:
 
 
 def _export_parts(format: str, ref: Any, ckpt: Path, root: Path, dtype: str, max_context: int,
-                  say: Callable[[str], None]) -> dict[str, Part]:
+                  say: Callable[[str], None], decoder_graph: str = "fused") -> dict[str, Part]:
     if format == "onnx":
         from .onnx_decoder import export_decoder
         from .onnx_embedding import export_embedding
@@ -100,8 +106,8 @@ def _export_parts(format: str, ref: Any, ckpt: Path, root: Path, dtype: str, max
         vision = export_vision(ref, root / "vision.onnx", dtype)
         say("exporting embedding")
         embedding = export_embedding(ref, root / "embedding.onnx", dtype)
-        say(f"exporting decoder (max context {max_context})")
-        decoder = export_decoder(ref, root, dtype, max_context)
+        say(f"exporting decoder ({decoder_graph} graph, max context {max_context})")
+        decoder = export_decoder(ref, root, dtype, max_context, graph_kind=decoder_graph)
         return {"vision": vision, "embedding": embedding, "decoder": decoder}
     if format == "gguf":
         from .gguf import export_gguf_parts

@@ -145,38 +145,36 @@ def _position_offset(ref: Any) -> int:
     return 1 if getattr(ref, "family", "") == "paligemma" else 0
 
 
+GRAPHS = ("fused", "portable")
+
+
 def export_decoder(ref: Any, out_dir: str | Path, dtype: str = "fp32", max_context: int = 4096,
-                   file_name: str = "decoder.onnx") -> Part:
-    """Export ``ref.language_model`` as ``out_dir/decoder.onnx`` (+ ``.data`` if over 2 GB) and describe it."""
+                   file_name: str = "decoder.onnx", graph_kind: str = "fused") -> Part:
+    """Export ``ref.language_model`` as ``out_dir/decoder.onnx`` (+ ``.data`` if over 2 GB) and describe it.
+
+    ``graph_kind``: "fused" (default) writes the op-by-op graph of ``onnx_decoder_fused`` (opset 23
+    Attention/RotaryEmbedding/RMSNormalization + onnxruntime's fused norms: onnxruntime >= 1.23, the
+    fast one on CPU); "portable" traces ``DecoderGraph`` into elementary opset-18 ops, for older
+    runtimes and for NPU execution providers that only take standard elementary ops.
+    """
+    if graph_kind not in GRAPHS:
+        raise ValueError(f"decoder graph {graph_kind!r} is not one of {GRAPHS}")
     out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     graph = DecoderGraph(ref.language_model).float().eval()
     spec = ref.text
     n_layers, nkv, hd = graph.num_layers, graph.num_kv_heads, graph.head_dim
-    t, p = 3, 2  # example lengths for tracing; every length is dynamic in the graph
-    past = []
     names_in = ["inputs_embeds", "position_ids", "attention_bias", "attention_bias_sliding", "logits_index"]
-    dyn: dict[str, dict[int, str]] = {
-        "inputs_embeds": {1: "seq"}, "position_ids": {1: "seq"}, "attention_bias": {2: "seq", 3: "total"},
-        "attention_bias_sliding": {2: "seq", 3: "total"}, "logits_index": {0: "n_logits"},
-        "logits": {1: "n_logits"}}
-    names_out = ["logits"]
-    for i in range(n_layers):
-        for kind in ("key", "value"):
-            past.append(torch.zeros(1, p, nkv, hd))
-            names_in.append(f"past_{kind}.{i}")
-            names_out.append(f"present_{kind}.{i}")
-            dyn[f"past_{kind}.{i}"] = {1: "past"}
-            dyn[f"present_{kind}.{i}"] = {1: "seq"}
-    bias = torch.zeros(1, 1, t, p + t)
-    args = (torch.zeros(1, t, spec.hidden_size), torch.arange(p, p + t)[None], bias, bias.clone(),
-            torch.tensor([t - 1]), *past)
     if not graph.has_sliding:
         # An unused input would be dropped by the exporter; drop it ourselves so names stay stable.
         names_in.remove("attention_bias_sliding")
-        dyn.pop("attention_bias_sliding")
-    path = export_module(_NoSliding(graph) if not graph.has_sliding else graph,
-                         args if graph.has_sliding else args[:3] + args[4:], out_dir / file_name,
-                         names_in, names_out, dyn, dtype)
+    names_in += [f"past_{kind}.{i}" for i in range(n_layers) for kind in ("key", "value")]
+    if graph_kind == "fused":
+        from .onnx_decoder_fused import write_fused_decoder
+
+        path = write_fused_decoder(graph, out_dir / file_name, names_in, dtype)
+    else:
+        path = _trace(graph, out_dir / file_name, names_in, spec.hidden_size, dtype)
     inputs, outputs = io_spec(path)
     masks = {"attention_bias": None}
     if graph.has_sliding:
@@ -193,7 +191,7 @@ def export_decoder(ref: Any, out_dir: str | Path, dtype: str = "fp32", max_conte
             # mask input name -> sliding window (None = full attention); the runtime builds each from
             # block_ids: allowed(q, k) = (k <= q or same block) and (window is None or q - k < window).
             "masks": masks, "mask_value": float(torch.finfo(torch.float32).min),
-            "logits_index_input": "logits_index",
+            "logits_index_input": "logits_index", "graph": graph_kind,
             "external_data": (file_name + ".data") if (out_dir / (file_name + ".data")).exists() else None,
         })
 
@@ -207,3 +205,26 @@ class _NoSliding(nn.Module):
 
     def forward(self, inputs_embeds, position_ids, attention_bias, logits_index, *past):
         return self.graph(inputs_embeds, position_ids, attention_bias, attention_bias, logits_index, *past)
+
+
+def _trace(graph: DecoderGraph, path: Path, names_in: list[str], hidden: int, dtype: str) -> Path:
+    """The portable graph: ``DecoderGraph`` traced by torch.onnx into elementary opset-18 ops."""
+    t, p = 3, 2  # example lengths for tracing; every length is dynamic in the graph
+    dyn: dict[str, dict[int, str]] = {
+        "inputs_embeds": {1: "seq"}, "position_ids": {1: "seq"}, "attention_bias": {2: "seq", 3: "total"},
+        "attention_bias_sliding": {2: "seq", 3: "total"}, "logits_index": {0: "n_logits"},
+        "logits": {1: "n_logits"}}
+    names_out = ["logits"]
+    past = []
+    for i in range(graph.num_layers):
+        for kind in ("key", "value"):
+            past.append(torch.zeros(1, p, graph.num_kv_heads, graph.head_dim))
+            names_out.append(f"present_{kind}.{i}")
+            dyn[f"past_{kind}.{i}"] = {1: "past"}
+            dyn[f"present_{kind}.{i}"] = {1: "seq"}
+    bias = torch.zeros(1, 1, t, p + t)
+    args = (torch.zeros(1, t, hidden), torch.arange(p, p + t)[None], bias, bias.clone(), torch.tensor([t - 1]), *past)
+    if not graph.has_sliding:
+        dyn.pop("attention_bias_sliding")
+        return export_module(_NoSliding(graph), args[:3] + args[4:], path, names_in, names_out, dyn, dtype)
+    return export_module(graph, args, path, names_in, names_out, dyn, dtype)

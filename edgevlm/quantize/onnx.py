@@ -104,7 +104,7 @@ def output_heads(model: onnx.ModelProto) -> list[str]:
 
 
 def quantize_onnx_part(src: Path, dst: Path, method: str, block_size: int = 32, symmetric: bool = True,
-                       calibration: Any = None, part: str = "") -> dict[str, Any]:
+                       calibration: Any = None, part: str = "", head_bits: int = 8) -> dict[str, Any]:
     """Write ``dst`` from ``src`` with ``method``; return the manifest record of what was done."""
     size_before = _files_size(src)
     record: dict[str, Any] = {"method": method}
@@ -127,7 +127,9 @@ def quantize_onnx_part(src: Path, dst: Path, method: str, block_size: int = 32, 
             quantize_dynamic(str(staged), str(dst), per_channel=True, weight_type=QuantType.QInt8,
                              op_types_to_quantize=["MatMul", "Gather"],
                              use_external_data_format=_files_size(staged) > TWO_GB,
-                             extra_options={"MatMulConstBOnly": True})
+                             # onnx shape inference types no onnxruntime contrib op's output (the fused
+                             # decoder's norms), so MatMul activations default to float32
+                             extra_options={"MatMulConstBOnly": True, "DefaultTensorType": onnx.TensorProto.FLOAT})
         record.update(weights="int8 per output channel", activations="dynamic int8")
     elif method in ("w4", "w8"):
         # accuracy_level 4 = int8 activations inside MatMulNBits. onnxruntime 1.32's 8-bit kernel is
@@ -136,15 +138,15 @@ def quantize_onnx_part(src: Path, dst: Path, method: str, block_size: int = 32, 
         bits = 8 if method == "w8" else 4
         level = 4
         model, heads = _load(src), []
-        if bits == 4:
-            # Like llama.cpp's Q4_K_M (output at Q6_K): the output head stays at 8 bits. On Gemma 3
-            # 270M this lifted top-1 agreement from 0.647 to 0.736 (docs/quantization.md).
+        if bits == 4 and head_bits == 8:
+            # Like llama.cpp (output at Q6_K even in Q4_0 files): the output head stays at 8 bits. On
+            # Gemma 3 270M this lifted top-1 agreement from 0.647 to 0.736 (docs/quantization.md).
             heads = output_heads(model)
             model = _matmul_nbits(model, 4, block_size, symmetric, level, exclude=heads)
             if heads:
                 model = _matmul_nbits(model, 8, block_size, True, 4, include=heads)
         else:
-            model = _matmul_nbits(model, 8, block_size, symmetric, level)
+            model = _matmul_nbits(model, bits, block_size, symmetric, level)
         _save(model, dst)
         record.update(bits=bits, block_size=block_size, symmetric=symmetric, head_bits=8 if heads else bits,
                       activations="int8 inside MatMulNBits (accuracy_level 4)")

@@ -35,6 +35,10 @@ def _session(bundle: Path, part: Part, providers: list[str], threads: int | None
     path = bundle / part.file
     if not path.is_file():
         raise BundleError(f"{path}: the ONNX file of this part is missing. Re-copy or re-export the bundle.")
+    if part.extra.get("graph") == "fused" and _version(ort.__version__) < (1, 23):
+        raise BundleError(f"{path}: this decoder is the fused graph (opset 23 Attention), which needs onnxruntime "
+                          f">= 1.23; this is {ort.__version__}. Upgrade (pip install -U onnxruntime) or re-export "
+                          "with --decoder-graph portable.")
     options = ort.SessionOptions()
     # A part may ask for a lower level: onnxruntime 1.32 segfaults creating a session for an fp16
     # SigLIP graph at ORT_ENABLE_ALL (fine at "extended"); the quantizer records that in the part.
@@ -44,6 +48,10 @@ def _session(bundle: Path, part: Part, providers: list[str], threads: int | None
         options.intra_op_num_threads = int(threads)
     options.inter_op_num_threads = 1
     return ort.InferenceSession(str(path), sess_options=options, providers=providers)
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in text.split(".")[:2] if x.isdigit())
 
 
 class OrtBackend:
