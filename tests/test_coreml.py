@@ -1,12 +1,14 @@
 """Core ML export: what can be checked without macOS, plus the macOS-only run.
 
 Linux-possible checks (Core ML itself only runs on macOS):
-1. the PyTorch modules handed to the converter reproduce the reference (stateful KV cache, prefill +
-   cached steps, prefix-LM and bidirectional-image masks, padded navit slices, greedy tokens). They
-   are driven through CoreMLBackend's own feed-building code (edgevlm.export.coreml_check: objects with
-   the MLModel interface, predict / make_state, that run the very modules the converter traced);
-2. conversion succeeds and the saved packages' specs show the declared inputs, outputs, states and
-   enumerated shapes;
+1. the PyTorch modules handed to the converter reproduce the reference (stateful KV cache, prompt
+   chunks padded to enumerated prefill lengths + decode steps with an explicit write position and
+   masks over the whole cache, prefix-LM and bidirectional-image masks, padded navit slices, greedy
+   tokens). They are driven through CoreMLBackend's own feed-building code (edgevlm.export.coreml_check:
+   objects with the MLModel interface, predict / make_state, that run the very modules the converter
+   traced and refuse shapes the converted functions would refuse);
+2. conversion succeeds and the saved packages' specs show both decoder functions (decode, prefill)
+   with their fixed / enumerated shapes and states, the declared inputs and outputs of every part;
 3. quantized packages contain the compressed-weight ops and shrink as promised.
 On macOS, the converted packages themselves run and must give the reference's greedy tokens.
 """
@@ -21,13 +23,16 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from edgevlm.errors import EdgeVLMError  # noqa: E402
-from edgevlm.export.coreml_common import io_spec, load_spec, mil_op_counts  # noqa: E402
+from edgevlm.export.coreml_common import (function_io_spec, function_names, io_spec, load_spec,  # noqa: E402
+                                          mil_op_counts)
 from edgevlm.export.coreml_check import module_backend  # noqa: E402
-from edgevlm.export.coreml_decoder import StatefulDecoder, decoder_extra  # noqa: E402
+from edgevlm.export.coreml_decoder import (StatefulDecoder, declared_functions, decoder_extra,  # noqa: E402
+                                           prefill_sizes)
 from edgevlm.export.coreml_embedding import embedding_extra  # noqa: E402
 from edgevlm.export.coreml_vision import is_navit, vision_extra  # noqa: E402
 from edgevlm.families import TINY_NAMES, load_reference  # noqa: E402
 from edgevlm.manifest import Part  # noqa: E402
+from edgevlm.runtime.backends.coreml import plan_chunks  # noqa: E402
 
 MINICPMV = [n for n in TINY_NAMES if n.startswith("minicpmv")]
 MAX_CONTEXT = 320  # converted packages (the export check's MiniCPM-V prompt is ~270 tokens)
@@ -35,14 +40,27 @@ TORCH_CONTEXT = 512  # the PyTorch modules (PaliGemma prompts hold 256 image tok
 ON_MAC = platform.system() == "Darwin"
 
 
-def torch_backend(ref, cache_dtype=torch.float32, max_context=TORCH_CONTEXT):
+def torch_backend(ref, cache_dtype=torch.float32, max_context=TORCH_CONTEXT, sizes=None):
     """A CoreMLBackend whose three models are the converter's PyTorch modules (Part records computed
-    by the exporters' own helpers, without converting)."""
+    by the exporters' own helpers, without converting; ``sizes`` = the prefill lengths)."""
     decoder = StatefulDecoder(ref.language_model, max_context)
+    sizes = prefill_sizes(max_context, sizes) if sizes else None
     parts = {"vision": Part("vision.mlpackage/Manifest.json", "mlpackage", extra=vision_extra(ref)),
              "embedding": Part("embedding.mlpackage/Manifest.json", "mlpackage", extra=embedding_extra(ref)),
-             "decoder": Part("decoder.mlpackage/Manifest.json", "mlpackage", extra=decoder_extra(decoder, ref))}
+             "decoder": Part("decoder.mlpackage/Manifest.json", "mlpackage",
+                             extra=decoder_extra(decoder, ref, sizes))}
     return module_backend(ref, parts, cache_dtype)
+
+
+def _record_calls(backend):
+    """Wrap the decoder functions so each call's (function, T, write position) is recorded."""
+    calls = []
+    for name, fn in backend._functions.items():
+        def predict(feeds, state=None, _fn=fn, _name=name):
+            calls.append((_name, feeds["inputs_embeds"].shape[1], int(feeds["position"][0])))
+            return type(_fn).predict(_fn, feeds, state)
+        fn.predict = predict
+    return calls
 
 
 @pytest.fixture(scope="module")
@@ -73,25 +91,47 @@ def _greedy(backend, ids, rows=None, blocks=None, n=24, eos=()):
 
 @pytest.mark.parametrize("name", TINY_NAMES)
 def test_stateful_decoder_prefill_and_cached_steps_match_reference(refs, name):
-    """Prefill 36 tokens, then 4 single-token steps through the state cache, vs the reference's full
-    forward over all 40 (Gemma 3's sliding window is 32 < 40). fp32 cache: the wiring alone; fp16 cache:
-    the module that is converted (Core ML states are fp16)."""
+    """Prefill 36 tokens (padded to the prefill length 64, or cut into 16 + 16 + 4-padded-to-16 when
+    only 16 is exported), then 4 decode steps with an explicit write position, all with masks over
+    the whole cache, vs the reference's full forward over all 40 (Gemma 3's sliding window is 32 < 40).
+    Also every prefill row's logits (``all_logits``). fp32 cache: the wiring alone; fp16 cache: the
+    module that is converted (Core ML states are fp16)."""
     ref = refs(name)
     ids = torch.randint(3, ref.text.vocab_size, (1, 40), generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         want = ref.language_model(inputs_embeds=ref.embed_tokens(ids)).logits[0].numpy()  # [40, V]
     diffs = {}
-    for cache in (torch.float32, torch.float16):
-        backend = torch_backend(ref, cache)
-        prefill = backend.forward(ids[0, :36].numpy(), all_logits=True)
+    for cache, sizes, plan in ((torch.float32, None, [("prefill", 64, 0)]),
+                               (torch.float32, [16], [("prefill", 16, 0), ("prefill", 16, 16), ("prefill", 16, 32)]),
+                               (torch.float16, None, [("prefill", 64, 0)])):
+        backend = torch_backend(ref, cache, sizes=sizes)
+        calls = _record_calls(backend)
+        last = backend.forward(ids[0, :36].numpy())
         steps = [backend.forward(ids[0, t:t + 1].numpy()) for t in range(36, 40)]
-        got = np.concatenate([prefill, np.stack(steps)])
-        diffs[cache] = float(np.abs(got - want).max())
-        assert backend.n_past == 40
-    print(f"{name}: logits max abs diff vs reference, fp32 cache {diffs[torch.float32]:.2e}, "
-          f"fp16 cache {diffs[torch.float16]:.2e} (logit range {np.ptp(want):.1f})")
-    assert diffs[torch.float32] < 1e-4
-    assert diffs[torch.float16] < 0.02 * float(np.ptp(want))
+        assert calls == plan + [("decode", 1, t) for t in range(36, 40)]
+        got = np.concatenate([last[None], np.stack(steps)])
+        backend.rewind(0)
+        rows = backend.forward(ids[0, :36].numpy(), all_logits=True)  # [36, V]
+        diffs[(cache, str(sizes))] = max(float(np.abs(got - want[35:]).max()), float(np.abs(rows - want[:36]).max()))
+        assert backend.n_past == 36
+    print(f"{name}: logits max abs diff vs reference, fp32 cache {diffs[(torch.float32, 'None')]:.2e} "
+          f"(16-row chunks {diffs[(torch.float32, '[16]')]:.2e}), fp16 cache {diffs[(torch.float16, 'None')]:.2e} "
+          f"(logit range {np.ptp(want):.1f})")
+    assert diffs[(torch.float32, "None")] < 1e-4 and diffs[(torch.float32, "[16]")] < 1e-4
+    assert diffs[(torch.float16, "None")] < 0.02 * float(np.ptp(want))
+
+
+def test_prompt_chunks_keep_blocks_whole_and_fit_the_cache():
+    blocks = np.full(64, -1, np.int32)
+    assert plan_chunks(0, 36, [16, 32], 64, blocks) == [(0, 32, 32), (32, 4, 16)]
+    assert plan_chunks(40, 10, [16, 32], 64, blocks) == [(40, 10, 16)]
+    # near the end of the cache no padded length fits: one decode call per token
+    assert plan_chunks(60, 3, [16, 32], 64, blocks) == [(60, 1, 1), (61, 1, 1), (62, 1, 1)]
+    blocks[10:20] = 0  # a bidirectional block across the 16-row boundary: the cut moves to its start
+    assert plan_chunks(0, 36, [16], 64, blocks) == [(0, 10, 16), (10, 16, 16), (26, 10, 16)]
+    blocks[10:30] = 0  # a block longer than every prefill length cannot be written in one call
+    with pytest.raises(EdgeVLMError, match="longer than the largest prefill length"):
+        plan_chunks(0, 36, [16], 64, blocks)
 
 
 def _processor_inputs(ckpt, name):
@@ -238,18 +278,38 @@ def test_converted_packages_declare_inputs_outputs_states_and_shapes(bundle, nam
         assert io_spec(package) == (part.inputs, part.outputs, part.extra.get("states", {}))
 
     dec = parts["decoder"]
+    package = out / dec.extra["package"]
     module = StatefulDecoder(ref.language_model, MAX_CONTEXT)
-    assert list(dec.inputs) == module.input_names()
+    sizes = dec.extra["prefill_sizes"]
+    assert sizes == prefill_sizes(MAX_CONTEXT) == [16, 64, 128, 256, MAX_CONTEXT]
+    # two functions, decode by default; what the manifest records is what the package declares
+    assert function_names(package) == ["decode", "prefill"] and dec.extra["default_function"] == "decode"
+    assert load_spec(package).description.defaultFunctionName == "decode"
     cache_shape = [t.num_layers, 1, t.num_kv_heads, MAX_CONTEXT, t.head_dim]
-    assert dec.extra["states"] == {"key_cache": {"dtype": "float16", "shape": cache_shape},
-                                   "value_cache": {"dtype": "float16", "shape": cache_shape}}
-    assert dec.inputs["attention_bias"]["range"] == [[1, 1], [1, 1], [1, MAX_CONTEXT], [1, MAX_CONTEXT]]
-    assert dec.inputs["inputs_embeds"]["range"][1] == [1, MAX_CONTEXT]
-    assert dec.inputs["logits_index"]["dtype"] == "int32" and dec.outputs["logits"]["dtype"] == "float32"
-    ops = mil_op_counts(out / dec.extra["package"])
-    # the cache really is state: read, updated in place per layer (K and V), never an input or output
-    assert ops.get("read_state", 0) >= 2 * t.num_layers and ops.get("write_state", 0) == 2 * t.num_layers
-    assert ops.get("slice_update", 0) == 2 * t.num_layers  # rows [S - T, S) of each layer's K and V
+    states = {"key_cache": {"dtype": "float16", "shape": cache_shape},
+              "value_cache": {"dtype": "float16", "shape": cache_shape}}
+    declared = declared_functions(module, sizes)
+    for fn, record in dec.extra["functions"].items():
+        assert function_io_spec(package, fn) == (record["inputs"], record["outputs"], record["states"])
+        assert record["inputs"] == declared[fn]["inputs"] and record["states"] == states  # one state, shared
+        assert list(record["inputs"]) == module.input_names()
+        assert record["outputs"]["logits"] == {"dtype": "float32", "shape": [1, 1, t.vocab_size]}
+        ops = mil_op_counts(package, fn)
+        # the cache really is state: read, updated in place per layer (K and V) at the position input
+        assert ops.get("read_state", 0) >= 2 * t.num_layers and ops.get("write_state", 0) == 2 * t.num_layers
+        assert ops.get("slice_update", 0) == 2 * t.num_layers
+    decode, prefill = dec.extra["functions"]["decode"]["inputs"], dec.extra["functions"]["prefill"]["inputs"]
+    assert decode["attention_bias"] == {"dtype": "float32", "shape": [1, 1, 1, MAX_CONTEXT]}  # fixed width
+    assert decode["inputs_embeds"]["shape"] == [1, 1, t.hidden_size] and "enumerated" not in decode["inputs_embeds"]
+    assert decode["position"] == {"dtype": "int32", "shape": [1]}
+    assert prefill["attention_bias"]["enumerated"] == [[1, 1, n, MAX_CONTEXT] for n in sizes]
+    assert prefill["inputs_embeds"]["enumerated"] == [[1, n, t.hidden_size] for n in sizes]
+    assert (dec.inputs, dec.outputs, dec.extra["states"]) == io_spec(package)  # the default function's
+    # weights are stored once for both functions (save_multifunction deduplicates them)
+    weights = sum(f.stat().st_size for f in package.rglob("weights/*"))
+    used = [*module.core.model.layers.parameters(), *module.core.model.norm.parameters(), module.core.lm_head.weight]
+    params = sum(p.numel() for p in used)  # what the decoder holds (its embedding is the other package)
+    assert weights < 1.2 * 2 * params
     assert "key_cache" not in dec.inputs and "key_cache" not in dec.outputs
 
     vis = parts["vision"]
@@ -265,9 +325,9 @@ def test_converted_packages_declare_inputs_outputs_states_and_shapes(bundle, nam
         size = vis.extra["image_size"]
         assert vis.inputs == {"pixel_values": {"dtype": "float32", "shape": [1, 3, size, size]}}
     assert vis.outputs["features"]["shape"] == [1, vis.extra["tokens_per_chunk"], t.hidden_size]
-    print(f"{name}: decoder inputs {list(dec.inputs)}, states {cache_shape}; vision "
-          f"{vis.extra.get('slice_patches') or vis.extra['image_size']}; ops read_state {ops['read_state']}, "
-          f"write_state {ops['write_state']}")
+    print(f"{name}: decoder functions {function_names(package)}, prefill {sizes}, inputs {list(dec.inputs)}, "
+          f"states {cache_shape}, weights {weights} bytes for {params} parameters; vision "
+          f"{vis.extra.get('slice_patches') or vis.extra['image_size']}")
 
 
 def test_export_parity_check_with_converter_modules(bundle, tiny):
@@ -313,14 +373,19 @@ def test_quantized_package_has_compressed_weight_ops_and_shrinks(bundle, tmp_pat
     src = out / manifest.parts[part].extra["package"]
     dst = tmp_path / f"{part}.mlpackage"
     record = quantize_coreml_part(src, dst, method, block_size=32)
-    weights = [n for n, shape in _weight_consts(load_spec(src)).items() if np.prod(shape) > 2048]
-    print(f"{part} {method}: {record['quantized_ops']} for {len(weights)} weight tensors, weight file "
-          f"{record['weights_ratio']:.3f} of fp16, whole package {record['ratio']:.3f} "
+    functions = function_names(src)  # the decoder: decode + prefill, quantized one by one, then combined
+    assert function_names(dst) == functions and record.get("functions", ["main"]) == functions
+    for fn in functions:
+        weights = [n for n, shape in _weight_consts(load_spec(src), fn).items() if np.prod(shape) > 2048]
+        assert mil_op_counts(dst, None if fn == "main" else fn).get(op, 0) == len(weights) > 0
+        # The runtime contract is unchanged: same inputs, outputs and states.
+        assert function_io_spec(dst, fn) == function_io_spec(src, fn)
+    print(f"{part} {method}: {record['quantized_ops']} for {len(weights)} weight tensors per function "
+          f"{functions}, weight file {record['weights_ratio']:.3f} of fp16, whole package {record['ratio']:.3f} "
           f"({record['size_before']} -> {record['size_after']} bytes)")
-    assert record["quantized_ops"].get(op, 0) == len(weights) > 0
+    assert record["quantized_ops"].get(op, 0) == len(weights)
+    # the quantized weights are still stored once for all functions
     assert record["weights_ratio"] <= max_weights_ratio
-    # The runtime contract is unchanged: same inputs, outputs and states.
-    assert io_spec(dst) == io_spec(src)
     if method == "w4":
         assert record["block_size"] == 32 and record["bits"] == 4
 

@@ -3,11 +3,14 @@
 Core ML packages run only on macOS. Elsewhere, the strongest check of a Core ML export is to drive
 the exact modules that coremltools traced (same classes, same weights, the fp16 KV cache the state
 holds) through CoreMLBackend's own feed-building code, with the Part records the export wrote. That
-checks the wiring (masks, rotary inputs, cache writes at S - T, slice padding, manifest data) but not
-Core ML's fp16 arithmetic, which only the macOS test can.
+checks the wiring and the call pattern the macOS runtime uses (prompt chunks padded to an enumerated
+prefill length, decode steps with an explicit write position, masks over the whole cache, slice
+padding, manifest data) but not Core ML's fp16 arithmetic, which only the macOS test can.
 
 ``TorchPackage`` offers the MLModel interface the backend calls: ``predict(feeds, state=None)`` and
-``make_state()``.
+``make_state()``. Given the declared inputs of a function, it refuses feeds whose shapes that
+function would refuse (a fixed shape, or one of the enumerated shapes). The decoder's functions are
+TorchPackages over ONE module, so they share its KV buffers as the Core ML functions share one state.
 """
 
 from __future__ import annotations
@@ -32,16 +35,33 @@ NAVIT_INPUTS = ["pixel_values", "patch_attention_mask", "position_ids", "key_pos
 class TorchPackage:
     """The MLModel interface over a converter module; inputs are taken by name in the module's order."""
 
-    def __init__(self, module: nn.Module, input_names: list[str], output_name: str):
+    def __init__(self, module: nn.Module, input_names: list[str], output_name: str,
+                 declared: dict[str, Any] | None = None):
         self.module, self.input_names, self.output_name = module.eval(), list(input_names), output_name
+        self.declared = declared  # name -> {"shape"[, "enumerated"]} as in the manifest, or None
 
     def make_state(self) -> nn.Module:
         self.module.reset()  # the decoder's KV buffers are its state
         return self.module
 
+    def _check_shapes(self, feeds: dict[str, np.ndarray]) -> None:
+        picks = set()
+        for name, spec in (self.declared or {}).items():
+            allowed = [list(s) for s in spec.get("enumerated", [spec["shape"]])]
+            shape = list(np.shape(feeds[name]))
+            if shape not in allowed:
+                raise ValueError(f"{name}: shape {shape} is not one the function declares ({allowed})")
+            if len(allowed) > 1:
+                picks.add(allowed.index(shape))
+        # coremltools (iOS 18) requires all enumerated inputs to list the same number of shapes; feed
+        # them together (the i-th shape of each), never a mix, whatever Core ML would tolerate.
+        if len(picks) > 1:
+            raise ValueError(f"enumerated inputs fed with shapes of different enumerations: {sorted(picks)}")
+
     def predict(self, feeds: dict[str, np.ndarray], state: Any = None) -> dict[str, np.ndarray]:
         if set(feeds) != set(self.input_names):
             raise ValueError(f"fed {sorted(feeds)}, the model takes {self.input_names}")
+        self._check_shapes(feeds)
         with torch.no_grad():
             out = self.module(*[torch.from_numpy(np.ascontiguousarray(feeds[n])) for n in self.input_names])
         return {self.output_name: out.float().numpy()}
@@ -52,13 +72,16 @@ def module_backend(ref: Any, parts: dict[str, Part], cache_dtype: torch.dtype = 
 
     ``cache_dtype`` float16 is what the Core ML state holds; float32 isolates the wiring from rounding.
     """
-    decoder = StatefulDecoder(ref.language_model, int(parts["decoder"].extra["max_context"]), cache_dtype)
+    dec = parts["decoder"].extra
+    decoder = StatefulDecoder(ref.language_model, int(dec["max_context"]), cache_dtype)
     if is_navit(ref):
         vision = TorchPackage(NavitVisionCoreML(ref), NAVIT_INPUTS, "features")
     else:
         vision = TorchPackage(FixedVisionCoreML(ref), ["pixel_values"], "features")
+    functions = {name: TorchPackage(decoder, decoder.input_names(), "logits", function["inputs"])
+                 for name, function in dec["functions"].items()}
     models = {"vision": vision, "embedding": TorchPackage(EmbeddingCoreML(ref), ["input_ids"], "inputs_embeds"),
-              "decoder": TorchPackage(decoder, decoder.input_names(), "logits")}
+              "decoder": functions}
 
     # CoreMLBackend reads only ``manifest.parts``.
     return CoreMLBackend(Path("."), SimpleNamespace(parts=parts), models=models)  # type: ignore[arg-type]

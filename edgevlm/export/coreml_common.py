@@ -116,13 +116,80 @@ def _array_spec(array_type: Any) -> dict[str, Any]:
 
 
 def io_spec(model_or_path: Any) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-    """(inputs, outputs, states) of a saved package (or an MLModel) as read from its spec."""
-    spec = load_spec(model_or_path)
-    desc = spec.description
+    """(inputs, outputs, states) of a saved package (or an MLModel) as read from its spec; for a
+    multifunction package, those of its default function."""
+    return function_io_spec(model_or_path, None)
+
+
+def function_io_spec(model_or_path: Any, function: str | None) -> tuple[dict[str, Any], dict[str, Any],
+                                                                         dict[str, Any]]:
+    """(inputs, outputs, states) of one function (None = the default one) of a saved package."""
+    desc = load_spec(model_or_path).description
+    if desc.functions:  # multifunction: the top-level description is empty, each function has its own
+        name = function or desc.defaultFunctionName
+        matches = [f for f in desc.functions if f.name == name]
+        if not matches:
+            raise KeyError(f"no function {name!r}; the package has {[f.name for f in desc.functions]}")
+        desc = matches[0]
+    elif function not in (None, "main"):
+        raise KeyError(f"no function {function!r} in a single-function package")
     inputs = {f.name: _array_spec(f.type.multiArrayType) for f in desc.input}
     outputs = {f.name: _array_spec(f.type.multiArrayType) for f in desc.output}
     states = {f.name: _array_spec(f.type.stateType.arrayType) for f in desc.state}
     return inputs, outputs, states
+
+
+def function_names(model_or_path: Any) -> list[str]:
+    """The functions of a saved package (["main"] for a single-function one)."""
+    desc = load_spec(model_or_path).description
+    return [f.name for f in desc.functions] or ["main"]
+
+
+def save_functions(singles: dict[str, Path], path: Path, default: str) -> None:
+    """Combine single-function packages {function name: path} into one multifunction package at ``path``.
+    save_multifunction deduplicates identical weights across functions, so they are stored once."""
+    coremltools = ct()
+    desc = coremltools.utils.MultiFunctionDescriptor()
+    for name, single in singles.items():
+        desc.add_function(str(single), src_function_name="main", target_function_name=name)
+    desc.default_function_name = default
+    path = Path(path)
+    if path.exists():
+        shutil.rmtree(path)
+    coremltools.utils.save_multifunction(desc, str(path))
+
+
+def split_functions(path: Path, out_dir: Path) -> tuple[dict[str, Path], str]:
+    """Write each function of a multifunction package as a single-function package under ``out_dir``;
+    returns ({function name: package path}, default function name).
+
+    coremltools.optimize refuses multifunction models (coremltools 9: "not supported for a
+    multifunction model"), so quantization works on the single functions and ``save_functions``
+    combines the results again. coremltools has no public call for this split: it uses the same
+    internal MIL loader and writer that ``ct.utils.save_multifunction`` itself uses.
+    """
+    coremltools = ct()
+    from coremltools.converters.mil.converter import mil_convert
+    from coremltools.converters.mil.frontend.milproto.load import load as load_milproto
+    from coremltools.converters.mil.mil import Program
+    from coremltools.proto import Model_pb2
+
+    spec = load_spec(path)
+    weights = Path(path) / "Data" / "com.apple.CoreML" / "weights"
+    program = load_milproto(spec, spec.specificationVersion, str(weights))
+    singles = {}
+    for desc in spec.description.functions:
+        single = Program()
+        single.add_function("main", program.functions[desc.name])
+        single.skip_all_passes = True  # the functions were optimized when converted
+        model = mil_convert(single, convert_to="mlprogram", convert_from="milinternal",
+                            specification_version=spec.specificationVersion,
+                            compute_units=coremltools.ComputeUnit.CPU_ONLY, skip_model_load=True,
+                            model_description=Model_pb2.ModelDescription(input=desc.input, output=desc.output,
+                                                                         state=desc.state))
+        singles[desc.name] = Path(out_dir) / f"{desc.name}.mlpackage"
+        model.save(str(singles[desc.name]))
+    return singles, spec.description.defaultFunctionName
 
 
 def load_spec(model_or_path: Any) -> Any:
@@ -132,8 +199,9 @@ def load_spec(model_or_path: Any) -> Any:
     return coremltools.utils.load_spec(str(model_or_path))
 
 
-def mil_op_counts(path: Path) -> dict[str, int]:
-    """How often each MIL op type occurs in a saved ML program (all functions, nested blocks included)."""
+def mil_op_counts(path: Path, function: str | None = None) -> dict[str, int]:
+    """How often each MIL op type occurs in a saved ML program (all functions, or only ``function``;
+    nested blocks included)."""
     from collections import Counter
 
     counts: Counter[str] = Counter()
@@ -145,9 +213,10 @@ def mil_op_counts(path: Path) -> dict[str, int]:
                 walk(inner)
 
     program = load_spec(path).mlProgram
-    for function in program.functions.values():
-        for block in function.block_specializations.values():
-            walk(block)
+    for name, body in program.functions.items():
+        if function is None or name == function:
+            for block in body.block_specializations.values():
+                walk(block)
     return dict(counts)
 
 

@@ -9,11 +9,15 @@ Methods (per part, chosen by the recipe table in recipes.py or by COREML_RECIPES
   get one table for the whole tensor;
 - ``none`` / ``fp16``: copy (the packages are already fp16 or fp32 as exported).
 The runtime is the same for every method: Core ML decompresses the weights on load or on the fly.
+A multifunction package (the decoder's decode + prefill) is split into its functions, each quantized,
+then combined again: coremltools.optimize refuses multifunction models, and save_multifunction
+stores the identical quantized weights of the functions once.
 """
 
 from __future__ import annotations
 
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -32,8 +36,9 @@ _UNSUPPORTED = {"qdq8": "static QDQ quantization is for ONNX NPU providers",
                 "qdq16": "static QDQ quantization is for ONNX NPU providers"}
 
 
-def _weight_consts(spec: Any) -> dict[str, list[int]]:
-    """name -> shape of every const tensor of rank >= 2 in an ML program (the weights)."""
+def _weight_consts(spec: Any, function: str | None = None) -> dict[str, list[int]]:
+    """name -> shape of every const tensor of rank >= 2 in an ML program (the weights), in every
+    function or only in ``function``."""
     found: dict[str, list[int]] = {}
 
     def walk(block: Any) -> None:
@@ -46,9 +51,10 @@ def _weight_consts(spec: Any) -> dict[str, list[int]]:
             for inner in op.blocks:
                 walk(inner)
 
-    for function in spec.mlProgram.functions.values():
-        for block in function.block_specializations.values():
-            walk(block)
+    for name, body in spec.mlProgram.functions.items():
+        if function is None or name == function:
+            for block in body.block_specializations.values():
+                walk(block)
     return found
 
 
@@ -80,37 +86,58 @@ def _weights_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in Path(path).rglob("weights/*") if f.is_file())
 
 
+def _quantize_single(src: Path, dst: Path, recipe: str, block_size: int) -> dict[str, Any]:
+    """Quantize one single-function package; returns the method's fields of the manifest record."""
+    import coremltools as ct
+    import coremltools.optimize.coreml as cto
+
+    model = ct.models.MLModel(str(src), skip_model_load=True)  # no Core ML framework needed
+    config = _config(recipe, block_size, model.get_spec())
+    if recipe.startswith("palette"):
+        out = cto.palettize_weights(model, config)
+        fields = dict(bits=int(recipe[len("palette"):]), mode="kmeans", granularity="per_grouped_channel",
+                      group_size=PALETTE_GROUP)
+    else:
+        out = cto.linear_quantize_weights(model, config)
+        fields = dict(bits=4 if recipe == "w4" else 8, mode="linear_symmetric",
+                      granularity="per_channel" if recipe == "int8" else "per_block")
+        if recipe != "int8":
+            fields["block_size"] = block_size
+    out.save(str(dst))
+    return fields
+
+
 def quantize_coreml_part(src_pkg: str | Path, dst_pkg: str | Path, recipe: str, block_size: int = 32
                          ) -> dict[str, Any]:
     """Write ``dst_pkg`` (a .mlpackage) from ``src_pkg`` with method ``recipe``; return the manifest record."""
     import coremltools as ct
-    import coremltools.optimize.coreml as cto
 
-    from ..export.coreml_common import mil_op_counts
+    from ..export.coreml_common import function_names, load_spec, mil_op_counts, save_functions, split_functions
 
     src, dst = Path(src_pkg), Path(dst_pkg)
     if recipe not in COREML_METHODS:
         raise EdgeVLMError(f"unknown Core ML quantization method {recipe!r}; choose one of {', '.join(COREML_METHODS)}")
     if dst.exists():
         shutil.rmtree(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
     record: dict[str, Any] = {"method": recipe, "tool": f"coremltools {ct.__version__} optimize.coreml"}
     if recipe in ("none", "fp16"):
         shutil.copytree(src, dst)
+    elif function_names(src) != ["main"]:
+        # coremltools.optimize refuses multifunction models: quantize each function on its own, then
+        # combine them again (save_multifunction shares the identical quantized weights).
+        with tempfile.TemporaryDirectory(dir=dst.parent, prefix=".quantize-") as tmp:
+            singles, default = split_functions(src, Path(tmp) / "src")
+            done = {name: Path(tmp) / f"{name}.mlpackage" for name in singles}
+            for name, single in singles.items():
+                record.update(_quantize_single(single, done[name], recipe, block_size))
+            save_functions(done, dst, default)
+        record["functions"] = list(singles)
     else:
-        model = ct.models.MLModel(str(src), skip_model_load=True)  # no Core ML framework needed
-        config = _config(recipe, block_size, model.get_spec())
-        if recipe.startswith("palette"):
-            out = cto.palettize_weights(model, config)
-            record.update(bits=int(recipe[len("palette"):]), mode="kmeans", granularity="per_grouped_channel",
-                          group_size=PALETTE_GROUP)
-        else:
-            out = cto.linear_quantize_weights(model, config)
-            record.update(bits=4 if recipe == "w4" else 8, mode="linear_symmetric",
-                          granularity="per_channel" if recipe == "int8" else "per_block")
-            if recipe != "int8":
-                record["block_size"] = block_size
-        out.save(str(dst))
-    ops = mil_op_counts(dst)
+        record.update(_quantize_single(src, dst, recipe, block_size))
+    # Per function (the default one of a multifunction package): every function holds the same ops.
+    default = None if function_names(dst) == ["main"] else load_spec(dst).description.defaultFunctionName
+    ops = mil_op_counts(dst, default)
     record.update(
         size_before=_package_bytes(src), size_after=_package_bytes(dst),
         ratio=round(_package_bytes(dst) / max(_package_bytes(src), 1), 4),

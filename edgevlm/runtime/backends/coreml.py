@@ -5,13 +5,18 @@ slice shapes, derived vision inputs, the image token id, mask inputs and their s
 tables, the position offset. coremltools is imported only when a bundle is opened, and no torch.
 
 KV cache: the decoder package holds it as Core ML state (fp16, [layers, 1, kv_heads, max_context,
-head_dim]), created once per session with ``make_state()`` and passed to every ``predict``. The model
-writes the T new rows at ``S - T`` where S is the mask width (n_past + T), so rewinding is only
-``n_past = n_keep``: later rows are overwritten by the next forward and masked until then.
+head_dim]), created once per session with ``make_state()`` and passed to every ``predict``. The package
+has two functions over that one state (export/coreml_decoder.py), all shapes fixed or enumerated so
+the Neural Engine can run them: ``decode`` (one token) and ``prefill`` (enumerated lengths). A prompt
+is cut into chunks that never split a block (a bidirectional image or PaliGemma's prefix must be seen
+whole), each chunk padded to the next prefill length; the write position is an input and the masks
+span the whole cache, so rewinding is only ``n_past = n_keep``: later rows (padding included) are
+masked until the next call overwrites them.
 
 ``models`` lets a caller supply objects with the MLModel interface (``predict(feeds, state=None)``,
-``make_state()``) instead of loading packages; the Linux tests use it to drive the exact PyTorch
-modules that were handed to the converter through this backend's feed-building code.
+``make_state()``; for the decoder, a dict function name -> such object) instead of loading packages;
+the Linux tests use it to drive the exact PyTorch modules that were handed to the converter through
+this backend's feed-building code.
 """
 
 from __future__ import annotations
@@ -81,8 +86,41 @@ def _load_models(bundle: Path, parts: dict[str, Part], device: str | None, compu
         if not path.is_dir():
             raise BundleError(f"{path}: the Core ML package of part {name!r} is missing. Re-copy or re-export "
                               "the bundle.")
-        models[name] = ct.models.MLModel(str(path), compute_units=getattr(ct.ComputeUnit, COMPUTE_UNITS[choice]))
+        units = getattr(ct.ComputeUnit, COMPUTE_UNITS[choice])
+        functions = part.extra.get("functions")
+        if name == "decoder" and functions:
+            # One MLModel per function of the multifunction package; they share the state that
+            # CoreMLBackend makes once (a state made by one function is passed to the other's predict).
+            models[name] = {fn: ct.models.MLModel(str(path), compute_units=units, function_name=fn) for fn in functions}
+        else:
+            models[name] = ct.models.MLModel(str(path), compute_units=units)
     return models
+
+
+def plan_chunks(start: int, count: int, sizes: list[int], max_context: int, blocks: np.ndarray
+                ) -> list[tuple[int, int, int]]:
+    """Cut rows [start, start + count) into (first row, real rows, padded length) calls.
+
+    Each chunk takes the smallest prefill length that holds the rest (padded), else the largest that
+    fits; a padded call must still end inside the cache. A chunk never ends inside a block (a query
+    of a block attends to all its keys, which must be written in the same call). A padded length of
+    1 means the decode function.
+    """
+    chunks, p, end = [], start, start + count
+    while p < end:
+        rest = end - p
+        fits = [s for s in sizes if p + s <= max_context]
+        size = min([s for s in fits if s >= rest], default=max(fits, default=1)) if rest > 1 else 1
+        n = min(rest, size)
+        while n < rest and blocks[p + n] >= 0 and blocks[p + n] == blocks[p + n - 1]:
+            n -= 1  # move the cut back to the start of the block it would split
+        if n == 0:
+            raise EdgeVLMError(f"a block of the prompt (an image or a bidirectional prefix) starting at row {p} is "
+                               f"longer than the largest prefill length that fits ({size}); re-export the Core ML "
+                               "bundle with a larger max_context (prefill lengths are capped by it).")
+        chunks.append((p, n, size))
+        p += n
+    return chunks
 
 
 class CoreMLBackend:
@@ -106,7 +144,13 @@ class CoreMLBackend:
         self._rope = list(dec["rope"])
         self._logits_input = dec.get("logits_index_input", "logits_index")
         self._blocks = np.full(self.max_context, -1, np.int32)  # block id of every cached row
-        self._state = self.models["decoder"].make_state()  # the KV cache, created once per session
+        if "functions" not in dec:
+            raise BundleError(f"{self.bundle}: this Core ML decoder predates the decode/prefill functions "
+                              "(it writes its cache at S - T); re-export the bundle with --format coreml.")
+        self._functions = self.models["decoder"]  # function name -> model, all sharing one state
+        self._sizes = [int(s) for s in dec.get("prefill_sizes", [])] if "prefill" in self._functions else []
+        self._position_input = dec.get("position_input", "position")
+        self._state = self._functions[dec.get("default_function", "decode")].make_state()  # the KV cache, once
 
     # -- images ---------------------------------------------------------------------------------
     def encode_images(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
@@ -149,18 +193,46 @@ class CoreMLBackend:
         where, rows = image_rows(ids, self.image_token_id, features, embeds.shape[-1])
         embeds[0, where] = rows
         self._blocks[past:past + t] = -1 if block_ids is None else np.asarray(block_ids, np.int32)
+        out = []
+        for start, n, size in plan_chunks(past, t, self._sizes, self.max_context, self._blocks):
+            chunk = embeds[:, start - past:start - past + n]  # [1, n, D]
+            if not all_logits:
+                out = [self._call(chunk, start, size, n - 1)]
+            elif size == 1 or (self._blocks[start:start + n] < 0).all():
+                # Every row's logits, one decode call per row (causal rows: the same result as one call).
+                out += [self._call(chunk[:, r:r + 1], start + r, 1, 0) for r in range(n)]
+            else:
+                # A block's rows see each other: rerun the padded chunk once per row (it rewrites the
+                # same cache rows with the same values). Slow; only evaluation asks for all logits.
+                out += [self._call(chunk, start, size, r) for r in range(n)]
+        self.n_past = past + t
+        return np.stack(out) if all_logits else out[-1]
+
+    def _call(self, chunk: np.ndarray, start: int, size: int, row: int) -> np.ndarray:
+        """One decoder call: ``chunk`` [1, n, D] padded to ``size`` rows written at ``start``; logits [vocab]
+        of chunk row ``row``."""
+        n, hidden = chunk.shape[1], chunk.shape[2]
+        embeds = np.zeros((1, size, hidden), np.float32)
+        embeds[:, :n] = chunk
         feeds = {"inputs_embeds": embeds}
+        # Masks over the whole cache [1, 1, size, C]. Rows after the chunk's real ones (padding, or later
+        # tokens of this prompt not written yet) count as causal-only, so real queries never see them;
+        # padding queries get causal rows: finite, never read. Columns past the padded chunk stay hidden.
+        blocks = self._blocks.copy()
+        blocks[start + n:] = -1
         for name, window in self._masks.items():
-            feeds[name] = attention_bias(self._blocks, past, t, window, self._mask_value)  # [1, 1, T, past+T]
-        positions = np.arange(past, past + t) + self._offset
+            bias = np.full((1, 1, size, self.max_context), self._mask_value, np.float32)
+            attention_bias(blocks, start, size, window, self._mask_value, out=bias[..., :start + size])
+            feeds[name] = bias
+        positions = np.arange(start, start + size) + self._offset
         for table in self._rope:
             feeds[table["inputs"][0]], feeds[table["inputs"][1]] = rope_inputs(table["inv_freq"], table["scale"],
                                                                                positions)
-        feeds[self._logits_input] = np.arange(t, dtype=np.int32) if all_logits else np.array([t - 1], np.int32)
-        logits = self.models["decoder"].predict(feeds, state=self._state)["logits"]  # [1, K, vocab]
-        self.n_past = past + t
-        logits = np.asarray(logits, np.float32)
-        return logits[0].copy() if all_logits else logits[0, -1].copy()
+        feeds[self._position_input] = np.array([start], np.int32)
+        feeds[self._logits_input] = np.array([row], np.int32)
+        function = self._functions["decode" if size == 1 else "prefill"]
+        logits = function.predict(feeds, state=self._state)["logits"]  # [1, 1, vocab]
+        return np.asarray(logits, np.float32)[0, -1].copy()
 
     def rewind(self, n_keep: int) -> None:
         if not 0 <= n_keep <= self.n_past:
