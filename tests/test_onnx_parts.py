@@ -175,7 +175,7 @@ def _op_counts(path):
 
 @pytest.mark.parametrize("name", ["minicpmv-2.6", "minicpmv-4.5", "paligemma2", "gemma3"])
 def test_fused_graph_is_fused_and_portable_graph_agrees(exported, tmp_path, name):
-    """The default graph has one Attention and two RotaryEmbedding per layer and at most ~28 nodes per layer; the
+    """The default graph has one Attention and two RotaryEmbedding per layer and at most ~34 nodes per layer; the
     portable graph (elementary ops only) is an independent second export that matches the reference too.
     Covers qwen2 biases, qwen3 q/k norms, gemma2 softcaps and sandwich norms, gemma3 sliding layers."""
     from edgevlm.export.onnx_decoder import export_decoder
@@ -185,7 +185,7 @@ def test_fused_graph_is_fused_and_portable_graph_agrees(exported, tmp_path, name
     print(f"{name} fused graph: {sum(fused.values())} nodes for {layers} layers: {dict(fused)}")
     assert parts["decoder"].extra["graph"] == "fused"
     assert fused["Attention"] == layers and fused["RotaryEmbedding"] == 2 * layers
-    assert sum(fused.values()) <= 28 * layers + 16  # the traced graph has ~150 per layer
+    assert sum(fused.values()) <= 34 * layers + 16  # the traced graph has ~150 per layer
     portable = export_decoder(ref, tmp_path, max_context=256, graph_kind="portable")
     ops = _op_counts(tmp_path / portable.file)
     assert portable.extra["graph"] == "portable" and not {"Attention", "RotaryEmbedding"} & set(ops)

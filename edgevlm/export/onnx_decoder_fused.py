@@ -141,11 +141,17 @@ class FusedDecoderWriter:
         self.rope = _rope_tables(self.b, graph, fp16)
         self.rope_nodes = [n.name for n in self.b.nodes]  # kept in float32 by an fp16 conversion
         self._shapes: dict[tuple[int, ...], str] = {}
+        self._grouped_masks: dict[str, str] = {}
 
     def _shape(self, *dims: int) -> str:
         """A Reshape target [1, -1, *dims], stored once."""
+        return self._dims(1, -1, *dims)
+
+    def _dims(self, *dims: int) -> str:
+        """An int64 constant (a shape or repeats), stored once."""
         if dims not in self._shapes:
-            self._shapes[dims] = self.b.weight("shape." + "x".join(map(str, dims)), np.array([1, -1, *dims], np.int64))
+            name = "dims." + "x".join(str(d) if d >= 0 else "n" for d in dims)
+            self._shapes[dims] = self.b.weight(name, np.array(dims, np.int64))
         return self._shapes[dims]
 
     def _norm(self, x: str, norm: torch.nn.Module, name: str) -> str:
@@ -197,9 +203,28 @@ class FusedDecoderWriter:
         keys = b.op("Concat", [b.op("Reshape", [f"past_key.{i}", kv3]), k], axis=1)  # [1, P+T, nkv*hd]
         values = b.op("Concat", [b.op("Reshape", [f"past_value.{i}", kv3]), v], axis=1)
         cap = float(getattr(attn, "attn_logit_softcapping", None) or 0.0)
-        out = b.op("Attention", [q, keys, values, mask],
-                   q_num_heads=nh, kv_num_heads=nkv, scale=float(attn.scaling), softcap=cap)  # [1, T, nh*hd]
+        group = nh // nkv
+        if group > 1:
+            # Grouped queries: the `group` query heads of one kv head become `group` x T query rows of
+            # that head, so Attention runs as nkv heads over the unrepeated cache. onnxruntime 1.32's GQA
+            # path is 1.5 to 1.9x slower per layer (174 vs 90 us at 1025 keys, 14/2 heads).
+            q = b.op("Reshape", [q, self._shape(nkv, group, hd)])  # [1, T, nkv, group, hd]
+            q = b.op("Transpose", [q], perm=[0, 3, 1, 2, 4])  # [1, group, T, nkv, hd]
+            q = b.op("Reshape", [q, self._shape(nkv * hd)])  # [1, group*T, nkv*hd]: row g*T + t
+            mask = self._grouped_mask(mask, group)  # [1, 1, group*T, P+T]
+        out = b.op("Attention", [q, keys, values, mask], q_num_heads=nkv, kv_num_heads=nkv,
+                   scale=float(attn.scaling), softcap=cap)  # [1, group*T, nkv*hd]
+        if group > 1:
+            out = b.op("Reshape", [out, self._dims(1, group, -1, nkv, hd)])  # [1, group, T, nkv, hd]
+            out = b.op("Transpose", [out], perm=[0, 2, 3, 1, 4])  # [1, T, nkv, group, hd]
+            out = b.op("Reshape", [out, self._shape(nh * hd)])  # [1, T, nh*hd]: head h = kv*group + g
         return self._linear(out, [attn.o_proj], f"{p}.o_proj"), present_k, present_v
+
+    def _grouped_mask(self, mask: str, group: int) -> str:
+        """The mask's rows repeated for each query group, [1, 1, group*T, S]; made once per mask input."""
+        if mask not in self._grouped_masks:
+            self._grouped_masks[mask] = self.b.op("Tile", [mask, self._dims(1, 1, group, 1)])
+        return self._grouped_masks[mask]
 
     def mlp(self, i: int, x: str) -> str:
         b, mlp = self.b, self.g.model.layers[i].mlp
