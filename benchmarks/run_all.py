@@ -190,7 +190,8 @@ def targets(text: list[dict[str, Any]], vision: list[dict[str, Any]]) -> list[di
                             "ratio": frac, "met": frac >= 0.6})
     for t in out:
         if not t["met"]:
-            t["missed_by"] = f"{100 * (1 - t['ratio'] / t['goal']):.0f}% short of the goal"
+            short = 100 * (1 - t["ratio"] / t["goal"])
+            t["missed_by"] = f"{short:.0f}% short of the goal" if short >= 1 else f"{short:.1f}% short of the goal"
     return out
 
 

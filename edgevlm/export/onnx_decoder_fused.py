@@ -4,12 +4,13 @@ Same contract as the traced graph in ``onnx_decoder`` (inputs, outputs, sequence
 only, masks and ``logits_index`` as inputs), so the runtime cannot tell them apart. Per layer:
 
     x ─ SkipSimplifiedLayerNorm ─ MatMul(qkv packed) ─ Split ─ [RMSNorm q/k] ─ RotaryEmbedding(q, k)
-      ─ Concat(past, new) ─ Attention(mask input, GQA, scale, softcap) ─ MatMul(o)
+      ─ Concat(past, new) ─ Attention(mask input, grouped query rows, scale, softcap) ─ MatMul(o)
       ─ [RMSNorm] ─ SkipSimplifiedLayerNorm ─ MatMul(gate|up packed) ─ Split ─ act·up ─ MatMul(down) ─ [RMSNorm]
 
 Why: a batch-1 decode step of a 4-bit model takes 10 to 20 ms on a CPU, and the traced graph spends
 about half of it outside the matmuls, in ~1,300 small nodes (rotary, attention and norms as chains of
-Mul/Concat/Reshape/Transpose). This graph has 16 to 20 nodes per layer. The ops are standard ONNX
+Mul/Concat/Reshape/Transpose). This graph has 22 to 36 nodes per layer (~600 in all after the
+optimizer, against 1,300 to 1,500; docs/decoder_graph.md). The ops are standard ONNX
 opset 23 (``Attention``, ``RotaryEmbedding``, ``RMSNormalization``: onnxruntime >= 1.23) plus
 onnxruntime's ``SkipSimplifiedLayerNormalization`` and ``QuickGelu``. ``Attention`` takes an additive
 mask, so PaliGemma's prefix-LM and Gemma 3's bidirectional image blocks stay one graph (the fused
