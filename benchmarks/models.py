@@ -307,19 +307,33 @@ def published_gguf(name: str) -> Path | None:
     return gemma3_270m_gguf(CACHE / name / "published")
 
 
+# text engine (compare_text.ENGINES) -> what it needs built; vision engines reuse the fp32 ONNX bundle and
+# the GGUF bundle's mmproj
+ENGINE_BUILDS: dict[str, Callable[[str], Any]] = {
+    "ours-onnx-fp32": lambda n: onnx_bundle(n, "fp32"),
+    "ours-onnx-int8": lambda n: onnx_bundle(n, "int8"),
+    "ours-onnx-w4": lambda n: onnx_bundle(n, "w4"),
+    "ours-onnx-w4-head4": lambda n: onnx_bundle(n, "w4-head4"),
+    "ours-onnx-w4-portable": lambda n: onnx_bundle(n, "w4", graph="portable"),
+    "ours-gguf-q4_0": lambda n: gguf_bundle(n, "q4_0"),
+    "llamacpp-q4_0": lambda n: gguf_bundle(n, "q4_0"),
+    "llamacpp-published": published_gguf,
+    "genai-fp32": lambda n: genai_model(n, "fp32"),
+    "genai-int4": lambda n: genai_model(n, "int4"),
+    "torch-eager": text_checkpoint,
+}
+
+
 def main() -> None:
     import argparse
 
     ap = argparse.ArgumentParser(description="Build (or find) the benchmark models in the cache.")
     ap.add_argument("models", nargs="*", default=[n for n, s in MODELS.items() if s.default])
+    ap.add_argument("--engines", nargs="+", help="build only what these text engines need (default: all)")
     args = ap.parse_args()
     for name in args.models:
-        for recipe in ("fp32", "int8", "w4", "w4-head4"):
-            onnx_bundle(name, recipe)
-        onnx_bundle(name, "w4", graph="portable")
-        gguf_bundle(name, "q4_0")
-        for precision in ("fp32", "int4"):
-            genai_model(name, precision)
+        for engine in args.engines or list(ENGINE_BUILDS):
+            ENGINE_BUILDS[engine](name)
         log(f"{name}: ready under {CACHE / name}")
 
 

@@ -281,7 +281,10 @@ def run_model(name: str, args: argparse.Namespace) -> dict[str, Any]:
     spec = models.spec(name)
     entry: dict[str, Any] = {"name": name, "description": spec.description, "threads": args.threads}
     t0 = time.time()
-    proc = subprocess.run([sys.executable, str(HERE / "models.py"), name], capture_output=True, text=True)
+    engines = ["--engines", *args.engines] if args.engines else []  # build only what will be measured
+    if args.engines and not args.skip_vision:
+        engines.append("ours-onnx-fp32")  # the vision engines' bundle
+    proc = subprocess.run([sys.executable, str(HERE / "models.py"), name, *engines], capture_output=True, text=True)
     entry["build_s"] = round(time.time() - t0, 1)
     if proc.returncode != 0:  # engines whose build failed will report their own error rows
         log(f"{name}: build step failed: {proc.stderr.strip().splitlines()[-1:]}")

@@ -39,10 +39,11 @@ MS = "com.microsoft"
 class _Builder:
     """Accumulates nodes and initializers; every helper returns the name of what it produced."""
 
-    def __init__(self) -> None:
+    def __init__(self, data_file: Any = None, data_name: str = "") -> None:
         self.nodes: list[Any] = []
         self.weights: list[Any] = []
         self._count = 0
+        self._data, self._data_name = data_file, data_name  # external weights: written as they come
 
     def op(self, op_type: str, inputs: list[str], outputs: int | list[str] = 1, domain: str = "", **attrs) -> Any:
         from onnx import helper
@@ -54,9 +55,24 @@ class _Builder:
         return outputs[0] if len(outputs) == 1 else outputs
 
     def weight(self, name: str, array: np.ndarray) -> str:
-        from onnx import numpy_helper
+        """An initializer. With a data file, tensors of 1 kB and more go straight to it, so the model never
+        holds a second copy of the weights in memory (a 1.5B fp32 decoder would need 4 copies, 24 GB)."""
+        from onnx import TensorProto, helper, numpy_helper
 
-        self.weights.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
+        array = np.ascontiguousarray(array)
+        if self._data is None or array.nbytes < 1024:
+            self.weights.append(numpy_helper.from_array(array, name))
+            return name
+        offset = -self._data.tell() % 4096  # page-aligned, so onnxruntime can map the tensor
+        self._data.write(b"\0" * offset)
+        offset = self._data.tell()
+        self._data.write(memoryview(array).cast("B"))
+        tensor = TensorProto(name=name, data_type=helper.np_dtype_to_tensor_dtype(array.dtype), dims=array.shape,
+                             data_location=TensorProto.EXTERNAL)
+        for key, value in (("location", self._data_name), ("offset", str(offset)), ("length", str(array.nbytes))):
+            entry = tensor.external_data.add()
+            entry.key, entry.value = key, value
+        self.weights.append(tensor)
         return name
 
     def fresh_name(self, prefix: str) -> str:
@@ -134,9 +150,9 @@ def _rope_tables(b: _Builder, graph: Any, fp16: bool) -> dict[str, tuple[str, st
 class FusedDecoderWriter:
     """Writes one ``DecoderGraph``'s modules (``onnx_decoder.DecoderGraph``) as the fused graph."""
 
-    def __init__(self, graph: Any, fp16: bool = False):
+    def __init__(self, graph: Any, fp16: bool = False, data_file: Any = None, data_name: str = ""):
         self.g = graph
-        self.b = _Builder()
+        self.b = _Builder(data_file, data_name)
         self.nh, self.nkv, self.hd = graph.num_heads, graph.num_kv_heads, graph.head_dim
         self.act = identify_activation(graph.model.layers[0].mlp.act_fn)
         self.rope = _rope_tables(self.b, graph, fp16)
@@ -265,13 +281,14 @@ class FusedDecoderWriter:
         return b.nodes, b.weights
 
 
-def build_fused_model(graph: Any, input_names: list[str], fp16: bool = False) -> tuple[Any, list[str]]:
+def build_fused_model(graph: Any, input_names: list[str], fp16: bool = False, data_file: Any = None,
+                      data_name: str = "") -> tuple[Any, list[str]]:
     """The fused decoder as an in-memory ``onnx.ModelProto`` with the traced graph's I/O contract."""
     from onnx import TensorProto, helper
 
     from .onnx_decoder import SLIDING
 
-    writer = FusedDecoderWriter(graph, fp16)
+    writer = FusedDecoderWriter(graph, fp16, data_file, data_name)
     sliding = "attention_bias_sliding" in input_names
     nodes, weights = writer.build(lambda i: "attention_bias_sliding"
                                   if sliding and graph.layer_types[i] == SLIDING else "attention_bias")
@@ -295,8 +312,20 @@ def build_fused_model(graph: Any, input_names: list[str], fp16: bool = False) ->
 
 
 def write_fused_decoder(graph: Any, path: Path, input_names: list[str], dtype: str) -> Path:
-    from .onnx_common import EXTERNAL_DATA_THRESHOLD, save_model
+    """``path`` (+ ``<name>.data`` holding every weight when they exceed protobuf's 2 GB)."""
+    import onnx
 
+    from . import onnx_common
+
+    path = Path(path)
+    data = path.with_name(path.name + ".data")
+    data.unlink(missing_ok=True)
+    weight_bytes = sum(p.numel() * p.element_size() for p in graph.parameters()) // (2 if dtype == "fp16" else 1)
+    if dtype == "fp32" and weight_bytes > onnx_common.EXTERNAL_DATA_THRESHOLD:
+        with open(data, "wb") as data_file:  # weights stream to disk while the graph is built
+            model, _ = build_fused_model(graph, input_names, data_file=data_file, data_name=data.name)
+        onnx.save_model(model, str(path))
+        return path
     model, rope_nodes = build_fused_model(graph, input_names, fp16=dtype == "fp16")
     if dtype == "fp16":
         from onnxruntime.transformers.float16 import convert_float_to_float16
@@ -305,6 +334,5 @@ def write_fused_decoder(graph: Any, path: Path, input_names: list[str], dtype: s
         # rope angles stay float32: position * inv_freq in fp16 is wrong beyond a few hundred positions.
         model = convert_float_to_float16(model, keep_io_types=True, disable_shape_infer=True,
                                          node_block_list=rope_nodes)
-    size = sum(len(t.raw_data) for t in model.graph.initializer)
-    save_model(model, Path(path), large=size > EXTERNAL_DATA_THRESHOLD)
-    return Path(path)
+    onnx_common.save_model(model, path, large=weight_bytes > onnx_common.EXTERNAL_DATA_THRESHOLD)
+    return path
