@@ -216,17 +216,15 @@ class TorchEngine(Engine):
             self._run(keep)
 
 
-def _ours(recipe: str, kind: str) -> Callable[[str, int], Engine]:
+def _ours(engine: str) -> Callable[[str, int], Engine]:
     def make(model: str, threads: int) -> Engine:
-        bundle = models.onnx_bundle(model, recipe) if kind == "onnx" else models.gguf_bundle(model, recipe)
-        return OursEngine(bundle, threads)
+        return OursEngine(models.ENGINE_BUILDS[engine](model), threads)
     return make
 
 
-def _llamacpp(quant: str) -> Callable[[str, int], Engine]:
+def _llamacpp(engine: str) -> Callable[[str, int], Engine]:
     def make(model: str, threads: int) -> Engine:
-        bundle = models.gguf_bundle(model, quant)
-        return LlamaCppEngine(bundle / "text.gguf", threads)
+        return LlamaCppEngine(models.ENGINE_BUILDS[engine](model) / "text.gguf", threads)
     return make
 
 
@@ -254,14 +252,14 @@ class Unsupported(Exception):
 
 # engine name -> (display label, factory). Order = table order.
 ENGINES: dict[str, tuple[str, Callable[[str, int], Engine]]] = {
-    "ours-onnx-fp32": ("edgevlm ONNX fp32", _ours("fp32", "onnx")),
-    "ours-onnx-int8": ("edgevlm ONNX int8", _ours("int8", "onnx")),
-    "ours-onnx-w4": ("edgevlm ONNX w4", _ours("w4", "onnx")),
-    "ours-onnx-w4-head4": ("edgevlm ONNX w4, 4-bit head (--head-bits 4)", _ours("w4-head4", "onnx")),
+    "ours-onnx-fp32": ("edgevlm ONNX fp32", _ours("ours-onnx-fp32")),
+    "ours-onnx-int8": ("edgevlm ONNX int8", _ours("ours-onnx-int8")),
+    "ours-onnx-w4": ("edgevlm ONNX w4", _ours("ours-onnx-w4")),
+    "ours-onnx-w4-head4": ("edgevlm ONNX w4, 4-bit head (--head-bits 4)", _ours("ours-onnx-w4-head4")),
     "ours-onnx-w4-portable": ("edgevlm ONNX w4, portable decoder graph (--decoder-graph portable)",
-                              lambda model, threads: OursEngine(models.onnx_bundle(model, "w4", "portable"), threads)),
-    "ours-gguf-q4_0": ("edgevlm GGUF Q4_0 (llama.cpp backend)", _ours("q4_0", "gguf")),
-    "llamacpp-q4_0": ("llama.cpp Q4_0 (same GGUF)", _llamacpp("q4_0")),
+                              _ours("ours-onnx-w4-portable")),
+    "ours-gguf-q4_0": ("edgevlm GGUF Q4_0 (llama.cpp backend)", _ours("ours-gguf-q4_0")),
+    "llamacpp-q4_0": ("llama.cpp Q4_0 (same GGUF)", _llamacpp("llamacpp-q4_0")),
     "llamacpp-published": ("llama.cpp published Q4_K_M", _published),
     "genai-fp32": ("onnxruntime-genai fp32", _genai("fp32")),
     "genai-int4": ("onnxruntime-genai int4", _genai("int4")),

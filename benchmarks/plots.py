@@ -21,6 +21,13 @@ def _err(stats: list[dict[str, float]]) -> np.ndarray:
     return np.array([[s["median"] - s["min"] for s in stats], [s["max"] - s["median"] for s in stats]])
 
 
+def _save(fig: Any, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def plot_decode(model: dict[str, Any], path: Path) -> Path:
     rows = [r for r in model["text"] if "decode_tokens_per_s_ctx128" in r]
     labels = [r["label"] for r in rows]
@@ -41,10 +48,7 @@ def plot_decode(model: dict[str, Any], path: Path) -> Path:
     ax.set_title(f"{model['name']}: decode speed, {model['threads']} threads")
     ax.legend(loc="lower right")
     ax.margins(x=0.25)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_ttft(model: dict[str, Any], path: Path) -> Path:
@@ -65,10 +69,7 @@ def plot_ttft(model: dict[str, Any], path: Path) -> Path:
     ax.set_title(f"{model['name']}: time to first token, one {model.get('image_short', 'image')}")
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=3, frameon=False)
     ax.margins(x=0.15)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_vision(model: dict[str, Any], path: Path) -> Path:
@@ -85,10 +86,7 @@ def plot_vision(model: dict[str, Any], path: Path) -> Path:
     ax.set_ylabel("seconds per image")
     ax.set_title(f"{model['name']}: vision encoding, one {model.get('image_short', 'image')}")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def write_plots(suite: dict[str, Any], out_dir: str | Path) -> list[Path]:

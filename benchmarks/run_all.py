@@ -322,7 +322,7 @@ def _say_row(row: dict[str, Any]) -> None:
             f"{row['decode_tokens_per_s_ctx1024']['median']:.2f} tok/s, prefill "
             f"{row['prefill_tokens_per_s']['median']:.0f} tok/s, RSS {row['peak_rss_mb']:.0f} MB")
     else:
-        log(f"  -> " + ", ".join(f"{k} {v['median']:.0f} ms" for k, v in row.items() if k.endswith("_ms")))
+        log("  -> " + ", ".join(f"{k} {v['median']:.0f} ms" for k, v in row.items() if k.endswith("_ms")))
 
 
 def finish(suite: dict[str, Any], out_dir: Path) -> None:

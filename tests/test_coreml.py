@@ -19,6 +19,7 @@ import platform
 
 import numpy as np
 import pytest
+from hf_prompts import block_ids, processor_inputs
 
 torch = pytest.importorskip("torch")
 
@@ -134,35 +135,14 @@ def test_prompt_chunks_keep_blocks_whole_and_fit_the_cache():
         plan_chunks(0, 36, [16], 64, blocks)
 
 
-def _processor_inputs(ckpt, name):
-    from PIL import Image
-    from transformers import AutoProcessor
-
-    processor = AutoProcessor.from_pretrained(str(ckpt))
-    image = Image.fromarray((np.random.default_rng(0).random((64, 80, 3)) * 255).astype(np.uint8))
-    text = "<image>caption en" if name.startswith("paligemma") else \
-        "<start_of_turn>user\n<start_of_image>describe<end_of_turn>\n<start_of_turn>model\n"
-    return processor(images=image, text=text, return_tensors="pt")
-
-
-def _block_ids(name, token_type_ids):
-    """The generic runtime's layout: PaliGemma's prompt is block 0 (prefix-LM); each Gemma 3 image is a block."""
-    tt = token_type_ids[0].numpy()
-    if name.startswith("paligemma"):
-        return np.where(tt == 0, 0, -1).astype(np.int32)
-    image = tt == 1
-    start = image & ~np.r_[False, image[:-1]]
-    return np.where(image, np.cumsum(start) - 1, -1).astype(np.int32)
-
-
 @pytest.mark.parametrize("name", ["paligemma", "paligemma2", "gemma3"])
 def test_masks_as_inputs_match_transformers(refs, tiny, name):
     """Prefix-LM / bidirectional-image masks passed as inputs: logits equal transformers' own forward
     (which builds those masks itself from token_type_ids); greedy tokens equal transformers' generate."""
     ref = refs(name)
-    inputs = _processor_inputs(tiny(name), name)
+    inputs = processor_inputs(tiny(name), name)
     ids = inputs["input_ids"][0].numpy()
-    blocks = _block_ids(name, inputs["token_type_ids"])
+    blocks = block_ids(name, inputs["token_type_ids"])
     want = ref.reference_logits(**inputs)[0].numpy()
     want_tokens = ref.reference_generate(24, **inputs)
     for cache in (torch.float32, torch.float16):

@@ -13,11 +13,12 @@ torch = pytest.importorskip("torch")
 llama_cpp = pytest.importorskip("llama_cpp")
 gguf = pytest.importorskip("gguf")
 
+import edgevlm  # noqa: E402
 from edgevlm.errors import BundleError, EdgeVLMError  # noqa: E402
 from edgevlm.export.gguf_text import export_text_gguf  # noqa: E402
 from edgevlm.families import load_reference  # noqa: E402
 from edgevlm.manifest import read_manifest, sha256_of  # noqa: E402
-from edgevlm.quantize.gguf import quantize_gguf, quantize_gguf_bundle_to  # noqa: E402
+from edgevlm.quantize.gguf import quantize_gguf  # noqa: E402
 
 pytestmark = pytest.mark.gguf
 
@@ -65,7 +66,7 @@ def test_quantize_bundle_keeps_mmproj_and_runs(tiny, tmp_path):
     ckpt = tiny("minicpmv-2.6")
     src = tmp_path / "f32"
     write_bundle(load_reference(ckpt), ckpt, src)
-    manifest = quantize_gguf_bundle_to(src, tmp_path / "q4", "q4_k_m")
+    manifest = edgevlm.quantize(str(src), str(tmp_path / "q4"), recipe="q4_k_m", progress=None)
     again = read_manifest(tmp_path / "q4")  # hashes verified
     print(f"quantization record: {again.quantization['text']}")
     assert manifest.parts["text"].dtype == "q4_k_m" and again.quantization["text"]["type"] == "Q4_K_M"
@@ -78,7 +79,7 @@ def test_quantize_bundle_keeps_mmproj_and_runs(tiny, tmp_path):
     finally:
         backend.close()
     with pytest.raises(BundleError, match="already quantized"):
-        quantize_gguf_bundle_to(tmp_path / "q4", tmp_path / "q4-again", "q8_0")
+        edgevlm.quantize(str(tmp_path / "q4"), str(tmp_path / "q4-again"), recipe="q8_0", progress=None)
 
 
 def test_mmproj_q8_0_still_matches_in_mtmd(tiny, tmp_path):

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hf_prompts import block_ids, processor_inputs
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
@@ -103,36 +104,12 @@ def test_minicpmv_image_prompt_greedy_equals_reference(bundle, name):
     assert got == want
 
 
-def _processor_inputs(ckpt, name):
-    from PIL import Image
-    from transformers import AutoProcessor
-
-    processor = AutoProcessor.from_pretrained(str(ckpt))
-    image = Image.fromarray((np.random.default_rng(0).random((64, 80, 3)) * 255).astype(np.uint8))
-    if name.startswith("paligemma"):
-        text = "<image>caption en"
-    else:
-        text = "<start_of_turn>user\n<start_of_image>describe<end_of_turn>\n<start_of_turn>model\n"
-    return processor(images=image, text=text, return_tensors="pt")
-
-
-def _block_ids(name, token_type_ids):
-    """What the generic runtime's layout gives: PaliGemma's whole prompt is block 0 (prefix-LM);
-    every Gemma 3 image is its own block."""
-    tt = token_type_ids[0].numpy()
-    if name.startswith("paligemma"):
-        return np.where(tt == 0, 0, -1).astype(np.int32)
-    image = tt == 1
-    start = image & ~np.r_[False, image[:-1]]
-    return np.where(image, np.cumsum(start) - 1, -1).astype(np.int32)
-
-
 @pytest.mark.parametrize("name", ["paligemma", "paligemma2", "gemma3"])
 def test_prefix_lm_and_image_blocks_match_transformers(bundle, tiny, name):
     ref, backend, _, _ = bundle(name)
-    inputs = _processor_inputs(tiny(name), name)
+    inputs = processor_inputs(tiny(name), name)
     ids = inputs["input_ids"][0].numpy()
-    blocks = _block_ids(name, inputs["token_type_ids"])
+    blocks = block_ids(name, inputs["token_type_ids"])
     feats = backend.encode_images({"pixel_values": inputs["pixel_values"].numpy()})
     rows = feats.reshape(-1, feats.shape[-1])
     want = ref.reference_logits(**inputs)[0].numpy()

@@ -43,8 +43,8 @@ def export(checkpoint: str | Path, out: str | Path, format: str = "onnx", dtype:
     norms, needs onnxruntime >= 1.23; fastest on CPU) or "portable" (elementary opset-18 ops, for older
     runtimes and NPU execution providers); docs/decoder_graph.md."""
     from ..families import family_for
-    from .onnx_decoder import GRAPHS
     from ..families.base import read_config
+    from .onnx_decoder import GRAPHS
 
     if format not in FORMATS:
         raise EdgeVLMError(f"unknown format {format!r}; choose one of {', '.join(FORMATS)}")

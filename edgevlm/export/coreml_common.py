@@ -14,7 +14,7 @@ from __future__ import annotations
 import shutil
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -199,25 +199,25 @@ def load_spec(model_or_path: Any) -> Any:
     return coremltools.utils.load_spec(str(model_or_path))
 
 
-def mil_op_counts(path: Path, function: str | None = None) -> dict[str, int]:
-    """How often each MIL op type occurs in a saved ML program (all functions, or only ``function``;
-    nested blocks included)."""
-    from collections import Counter
-
-    counts: Counter[str] = Counter()
-
-    def walk(block: Any) -> None:
+def mil_ops(spec: Any, function: str | None = None) -> Iterator[Any]:
+    """Every MIL op of an ML program spec (all functions, or only ``function``), nested blocks included."""
+    def walk(block: Any) -> Iterator[Any]:
         for op in block.operations:
-            counts[op.type] += 1
+            yield op
             for inner in op.blocks:
-                walk(inner)
+                yield from walk(inner)
 
-    program = load_spec(path).mlProgram
-    for name, body in program.functions.items():
+    for name, body in spec.mlProgram.functions.items():
         if function is None or name == function:
             for block in body.block_specializations.values():
-                walk(block)
-    return dict(counts)
+                yield from walk(block)
+
+
+def mil_op_counts(path: Path, function: str | None = None) -> dict[str, int]:
+    """How often each MIL op type occurs in a saved ML program (all functions, or only ``function``)."""
+    from collections import Counter
+
+    return dict(Counter(op.type for op in mil_ops(load_spec(path), function)))
 
 
 def package_bytes(path: Path) -> int:

@@ -200,8 +200,9 @@ class FusedDecoderWriter:
             y = b.op("Add", [y, b.weight(f"{name}.bias", bias)])
         return y
 
-    def attention(self, i: int, x: str, mask: str) -> tuple[str, str, str]:
-        """Attention block of layer i; returns (output [1,T,D], present_key, present_value)."""
+    def attention(self, i: int, x: str, mask: str) -> str:
+        """Attention block of layer i: output [1, T, D]; its new keys/values are the graph outputs
+        present_key.i / present_value.i."""
         b, g, nh, nkv, hd = self.b, self.g, self.nh, self.nkv, self.hd
         attn = g.model.layers[i].self_attn
         p = f"layers.{i}"
@@ -215,8 +216,8 @@ class FusedDecoderWriter:
         q = b.op("RotaryEmbedding", [q, cos, sin], num_heads=nh)  # rotate-half layout (interleaved=0)
         k = b.op("RotaryEmbedding", [k, cos, sin], num_heads=nkv)
         kv4, kv3 = self._shape(nkv, hd), self._shape(nkv * hd)
-        present_k = b.op("Reshape", [k, kv4], [f"present_key.{i}"])  # [1, T, nkv, hd]
-        present_v = b.op("Reshape", [v, kv4], [f"present_value.{i}"])
+        b.op("Reshape", [k, kv4], [f"present_key.{i}"])  # [1, T, nkv, hd]
+        b.op("Reshape", [v, kv4], [f"present_value.{i}"])
         keys = b.op("Concat", [b.op("Reshape", [f"past_key.{i}", kv3]), k], axis=1)  # [1, P+T, nkv*hd]
         values = b.op("Concat", [b.op("Reshape", [f"past_value.{i}", kv3]), v], axis=1)
         cap = float(getattr(attn, "attn_logit_softcapping", None) or 0.0)
@@ -235,7 +236,7 @@ class FusedDecoderWriter:
             out = b.op("Reshape", [out, self._dims(1, group, -1, nkv, hd)])  # [1, group, T, nkv, hd]
             out = b.op("Transpose", [out], perm=[0, 2, 3, 1, 4])  # [1, T, nkv, group, hd]
             out = b.op("Reshape", [out, self._shape(nh * hd)])  # [1, T, nh*hd]: head h = kv*group + g
-        return self._linear(out, [attn.o_proj], f"{p}.o_proj"), present_k, present_v
+        return self._linear(out, [attn.o_proj], f"{p}.o_proj")
 
     def _grouped_mask(self, mask: str, group: int) -> str:
         """The mask's rows repeated for each query group, [1, 1, group*T, S]; made once per mask input."""
@@ -258,7 +259,7 @@ class FusedDecoderWriter:
         residual = "inputs_embeds"  # [1, T, D]
         x = self._norm(residual, layers[0].input_layernorm, "layers.0.input_layernorm")
         for i, layer in enumerate(layers):
-            a, _, _ = self.attention(i, x, mask_of_layer(i))
+            a = self.attention(i, x, mask_of_layer(i))
             sandwich = hasattr(layer, "pre_feedforward_layernorm")  # gemma2 / gemma3
             if sandwich:
                 a = self._norm(a, layer.post_attention_layernorm, f"layers.{i}.post_attention_layernorm")
@@ -267,9 +268,9 @@ class FusedDecoderWriter:
             m = self.mlp(i, x)
             if sandwich:
                 m = self._norm(m, layer.post_feedforward_layernorm, f"layers.{i}.post_feedforward_layernorm")
-            nxt = layers[i + 1].input_layernorm if i + 1 < len(layers) else g.model.norm
-            x, residual = self._skip_norm(m, residual, nxt, f"layers.{i + 1}.input_layernorm"
-                                          if i + 1 < len(layers) else "norm")
+            last = i + 1 == len(layers)
+            x, residual = self._skip_norm(m, residual, g.model.norm if last else layers[i + 1].input_layernorm,
+                                          "norm" if last else f"layers.{i + 1}.input_layernorm")
         rows = b.op("Gather", [x, "logits_index"], axis=1)  # [1, K, D]
         head = b.weight("lm_head.weight", _np(g.lm_head.weight).T)  # [D, vocab]
         if g.final_softcap:
@@ -289,9 +290,8 @@ def build_fused_model(graph: Any, input_names: list[str], fp16: bool = False, da
     from .onnx_decoder import SLIDING
 
     writer = FusedDecoderWriter(graph, fp16, data_file, data_name)
-    sliding = "attention_bias_sliding" in input_names
     nodes, weights = writer.build(lambda i: "attention_bias_sliding"
-                                  if sliding and graph.layer_types[i] == SLIDING else "attention_bias")
+                                  if graph.layer_types[i] == SLIDING else "attention_bias")
     f32, i64 = TensorProto.FLOAT, TensorProto.INT64
     hidden = graph.model.layers[0].self_attn.q_proj.in_features
     shapes = {"inputs_embeds": (f32, [1, "seq", hidden]), "position_ids": (i64, [1, "seq"]),

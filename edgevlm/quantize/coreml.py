@@ -39,22 +39,14 @@ _UNSUPPORTED = {"qdq8": "static QDQ quantization is for ONNX NPU providers",
 def _weight_consts(spec: Any, function: str | None = None) -> dict[str, list[int]]:
     """name -> shape of every const tensor of rank >= 2 in an ML program (the weights), in every
     function or only in ``function``."""
+    from ..export.coreml_common import mil_ops
+
     found: dict[str, list[int]] = {}
-
-    def walk(block: Any) -> None:
-        for op in block.operations:
-            if op.type == "const" and op.outputs:
-                dims = op.outputs[0].type.tensorType.dimensions
-                shape = [int(d.constant.size) for d in dims]
-                if len(shape) >= 2:
-                    found[op.outputs[0].name] = shape
-            for inner in op.blocks:
-                walk(inner)
-
-    for name, body in spec.mlProgram.functions.items():
-        if function is None or name == function:
-            for block in body.block_specializations.values():
-                walk(block)
+    for op in mil_ops(spec, function):
+        if op.type == "const" and op.outputs:
+            shape = [int(d.constant.size) for d in op.outputs[0].type.tensorType.dimensions]
+            if len(shape) >= 2:
+                found[op.outputs[0].name] = shape
     return found
 
 
@@ -75,10 +67,6 @@ def _config(method: str, block_size: int, spec: Any) -> Any:
         odd = {name: whole for name, shape in _weight_consts(spec).items() if shape[0] % PALETTE_GROUP}
         return cto.OptimizationConfig(global_config=op, op_name_configs=odd)
     return cto.OptimizationConfig(global_config=op)
-
-
-def _package_bytes(path: Path) -> int:
-    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
 
 
 def _weights_bytes(path: Path) -> int:
@@ -112,7 +100,8 @@ def quantize_coreml_part(src_pkg: str | Path, dst_pkg: str | Path, recipe: str, 
     """Write ``dst_pkg`` (a .mlpackage) from ``src_pkg`` with method ``recipe``; return the manifest record."""
     import coremltools as ct
 
-    from ..export.coreml_common import function_names, load_spec, mil_op_counts, save_functions, split_functions
+    from ..export.coreml_common import (function_names, load_spec, mil_op_counts, package_bytes, save_functions,
+                                        split_functions)
 
     src, dst = Path(src_pkg), Path(dst_pkg)
     if recipe not in COREML_METHODS:
@@ -136,11 +125,10 @@ def quantize_coreml_part(src_pkg: str | Path, dst_pkg: str | Path, recipe: str, 
     else:
         record.update(_quantize_single(src, dst, recipe, block_size))
     # Per function (the default one of a multifunction package): every function holds the same ops.
-    default = None if function_names(dst) == ["main"] else load_spec(dst).description.defaultFunctionName
-    ops = mil_op_counts(dst, default)
+    ops = mil_op_counts(dst, load_spec(dst).description.defaultFunctionName or None)
+    before, after = package_bytes(src), package_bytes(dst)
     record.update(
-        size_before=_package_bytes(src), size_after=_package_bytes(dst),
-        ratio=round(_package_bytes(dst) / max(_package_bytes(src), 1), 4),
+        size_before=before, size_after=after, ratio=round(after / max(before, 1), 4),
         weights_ratio=round(_weights_bytes(dst) / max(_weights_bytes(src), 1), 4),
         quantized_ops={k: v for k, v in ops.items() if k.startswith("constexpr_")})
     return record

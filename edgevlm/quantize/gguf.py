@@ -4,7 +4,7 @@ The text GGUF is re-quantized exactly as ``llama-quantize`` would (same k-quant 
 some attn_v / ffn_down tensors at Q6_K). The mmproj (MiniCPM-V) stays f16 unless ``mmproj="q8_0"``:
 llama_model_quantize only handles text architectures, so the projector is re-written with gguf-py's
 Q8_0 quantizer (2-D weights only; clip.cpp loads Q8_0 mmprojs). Everything else is copied, and the
-manifest records what was done; the new bundle is written atomically (manifest.BundleWriter).
+manifest records what was done; edgevlm.quantize writes the new bundle atomically.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import BundleError, EdgeVLMError
-from ..manifest import BundleWriter, Manifest, read_manifest
+from ..manifest import Manifest
 
 # name → llama_ftype value (llama.h); resolved lazily so importing this module needs no llama_cpp.
 GGUF_TYPES = ("Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q4_K_S", "Q4_K_M", "Q5_K_S", "Q5_K_M", "Q6_K",
@@ -136,21 +136,3 @@ def quantize_gguf_bundle(src: str | Path, dst: str | Path, manifest: Manifest, r
                 shutil.copy(src / external, dst / external)
             records[name] = {"method": "none", "dtype": part.dtype}
     return records
-
-
-def quantize_gguf_bundle_to(bundle: str | Path, out: str | Path, method: str, mmproj: str = "f16",
-                            overwrite: bool = False, threads: int = 0) -> Manifest:
-    """Standalone: a new bundle at ``out`` (atomic) with the text GGUF quantized to ``method``."""
-    src = Path(bundle)
-    manifest = read_manifest(src)
-    with BundleWriter(out, overwrite=overwrite) as writer:
-        part_files = {p.file for p in manifest.parts.values()} | {
-            p.extra["external_data"] for p in manifest.parts.values() if p.extra.get("external_data")}
-        for rel in manifest.files:
-            if rel not in part_files:
-                shutil.copy(src / rel, writer.path(rel))
-        records = quantize_gguf_bundle(src, writer.tmp, manifest, method, {"mmproj": mmproj}, threads=threads)
-        manifest.quantization = {**records, "recipe": method.lower(), "source_bundle": src.name}
-        # Parity figures of the float export no longer describe this bundle; keep them under a clear name.
-        manifest.validation = {"source": manifest.validation} if manifest.validation else {}
-        return writer.commit(manifest)

@@ -165,9 +165,10 @@ class Chat:
         decoder, text_out, emitted = StreamDecoder(vlm.tokenizer), "", 0
         stops = [s for s in stop if s]
         hold = max((len(s) for s in stops), default=1) - 1
+        suppress = vlm.suppress_ids[vlm.suppress_ids < len(logits)]  # the vocabulary size does not change
         t_decode = time.perf_counter()
         for step in range(opts["max_new_tokens"]):
-            logits[vlm.suppress_ids[vlm.suppress_ids < len(logits)]] = -np.inf
+            logits[suppress] = -np.inf
             logits[vlm.vocab_limit:] = -np.inf
             token = sampler(logits, self.history)
             if step == 0:

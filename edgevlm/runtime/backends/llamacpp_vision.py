@@ -13,24 +13,14 @@ from typing import Any
 
 import numpy as np
 
-from ...errors import BundleError
 from ...manifest import Part
-from .onnxruntime import OPT_LEVELS
+from .onnxruntime import open_session
 from .ort_vision import encode_chunks
 
 
 class OnnxVision:
     def __init__(self, bundle: Path, part: Part, threads: int | None = None, max_batch: int = 16):
-        import onnxruntime as ort
-
-        path = bundle / part.file
-        if not path.is_file():
-            raise BundleError(f"{path}: the vision part is missing. Re-copy or re-export the bundle.")
-        options = ort.SessionOptions()
-        options.graph_optimization_level = OPT_LEVELS[part.extra.get("ort_graph_optimization", "all")]
-        if threads:
-            options.intra_op_num_threads = int(threads)
-        self.session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+        self.session = open_session(bundle, part, ["CPUExecutionProvider"], threads)
         self.extra: dict[str, Any] = dict(part.extra)
         self.max_batch = int(self.extra.get("max_batch", max_batch))
 

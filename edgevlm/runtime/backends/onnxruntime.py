@@ -31,7 +31,8 @@ OPT_LEVELS = {"all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
                "disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL}
 
 
-def _session(bundle: Path, part: Part, providers: list[str], threads: int | None) -> ort.InferenceSession:
+def open_session(bundle: Path, part: Part, providers: list[str], threads: int | None) -> ort.InferenceSession:
+    """One part's session, with the checks and options every ONNX part gets (also GGUF bundles' vision part)."""
     path = bundle / part.file
     if not path.is_file():
         raise BundleError(f"{path}: the ONNX file of this part is missing. Re-copy or re-export the bundle.")
@@ -63,9 +64,9 @@ class OrtBackend:
             if name not in parts:
                 raise BundleError(f"{self.bundle}: the manifest has no {name!r} part, which the onnx backend needs. "
                                   "Re-export with --format onnx.")
-        self.embedding = _session(self.bundle, parts["embedding"], self.providers, threads)
-        self.decoder = _session(self.bundle, parts["decoder"], self.providers, threads)
-        self.vision = _session(self.bundle, parts["vision"], self.providers, threads) if "vision" in parts else None
+        self.embedding = open_session(self.bundle, parts["embedding"], self.providers, threads)
+        self.decoder = open_session(self.bundle, parts["decoder"], self.providers, threads)
+        self.vision = open_session(self.bundle, parts["vision"], self.providers, threads) if "vision" in parts else None
         self.vision_extra: dict[str, Any] = dict(parts["vision"].extra) if "vision" in parts else {}
         self.max_batch = int(manifest.vision.get("max_batch", 0) or self.vision_extra.get("max_batch", 16))
         self.image_token_id = int(parts["embedding"].extra["image_token_id"])
