@@ -26,6 +26,11 @@ from .errors import BundleError
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
+# An ONNX part whose weights exceed this keeps them in one side file, ``<name>.onnx.data``. Protobuf
+# cannot hold more than 2 GiB, and below that onnxruntime keeps what it parsed from an inline file next
+# to its own tensors: loading the MiniCPM-V-0.5B-class fp32 bundle (1.7 GB vision, 2.0 GB decoder)
+# took 4.3 to 4.9 GB resident with inline weights, 3.77 GB with side files (benchmarks/README.md).
+EXTERNAL_DATA_THRESHOLD = 256 * 1024 ** 2
 FORMATS = ("onnx", "gguf", "coreml")
 ATTENTION_KINDS = ("causal", "prefix_lm", "bidirectional_image")
 

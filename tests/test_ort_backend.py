@@ -155,6 +155,40 @@ def test_cached_decoding_equals_full_recomputation(bundle, name):
     assert backend.n_past == 45 and diff < 1e-4
 
 
+def test_sliding_layers_read_only_their_window(bundle):
+    """Gemma 3's local layers are bound only the cache rows their window (32 in the tiny config) can see:
+    rows before it are poisoned with NaN and the next step is unchanged; a NaN there in a global layer
+    (which must see every row) does reach the logits, so the poison would show if it were read."""
+    ref, backend, _, parts = bundle("gemma3")
+    layer_masks = parts["decoder"].extra["layer_masks"]
+    window = parts["decoder"].extra["masks"]["attention_bias_sliding"]
+    local = [i for i, m in enumerate(layer_masks) if m == "attention_bias_sliding"]
+    assert local and len(local) < len(layer_masks)
+    ids = np.random.default_rng(4).integers(3, 300, 60)
+    backend.rewind(0)
+    backend.forward(ids[:59])
+    clean = backend.forward(ids[59:])
+    stale = slice(0, 59 - window + 1)  # rows no query at position >= 59 may see in a local layer
+    saved = [(backend._keys[i][:, stale].copy(), backend._values[i][:, stale].copy()) for i in local]
+    for i in local:
+        backend._keys[i][:, stale] = np.nan
+        backend._values[i][:, stale] = np.nan
+    backend.rewind(59)
+    poisoned = backend.forward(ids[59:])
+    for i, (k, v) in zip(local, saved):
+        backend._keys[i][:, stale], backend._values[i][:, stale] = k, v
+    global_layer = next(i for i, m in enumerate(layer_masks) if m == "attention_bias")
+    backend._keys[global_layer][:, 0] = np.nan
+    backend.rewind(59)
+    seen = backend.forward(ids[59:])
+    backend._keys[global_layer][:, 0] = 0.0
+    print(f"gemma3: local layers {local} of {len(layer_masks)}, window {window}: step after poisoning "
+          f"{stale.stop} stale rows, max abs diff {np.abs(poisoned - clean).max():.2e}; global layer poisoned: "
+          f"finite={np.isfinite(seen).all()}")
+    np.testing.assert_array_equal(poisoned, clean)
+    assert not np.isfinite(seen).all()
+
+
 def test_rewind_reuses_the_cache(bundle):
     _, backend, _, _ = bundle("minicpmv-2.6")
     pointers = [buf.ctypes.data for buf in backend._keys + backend._values]

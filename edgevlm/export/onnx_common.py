@@ -14,8 +14,7 @@ from typing import Any
 
 import torch
 
-# Protobuf cannot hold a model over 2 GiB, so larger graphs keep their weights in a side file.
-EXTERNAL_DATA_THRESHOLD = 2 * 1024 ** 3 - 64 * 1024 ** 2
+from ..manifest import EXTERNAL_DATA_THRESHOLD  # weights above it go to <name>.data (why: manifest.py)
 OPSET = 18
 DTYPES = ("fp32", "fp16")
 
@@ -34,7 +33,7 @@ def _param_bytes(module: torch.nn.Module) -> int:
 def export_module(module: torch.nn.Module, args: tuple, path: Path, input_names: list[str],
                   output_names: list[str], dynamic_axes: dict[str, dict[int, str]], dtype: str = "fp32") -> Path:
     """Trace ``module(*args)`` to ``path`` (TorchScript exporter: fast and deterministic for these
-    plain-tensor wrappers). Weights go to ``<name>.data`` when the model would exceed protobuf's 2 GiB."""
+    plain-tensor wrappers). Weights go to ``<name>.data`` above EXTERNAL_DATA_THRESHOLD."""
     import onnx
 
     if dtype not in DTYPES:

@@ -150,7 +150,7 @@ GRAPHS = ("fused", "portable")
 
 def export_decoder(ref: Any, out_dir: str | Path, dtype: str = "fp32", max_context: int = 4096,
                    file_name: str = "decoder.onnx", graph_kind: str = "fused") -> Part:
-    """Export ``ref.language_model`` as ``out_dir/decoder.onnx`` (+ ``.data`` if over 2 GB) and describe it.
+    """Export ``ref.language_model`` as ``out_dir/decoder.onnx`` (+ ``.data`` for weights over 256 MiB) and describe it.
 
     ``graph_kind``: "fused" (default) writes the op-by-op graph of ``onnx_decoder_fused`` (opset 23
     Attention/RotaryEmbedding/RMSNormalization + onnxruntime's fused norms: onnxruntime >= 1.23, the
@@ -191,6 +191,8 @@ def export_decoder(ref: Any, out_dir: str | Path, dtype: str = "fp32", max_conte
             # mask input name -> sliding window (None = full attention); the runtime builds each from
             # block_ids: allowed(q, k) = (k <= q or same block) and (window is None or q - k < window).
             "masks": masks, "mask_value": float(torch.finfo(torch.float32).min),
+            # The mask each layer reads: a sliding layer's past input is bound to its window's rows only.
+            "layer_masks": ["attention_bias_sliding" if t == SLIDING else "attention_bias" for t in graph.layer_types],
             "logits_index_input": "logits_index", "graph": graph_kind,
             "external_data": (file_name + ".data") if (out_dir / (file_name + ".data")).exists() else None,
         })

@@ -312,7 +312,7 @@ def build_fused_model(graph: Any, input_names: list[str], fp16: bool = False, da
 
 
 def write_fused_decoder(graph: Any, path: Path, input_names: list[str], dtype: str) -> Path:
-    """``path`` (+ ``<name>.data`` holding every weight when they exceed protobuf's 2 GB)."""
+    """``path`` (+ ``<name>.data`` holding every weight above manifest.EXTERNAL_DATA_THRESHOLD)."""
     import onnx
 
     from . import onnx_common

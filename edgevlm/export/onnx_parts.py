@@ -13,7 +13,7 @@ from .onnx_vision import export_vision
 
 def export_onnx_parts(ref: Any, out_dir: str | Path, dtype: str = "fp32", max_context: int = 4096,
                       decoder_graph: str = "fused") -> dict[str, Part]:
-    """Write vision.onnx, embedding.onnx and decoder.onnx (+ .data files over 2 GB) into ``out_dir``."""
+    """Write vision.onnx, embedding.onnx and decoder.onnx (+ .data files for weights over 256 MiB) to ``out_dir``."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     return {"vision": export_vision(ref, out_dir / "vision.onnx", dtype),

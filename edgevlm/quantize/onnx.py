@@ -15,12 +15,10 @@ import onnx
 import onnx.numpy_helper
 
 from ..errors import EdgeVLMError
-
-TWO_GB = 2 << 30
-
+from ..manifest import EXTERNAL_DATA_THRESHOLD
 
 def _save(model: onnx.ModelProto, path: Path) -> None:
-    large = model.ByteSize() > TWO_GB - (64 << 20)
+    large = model.ByteSize() > EXTERNAL_DATA_THRESHOLD
     onnx.save_model(model, str(path), save_as_external_data=large, all_tensors_to_one_file=True,
                     location=path.name + ".data" if large else None)
 
@@ -129,7 +127,7 @@ def quantize_onnx_part(src: Path, dst: Path, method: str, block_size: int = 32, 
             _save(_load(src), staged)  # quantize_dynamic wants a path; stage to resolve external data
             quantize_dynamic(str(staged), str(dst), per_channel=True, weight_type=QuantType.QInt8,
                              op_types_to_quantize=["MatMul", "Gather"],
-                             use_external_data_format=_files_size(staged) > TWO_GB,
+                             use_external_data_format=_files_size(staged) > EXTERNAL_DATA_THRESHOLD,
                              # onnx shape inference types no onnxruntime contrib op's output (the fused
                              # decoder's norms), so MatMul activations default to float32
                              extra_options={"MatMulConstBOnly": True, "DefaultTensorType": onnx.TensorProto.FLOAT})

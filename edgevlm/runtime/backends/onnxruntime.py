@@ -7,6 +7,8 @@ sliding windows, the position offset. No torch is imported here.
 KV cache: one float32 buffer per layer and per key/value, [1, max_context, kv_heads, head_dim],
 allocated once. Each forward binds rows [0, n_past) as the past input (a zero-copy view) and binds
 rows [n_past, n_past+T) as the present output, so onnxruntime writes the new keys/values in place.
+A sliding-window layer (Gemma 2/3 local layers) is bound only the rows its window can still see
+(manifest ``layer_masks``), so at long context it neither copies nor attends over rows it would mask.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from ...errors import BundleError
 from ...manifest import Manifest, Part
 from ..backend import check_tokens, image_rows
 from .ort_vision import encode_chunks
-from .ort_masks import attention_bias
+from .ort_masks import attention_bias, first_visible_key
 from .ort_providers import resolve_providers
 
 
@@ -85,11 +87,15 @@ class OrtBackend:
         self._blocks = np.full(self.max_context, -1, np.int32)  # block id of every cached row
         self._kv_names = [(dec.kv["past_key"] % i, dec.kv["past_value"] % i,
                            dec.kv["present_key"] % i, dec.kv["present_value"] % i) for i in range(self.n_layers)]
-        # (past input, present output, buffer address) for every layer's keys and values.
-        self._kv_row = list(shape[2:])
-        self._kv_bindings = [(names[0], names[2], k.ctypes.data) for names, k in zip(self._kv_names, self._keys)] + \
-                            [(names[1], names[3], v.ctypes.data) for names, v in zip(self._kv_names, self._values)]
         self._masks: dict[str, int | None] = dict(self.dec["masks"])
+        # Bundles exported before ``layer_masks`` existed: every layer bound in full (correct, just slower).
+        layer_masks = self.dec.get("layer_masks") or ["attention_bias"] * self.n_layers
+        # (past input, present output, buffer address, the layer's mask) for every layer's keys and values.
+        self._kv_row = list(shape[2:])
+        self._kv_bindings: list[tuple[str, str, int, str]] = []
+        for (past_k, past_v, present_k, present_v), k, v, mask in zip(self._kv_names, self._keys, self._values,
+                                                                       layer_masks):
+            self._kv_bindings += [(past_k, present_k, k.ctypes.data, mask), (past_v, present_v, v.ctypes.data, mask)]
         self._mask_value = float(self.dec.get("mask_value", np.finfo(np.float32).min))
         self._offset = int(self.dec.get("position_offset", 0))
         self._logits_input = self.dec.get("logits_index_input", "logits_index")
@@ -124,8 +130,9 @@ class OrtBackend:
         # Bound numpy inputs must outlive the run: keep references until it returns.
         keep = {"inputs_embeds": embeds,
                 "position_ids": (np.arange(past, past + t, dtype=np.int64) + self._offset)[None]}
+        first = {name: first_visible_key(past, window) for name, window in self._masks.items()}
         for name, window in self._masks.items():
-            keep[name] = attention_bias(self._blocks, past, t, window, self._mask_value)
+            keep[name] = attention_bias(self._blocks, past, t, window, self._mask_value, first_key=first[name])
         if all_logits:
             index = np.arange(t, dtype=np.int64)
             logits = np.empty((1, t, self.vocab), np.float32)
@@ -136,11 +143,11 @@ class OrtBackend:
         for name, array in keep.items():
             b.bind_cpu_input(name, array)
         b.bind_output("logits", "cpu", 0, np.float32, list(logits.shape), logits.ctypes.data)
-        past_shape, new_shape = [1, past, *self._kv_row], [1, t, *self._kv_row]
-        offset = past * self._row_bytes
-        for name_in, name_out, base in self._kv_bindings:
-            b.bind_input(name_in, "cpu", 0, np.float32, past_shape, base)
-            b.bind_output(name_out, "cpu", 0, np.float32, new_shape, base + offset)
+        new_shape = [1, t, *self._kv_row]
+        for name_in, name_out, base, mask in self._kv_bindings:
+            row = first[mask]
+            b.bind_input(name_in, "cpu", 0, np.float32, [1, past - row, *self._kv_row], base + row * self._row_bytes)
+            b.bind_output(name_out, "cpu", 0, np.float32, new_shape, base + past * self._row_bytes)
         self.decoder.run_with_iobinding(b)
         self.n_past = past + t
         return logits[0].copy() if all_logits else logits[0, 0].copy()
