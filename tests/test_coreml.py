@@ -370,13 +370,20 @@ def test_quantized_package_has_compressed_weight_ops_and_shrinks(bundle, tmp_pat
         assert record["block_size"] == 32 and record["bits"] == 4
 
 
-def test_mixed_recipe_quantizes_each_part_and_writes_a_valid_bundle(bundle, tmp_path):
-    """recipe "mixed": decoder int4 per-block, vision and embedding int8, through edgevlm.quantize."""
+def test_mixed_recipe_quantizes_each_part_and_writes_a_valid_bundle(bundle, tmp_path, monkeypatch):
+    """recipe "mixed": decoder int4 per-block, vision and embedding int8, through edgevlm.quantize; no
+    temporary copy of a package is left in the system temp folder (coremltools would keep one per model)."""
+    import tempfile
+
     from edgevlm.manifest import read_manifest
     from edgevlm.quantize import quantize
 
     _, manifest, out = bundle("minicpmv-2.6")
+    system_tmp = tmp_path / "system-tmp"
+    system_tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(system_tmp))
     new = quantize(out, tmp_path / "mixed", recipe="mixed", progress=None)
+    assert sorted(p.name for p in system_tmp.iterdir()) == []
     read_manifest(tmp_path / "mixed", verify=True)
     q = new.quantization
     print({k: (v["method"], v.get("quantized_ops"), v.get("weights_ratio"))

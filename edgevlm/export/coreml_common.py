@@ -11,7 +11,9 @@ An ``.mlpackage`` is a directory, while the manifest's file list records regular
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Iterator
@@ -79,7 +81,10 @@ def convert(module: torch.nn.Module, example: tuple, inputs: list, outputs: list
     if dtype not in DTYPES:
         raise ValueError(f"dtype {dtype!r} is not one of {DTYPES}")
     module = module.eval()
-    with torch.no_grad(), warnings.catch_warnings():
+    path = Path(path)
+    if path.exists():
+        shutil.rmtree(path)
+    with torch.no_grad(), warnings.catch_warnings(), own_temp_packages(path.parent):
         # The tracer warns about Python-level shape checks inside transformers modules; the tests
         # compare the traced module's numbers with the reference.
         warnings.simplefilter("ignore")
@@ -90,11 +95,24 @@ def convert(module: torch.nn.Module, example: tuple, inputs: list, outputs: list
             compute_precision=precision,
             minimum_deployment_target=getattr(coremltools.target, DEPLOYMENT_TARGET),
             skip_model_load=True)
-    path = Path(path)
-    if path.exists():
-        shutil.rmtree(path)
-    model.save(str(path))
+        model.save(str(path))
     return model
+
+
+@contextlib.contextmanager
+def own_temp_packages(parent: str | Path):
+    """Point the temp folder at a private one under ``parent`` (the bundle being written) while
+    coremltools runs, and delete it afterwards.
+
+    coremltools writes every converted, optimized or combined model as a temporary .mlpackage (all its
+    weights) in the system temp folder and removes it only when the process exits; one export or
+    quantize run held several copies, and killed runs left them behind (7 GB found in /tmp here)."""
+    with tempfile.TemporaryDirectory(dir=parent, prefix=".coremltools-") as private:
+        saved, tempfile.tempdir = tempfile.tempdir, private
+        try:
+            yield
+        finally:
+            tempfile.tempdir = saved
 
 
 def _dtype_name(array_type: Any) -> str:
@@ -156,7 +174,8 @@ def save_functions(singles: dict[str, Path], path: Path, default: str) -> None:
     path = Path(path)
     if path.exists():
         shutil.rmtree(path)
-    coremltools.utils.save_multifunction(desc, str(path))
+    with own_temp_packages(path.parent):
+        coremltools.utils.save_multifunction(desc, str(path))
 
 
 def split_functions(path: Path, out_dir: Path) -> tuple[dict[str, Path], str]:
@@ -175,6 +194,7 @@ def split_functions(path: Path, out_dir: Path) -> tuple[dict[str, Path], str]:
     from coremltools.proto import Model_pb2
 
     spec = load_spec(path)
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
     weights = Path(path) / "Data" / "com.apple.CoreML" / "weights"
     program = load_milproto(spec, spec.specificationVersion, str(weights))
     singles = {}
@@ -182,13 +202,14 @@ def split_functions(path: Path, out_dir: Path) -> tuple[dict[str, Path], str]:
         single = Program()
         single.add_function("main", program.functions[desc.name])
         single.skip_all_passes = True  # the functions were optimized when converted
-        model = mil_convert(single, convert_to="mlprogram", convert_from="milinternal",
-                            specification_version=spec.specificationVersion,
-                            compute_units=coremltools.ComputeUnit.CPU_ONLY, skip_model_load=True,
-                            model_description=Model_pb2.ModelDescription(input=desc.input, output=desc.output,
-                                                                         state=desc.state))
         singles[desc.name] = Path(out_dir) / f"{desc.name}.mlpackage"
-        model.save(str(singles[desc.name]))
+        with own_temp_packages(out_dir):
+            model = mil_convert(single, convert_to="mlprogram", convert_from="milinternal",
+                                specification_version=spec.specificationVersion,
+                                compute_units=coremltools.ComputeUnit.CPU_ONLY, skip_model_load=True,
+                                model_description=Model_pb2.ModelDescription(input=desc.input, output=desc.output,
+                                                                             state=desc.state))
+            model.save(str(singles[desc.name]))
     return singles, spec.description.defaultFunctionName
 
 

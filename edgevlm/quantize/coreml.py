@@ -79,19 +79,22 @@ def _quantize_single(src: Path, dst: Path, recipe: str, block_size: int) -> dict
     import coremltools as ct
     import coremltools.optimize.coreml as cto
 
+    from ..export.coreml_common import own_temp_packages
+
     model = ct.models.MLModel(str(src), skip_model_load=True)  # no Core ML framework needed
     config = _config(recipe, block_size, model.get_spec())
-    if recipe.startswith("palette"):
-        out = cto.palettize_weights(model, config)
-        fields = dict(bits=int(recipe[len("palette"):]), mode="kmeans", granularity="per_grouped_channel",
-                      group_size=PALETTE_GROUP)
-    else:
-        out = cto.linear_quantize_weights(model, config)
-        fields = dict(bits=4 if recipe == "w4" else 8, mode="linear_symmetric",
-                      granularity="per_channel" if recipe == "int8" else "per_block")
-        if recipe != "int8":
-            fields["block_size"] = block_size
-    out.save(str(dst))
+    with own_temp_packages(dst.parent):
+        if recipe.startswith("palette"):
+            out = cto.palettize_weights(model, config)
+            fields = dict(bits=int(recipe[len("palette"):]), mode="kmeans", granularity="per_grouped_channel",
+                          group_size=PALETTE_GROUP)
+        else:
+            out = cto.linear_quantize_weights(model, config)
+            fields = dict(bits=4 if recipe == "w4" else 8, mode="linear_symmetric",
+                          granularity="per_channel" if recipe == "int8" else "per_block")
+            if recipe != "int8":
+                fields["block_size"] = block_size
+        out.save(str(dst))
     return fields
 
 
