@@ -225,6 +225,38 @@ def test_fp16_export_runs_close_to_fp32(tiny, tmp_path):
     assert diff < 0.05 * float(np.ptp(want))
 
 
+def test_fp16_keeps_the_residual_stream_float32(tiny, tmp_path):
+    """Real Gemma 3 270M's residual stream leaves fp16's range (65504) at some positions: fp16 logits were
+    NaN at all 498 positions of the quantization report. The fused graph carries the residual stream
+    through its RMS norms (SkipSimplifiedLayerNormalization's sum output), so the fp16 graph keeps those
+    nodes float32. Here one layer's post-MLP norm weight is set to 1e5 so the stream passes 65504: the
+    fp16 graph must stay finite and close to the reference (without the float32 norms it is NaN)."""
+    import onnx
+
+    from edgevlm.export.onnx_decoder import export_decoder
+    from edgevlm.export.onnx_fp16 import FLOAT32_OPS
+
+    ref = load_reference(tiny("gemma3"))
+    norm = ref.language_model.model.layers[0].post_feedforward_layernorm.weight
+    saved = norm.detach().clone()
+    try:
+        with torch.no_grad():
+            norm.fill_(1e5)
+            embeds = ref.embed_tokens(torch.arange(3, 13)[None]).detach()
+            want = ref.language_model(inputs_embeds=embeds).logits[0].numpy()
+        part = export_decoder(ref, tmp_path, dtype="fp16", max_context=64)
+    finally:
+        with torch.no_grad():
+            norm.copy_(saved)
+    kept = [n for n in onnx.load(str(tmp_path / part.file)).graph.node if n.op_type in FLOAT32_OPS]
+    got, _ = _run_decoder(_session(tmp_path, part), part, embeds.numpy(), 0, np.full(16, -1, np.int32),
+                          np.arange(10), _empty_past(part))
+    diff = float(np.abs(got - want).max())
+    print(f"fp16 gemma3 decoder with a residual stream past 65504: finite={np.isfinite(got).all()}, max abs diff "
+          f"{diff:.2e} (logit range {np.ptp(want):.1f}); {len(kept)} norm nodes kept float32")
+    assert kept and np.isfinite(got).all() and diff < 0.05 * float(np.ptp(want))
+
+
 def test_large_models_use_one_external_data_file(tiny, tmp_path, monkeypatch):
     """Over the 2 GB protobuf limit the weights go to decoder.onnx.data (threshold lowered to force it)."""
     from edgevlm.export import onnx_common

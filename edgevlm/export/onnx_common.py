@@ -50,10 +50,9 @@ def export_module(module: torch.nn.Module, args: tuple, path: Path, input_names:
     stale = external_locations(path)  # per-tensor files the exporter may have written (> 2 GB)
     model = onnx.load(str(path), load_external_data=True)
     if dtype == "fp16":
-        from onnxruntime.transformers.float16 import convert_float_to_float16
+        from .onnx_fp16 import to_fp16
 
-        # Graph inputs/outputs stay float32 so the runtime (and its KV buffers) are dtype-agnostic.
-        model = convert_float_to_float16(model, keep_io_types=True, disable_shape_infer=True)
+        model = to_fp16(model)  # float32 I/O, so the runtime (and its KV buffers) are dtype-agnostic
     save_model(model, path, large=_param_bytes(module) // (2 if dtype == "fp16" else 1) > EXTERNAL_DATA_THRESHOLD)
     for name in stale - {path.name + ".data"}:
         (path.parent / name).unlink(missing_ok=True)

@@ -122,7 +122,7 @@ def _activation(b: _Builder, x: str, kind: str) -> str:
     return b.op("Gelu", [x], approximate="tanh" if kind == "gelu_tanh" else "none")
 
 
-def _rope_tables(b: _Builder, graph: Any, fp16: bool) -> dict[str, tuple[str, str]]:
+def _rope_tables(b: _Builder, graph: Any) -> dict[str, tuple[str, str]]:
     """cos/sin [1, T, head_dim/2] of this call's positions, per layer type, computed in the graph in float32
     exactly as transformers does (position * inv_freq, then cos/sin, times the attention scaling).
 
@@ -141,8 +141,6 @@ def _rope_tables(b: _Builder, graph: Any, fp16: bool) -> dict[str, tuple[str, st
         if scale != 1.0:
             factor = b.weight(f"rope.{kind}.scale", np.array(scale, np.float32))
             cos, sin = b.op("Mul", [cos, factor]), b.op("Mul", [sin, factor])
-        if fp16:  # the angles were float32; only the rotation runs in fp16
-            cos, sin = b.op("Cast", [cos], to=10), b.op("Cast", [sin], to=10)
         tables[kind] = (cos, sin)
     return tables
 
@@ -150,13 +148,12 @@ def _rope_tables(b: _Builder, graph: Any, fp16: bool) -> dict[str, tuple[str, st
 class FusedDecoderWriter:
     """Writes one ``DecoderGraph``'s modules (``onnx_decoder.DecoderGraph``) as the fused graph."""
 
-    def __init__(self, graph: Any, fp16: bool = False, data_file: Any = None, data_name: str = ""):
+    def __init__(self, graph: Any, data_file: Any = None, data_name: str = ""):
         self.g = graph
         self.b = _Builder(data_file, data_name)
         self.nh, self.nkv, self.hd = graph.num_heads, graph.num_kv_heads, graph.head_dim
         self.act = identify_activation(graph.model.layers[0].mlp.act_fn)
-        self.rope = _rope_tables(self.b, graph, fp16)
-        self.rope_nodes = [n.name for n in self.b.nodes]  # kept in float32 by an fp16 conversion
+        self.rope = _rope_tables(self.b, graph)
         self._shapes: dict[tuple[int, ...], str] = {}
         self._grouped_masks: dict[str, str] = {}
 
@@ -282,14 +279,13 @@ class FusedDecoderWriter:
         return b.nodes, b.weights
 
 
-def build_fused_model(graph: Any, input_names: list[str], fp16: bool = False, data_file: Any = None,
-                      data_name: str = "") -> tuple[Any, list[str]]:
+def build_fused_model(graph: Any, input_names: list[str], data_file: Any = None, data_name: str = "") -> Any:
     """The fused decoder as an in-memory ``onnx.ModelProto`` with the traced graph's I/O contract."""
     from onnx import TensorProto, helper
 
     from .onnx_decoder import SLIDING
 
-    writer = FusedDecoderWriter(graph, fp16, data_file, data_name)
+    writer = FusedDecoderWriter(graph, data_file, data_name)
     nodes, weights = writer.build(lambda i: "attention_bias_sliding"
                                   if graph.layer_types[i] == SLIDING else "attention_bias")
     f32, i64 = TensorProto.FLOAT, TensorProto.INT64
@@ -308,7 +304,7 @@ def build_fused_model(graph: Any, input_names: list[str], fp16: bool = False, da
                               opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid(MS, 1)],
                               producer_name="edgevlm")
     model.ir_version = 11  # opset 23's IR version: onnxruntime >= 1.23 loads it
-    return model, writer.rope_nodes
+    return model
 
 
 def write_fused_decoder(graph: Any, path: Path, input_names: list[str], dtype: str) -> Path:
@@ -323,16 +319,13 @@ def write_fused_decoder(graph: Any, path: Path, input_names: list[str], dtype: s
     weight_bytes = sum(p.numel() * p.element_size() for p in graph.parameters()) // (2 if dtype == "fp16" else 1)
     if dtype == "fp32" and weight_bytes > onnx_common.EXTERNAL_DATA_THRESHOLD:
         with open(data, "wb") as data_file:  # weights stream to disk while the graph is built
-            model, _ = build_fused_model(graph, input_names, data_file=data_file, data_name=data.name)
+            model = build_fused_model(graph, input_names, data_file=data_file, data_name=data.name)
         onnx.save_model(model, str(path))
         return path
-    model, rope_nodes = build_fused_model(graph, input_names, fp16=dtype == "fp16")
+    model = build_fused_model(graph, input_names)
     if dtype == "fp16":
-        from onnxruntime.transformers.float16 import convert_float_to_float16
+        from .onnx_fp16 import to_fp16
 
-        # Graph inputs/outputs stay float32 so the runtime (and its KV buffers) are dtype-agnostic. The
-        # rope angles stay float32: position * inv_freq in fp16 is wrong beyond a few hundred positions.
-        model = convert_float_to_float16(model, keep_io_types=True, disable_shape_infer=True,
-                                         node_block_list=rope_nodes)
+        model = to_fp16(model)  # float32 I/O, norms and rotary angles (why: onnx_fp16.py)
     onnx_common.save_model(model, path, large=weight_bytes > onnx_common.EXTERNAL_DATA_THRESHOLD)
     return path

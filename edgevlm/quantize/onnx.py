@@ -112,10 +112,11 @@ def quantize_onnx_part(src: Path, dst: Path, method: str, block_size: int = 32, 
     if method == "none":
         _save(_load(src), dst)
     elif method == "fp16":
-        from onnxruntime.transformers.float16 import convert_float_to_float16
+        from ..export.onnx_fp16 import to_fp16
 
-        # keep_io_types: the runtime feeds and reads float32 exactly as for the source bundle
-        _save(convert_float_to_float16(_load(src), keep_io_types=True, disable_shape_infer=True), dst)
+        # float32 I/O (the runtime feeds and reads float32 exactly as for the source bundle), and float32
+        # norms and rotary angles: fp16 ones turned real Gemma 3 270M's logits into NaN (onnx_fp16.py)
+        _save(to_fp16(_load(src)), dst)
     elif method == "rows8":
         _save(quantize_gather_rows(_load(src)), dst)
         record.update(weights="int8 per row (token)")
@@ -145,6 +146,10 @@ def quantize_onnx_part(src: Path, dst: Path, method: str, block_size: int = 32, 
         if heads:
             model = _matmul_nbits(model, 8, block_size, True, ACCURACY_LEVEL, include=heads)
         _save(model, dst)
+        # Free the source proto before the check below loads it again: a 2.5B-parameter fp32 decoder
+        # (10 GB) would otherwise be held twice, and the w4 quantize of the PaliGemma-2B-class bundle was
+        # OOM-killed at 19.5 GB on a 24 GB machine.
+        del model
         record.update(bits=bits, block_size=block_size, symmetric=symmetric, head_bits=8 if heads else bits,
                       activations="int8 inside MatMulNBits (accuracy_level 4)")
     elif method in ("qdq8", "qdq16"):
