@@ -54,6 +54,23 @@ def test_head_bits_choose_the_output_heads_precision(source, tmp_path):
         edgevlm.quantize(str(source), str(tmp_path / "h3"), recipe="w4", head_bits=3, progress=None)
 
 
+def test_manifest_names_each_parts_external_data_file(source, tmp_path, monkeypatch):
+    """A quantized part may fit in one file where its source did not, or the other way round: the manifest
+    names the side file only when it exists (the threshold is lowered to force side files)."""
+    from edgevlm.quantize import onnx as quantize_onnx
+
+    inline = edgevlm.quantize(str(source), str(tmp_path / "inline"), recipe="w4", progress=None)
+    monkeypatch.setattr(quantize_onnx, "EXTERNAL_DATA_THRESHOLD", 0)
+    split = edgevlm.quantize(str(source), str(tmp_path / "split"), recipe="w4", progress=None)
+    for manifest, root in ((inline, tmp_path / "inline"), (split, tmp_path / "split")):
+        for part in manifest.parts.values():
+            data = root / (part.file + ".data")
+            assert part.extra.get("external_data") == (data.name if data.exists() else None), (root.name, part.file)
+    assert inline.parts["decoder"].extra["external_data"] is None
+    assert split.parts["decoder"].extra["external_data"] == "decoder.onnx.data"
+    assert len(edgevlm.load(str(tmp_path / "split")).generate("Describe.", max_new_tokens=2).token_ids) == 2
+
+
 def test_mixed_keeps_vision_gentle_and_overrides_apply(source, tmp_path):
     manifest = edgevlm.quantize(str(source), str(tmp_path / "mixed"), recipe="mixed", overrides={"vision": "none"},
                                 progress=None)

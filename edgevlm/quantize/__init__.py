@@ -86,6 +86,8 @@ def _quantize_onnx(src: Path, dst: Path, manifest: Manifest, recipe: str, overri
         records[name] = quantize_onnx_part(src / part.file, dst / part.file, methods[name], block_size, symmetric,
                                            calibration, name, head_bits=head_bits)
         part.dtype = methods[name] if methods[name] != "none" else part.dtype
+        data = dst / (part.file + ".data")  # a quantized part may fit in one file where its source did not
+        part.extra["external_data"] = data.name if data.exists() else None
         if methods[name] == "fp16":
             part.extra["ort_graph_optimization"] = "extended"  # see runtime/backends/onnxruntime.py
     return records
