@@ -159,7 +159,7 @@ def test_sliding_layers_read_only_their_window(bundle):
     """Gemma 3's local layers are bound only the cache rows their window (32 in the tiny config) can see:
     rows before it are poisoned with NaN and the next step is unchanged; a NaN there in a global layer
     (which must see every row) does reach the logits, so the poison would show if it were read."""
-    ref, backend, _, parts = bundle("gemma3")
+    ref, backend, out, parts = bundle("gemma3")
     layer_masks = parts["decoder"].extra["layer_masks"]
     window = parts["decoder"].extra["masks"]["attention_bias_sliding"]
     local = [i for i, m in enumerate(layer_masks) if m == "attention_bias_sliding"]
@@ -187,6 +187,15 @@ def test_sliding_layers_read_only_their_window(bundle):
           f"finite={np.isfinite(seen).all()}")
     np.testing.assert_array_equal(poisoned, clean)
     assert not np.isfinite(seen).all()
+    # A bundle exported before layer_masks existed binds every layer and mask in full: same logits.
+    import copy
+
+    old_parts = copy.deepcopy(parts)
+    del old_parts["decoder"].extra["layer_masks"]
+    old = OrtBackend(out, _manifest(ref, old_parts))
+    old.forward(ids[:59])
+    np.testing.assert_allclose(old.forward(ids[59:]), clean, atol=1e-4)
+    old.close()
 
 
 def test_rewind_reuses_the_cache(bundle):

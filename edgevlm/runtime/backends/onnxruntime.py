@@ -88,11 +88,12 @@ class OrtBackend:
         self._kv_names = [(dec.kv["past_key"] % i, dec.kv["past_value"] % i,
                            dec.kv["present_key"] % i, dec.kv["present_value"] % i) for i in range(self.n_layers)]
         self._masks: dict[str, int | None] = dict(self.dec["masks"])
-        # Bundles exported before ``layer_masks`` existed: every layer bound in full (correct, just slower).
-        layer_masks = self.dec.get("layer_masks") or ["attention_bias"] * self.n_layers
+        # Bundles exported before ``layer_masks`` existed: every layer and mask in full (correct, just slower).
+        layer_masks = self.dec.get("layer_masks") or [None] * self.n_layers
+        self._windowed = {name: window for name, window in self._masks.items() if name in layer_masks}
         # (past input, present output, buffer address, the layer's mask) for every layer's keys and values.
         self._kv_row = list(shape[2:])
-        self._kv_bindings: list[tuple[str, str, int, str]] = []
+        self._kv_bindings: list[tuple[str, str, int, str | None]] = []
         for (past_k, past_v, present_k, present_v), k, v, mask in zip(self._kv_names, self._keys, self._values,
                                                                        layer_masks):
             self._kv_bindings += [(past_k, present_k, k.ctypes.data, mask), (past_v, present_v, v.ctypes.data, mask)]
@@ -130,7 +131,8 @@ class OrtBackend:
         # Bound numpy inputs must outlive the run: keep references until it returns.
         keep = {"inputs_embeds": embeds,
                 "position_ids": (np.arange(past, past + t, dtype=np.int64) + self._offset)[None]}
-        first = {name: first_visible_key(past, window) for name, window in self._masks.items()}
+        first = {name: first_visible_key(past, self._windowed.get(name)) for name in self._masks}
+        first[None] = 0
         for name, window in self._masks.items():
             keep[name] = attention_bias(self._blocks, past, t, window, self._mask_value, first_key=first[name])
         if all_logits:
