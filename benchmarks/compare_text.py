@@ -256,6 +256,8 @@ ENGINES: dict[str, tuple[str, Callable[[str, int], Engine]]] = {
     "ours-onnx-int8": ("edgevlm ONNX int8", _ours("ours-onnx-int8")),
     "ours-onnx-w4": ("edgevlm ONNX w4", _ours("ours-onnx-w4")),
     "ours-onnx-w4-head4": ("edgevlm ONNX w4, 4-bit head (--head-bits 4)", _ours("ours-onnx-w4-head4")),
+    "ours-onnx-w4-b64-sym": ("edgevlm ONNX w4 at Q4_0's bytes (--block-size 64 --symmetric)",
+                             _ours("ours-onnx-w4-b64-sym")),
     "ours-onnx-w4-portable": ("edgevlm ONNX w4, portable decoder graph (--decoder-graph portable)",
                               _ours("ours-onnx-w4-portable")),
     "ours-gguf-q4_0": ("edgevlm GGUF Q4_0 (llama.cpp backend)", _ours("ours-gguf-q4_0")),
@@ -302,6 +304,8 @@ def measure(engine: Engine, runs: int, steps: int, vocab_hi: int = 250, seed: in
     ``avoid``: ids never fed back (the image placeholder: a greedy pick of it would need image features)."""
     rng = np.random.default_rng(seed)
     prompt = rng.integers(3, vocab_hi, CONTEXTS[-1]).astype(np.int64)
+    # An image placeholder id inside the range (PaliGemma's <image> is 7) would need image features.
+    prompt[np.isin(prompt, sorted(avoid))] = 3
     prefill, decode = [], {c: [] for c in CONTEXTS}
     token = engine.prefill(prompt[:16])
     engine.step(3 if token in avoid else token)  # warm-up, untimed: first-call graph setup and allocations

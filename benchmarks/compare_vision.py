@@ -14,6 +14,15 @@ The image is ``test_image(1000, 500)``: MiniCPM-V slices it into grid [2, 1], i.
 - mtmd: llama.cpp's libmtmd on the raw RGB image with the bundle's mmproj (f16), its own slicing
   (the same grid for this image) and chunk-by-chunk encoding; its preprocessing is inside the figure.
 Medians and min-max over ``runs`` after one warm-up on a small image.
+
+PaliGemma-class models (kind "paligemma") take one fixed-size image: the same 1000x500 image is
+resized to 224x224 (our ``prepare_image``, timed as preprocessing), one chunk, 256 image tokens.
+- ours-*: only the bundle's vision part (``open_session`` + ``encode_chunks``, what the runtime runs),
+  so the multi-GB decoder is not loaded; one call with the one image (reported as "batched").
+- torch-eager: transformers' ``PaliGemmaModel.get_image_features`` (SigLIP tower + linear projector,
+  fp32, eager attention) with the checkpoint's vision and projector weights; the text model is built
+  with one layer and a small vocabulary, as it plays no part in the image features.
+- mtmd: a skipped row: llama.cpp's mtmd has no PaliGemma projector (the GGUF bundle has no mmproj).
 """
 
 from __future__ import annotations
@@ -33,6 +42,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import models  # noqa: E402
 
 IMAGE_SIZE = (1000, 500)
+# model kind -> (table caption, plot caption) of the vision measurement; run_all.py runs vision for these kinds
+IMAGE_DESC = {
+    "minicpmv": (f"{IMAGE_SIZE[0]}x{IMAGE_SIZE[1]} image (overview + 2 slices = 3 chunks, 192 image tokens)",
+                 f"{IMAGE_SIZE[0]}x{IMAGE_SIZE[1]} image (3 chunks)"),
+    "paligemma": (f"{IMAGE_SIZE[0]}x{IMAGE_SIZE[1]} image resized to 224x224 (1 chunk, 256 image tokens)",
+                  f"{IMAGE_SIZE[0]}x{IMAGE_SIZE[1]} image at 224x224 (1 chunk)"),
+}
+MTMD_NO_PALIGEMMA = "llama.cpp's mtmd has no PaliGemma projector (no mmproj for this family): not run"
 
 
 def _image():
@@ -76,6 +93,88 @@ def bench_ours(model: str, recipe: str, runs: int, threads: int, modes: tuple[st
     return out
 
 
+def bench_ours_fixed(model: str, recipe: str, runs: int, threads: int) -> dict[str, Any]:
+    """A fixed-size processor (PaliGemma): the bundle's vision part alone, as the runtime runs it."""
+    from edgevlm.manifest import read_manifest
+    from edgevlm.processing.config import ProcessorConfig
+    from edgevlm.runtime.backends.onnxruntime import open_session
+    from edgevlm.runtime.backends.ort_vision import encode_chunks
+    from edgevlm.runtime.images import prepare_image
+
+    bundle = models.onnx_bundle(model, recipe)
+    manifest = read_manifest(bundle, verify=False)
+    part = manifest.parts["vision"]
+    session = open_session(bundle, part, ["CPUExecutionProvider"], threads)
+    extra, cfg, image = dict(part.extra), ProcessorConfig.from_dict(manifest.processor), _image()
+    max_batch = int(manifest.vision.get("max_batch", 0) or extra.get("max_batch", 16))
+
+    def encode(prepared: Any) -> np.ndarray:
+        return encode_chunks(lambda feeds: session.run(None, feeds)[0], prepared.inputs, extra, max_batch)
+
+    encode(prepare_image(image, cfg))  # warm-up (the same size: every image is resized to one size)
+    slicing, prepared = [], None
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        prepared = prepare_image(image, cfg)
+        slicing.append((time.perf_counter() - t0) * 1e3)
+    features = encode(prepared)
+    out: dict[str, Any] = {"preprocessing_ms": _summary(slicing), "chunks": prepared.n_chunks,
+                           "image_tokens": int(features.shape[0] * features.shape[1])}
+    out["batched_ms"] = _summary([_timed(lambda: encode(prepared)) for _ in range(runs)])
+    return out
+
+
+def _paligemma_vision_reference(ckpt: Path) -> Any:
+    """transformers' PaliGemma model holding the checkpoint's vision tower and projector (fp32, eager);
+    its text model has one layer and a small vocabulary (not used by get_image_features)."""
+    from safetensors import safe_open
+    from transformers import PaliGemmaConfig, PaliGemmaForConditionalGeneration
+
+    from edgevlm.families.base import read_config
+    from edgevlm.families.hf_vlm import hub_to_module
+
+    raw = read_config(ckpt)
+    fields = {k: v for k, v in raw.items() if k not in ("architectures", "model_type", "transformers_version")}
+    fields["text_config"] = {**raw["text_config"], "num_hidden_layers": 1, "vocab_size": 1024}
+    config = PaliGemmaConfig(**fields)
+    for c in (config, config.text_config, config.vision_config):
+        c._attn_implementation = "eager"
+    model = PaliGemmaForConditionalGeneration(config).float().eval()
+    tensors = {}
+    with safe_open(str(ckpt / "model.safetensors"), "pt") as f:
+        for key in f.keys():
+            if key.startswith(("vision_tower.", "multi_modal_projector.")):
+                tensors[hub_to_module(key)] = f.get_tensor(key).float()
+    result = model.load_state_dict(tensors, strict=False)
+    missing = [k for k in result.missing_keys if "vision_tower" in k or "multi_modal_projector" in k]
+    if missing or result.unexpected_keys:
+        raise RuntimeError(f"vision weights do not fit: missing {missing[:3]}, unexpected {result.unexpected_keys[:3]}")
+    return model
+
+
+def bench_torch_fixed(model: str, runs: int, threads: int) -> dict[str, Any]:
+    """PaliGemma: transformers' get_image_features on our preprocessed 224x224 pixels."""
+    import torch
+
+    from edgevlm.manifest import read_manifest
+    from edgevlm.processing.config import ProcessorConfig
+    from edgevlm.runtime.images import prepare_image
+
+    torch.set_num_threads(threads)
+    hf = _paligemma_vision_reference(models.checkpoint(model))
+    cfg = ProcessorConfig.from_dict(read_manifest(models.onnx_bundle(model, "fp32"), verify=False).processor)
+    pixels = torch.from_numpy(np.asarray(prepare_image(_image(), cfg).inputs["pixel_values"], np.float32))
+
+    def encode() -> torch.Tensor:
+        with torch.inference_mode():
+            out = hf.model.get_image_features(pixels)
+        return getattr(out, "pooler_output", out)
+
+    features = encode()  # warm-up
+    return {"chunks": int(pixels.shape[0]), "image_tokens": int(features.shape[0] * features.shape[1]),
+            "batched_ms": _summary([_timed(encode) for _ in range(runs)])}
+
+
 def bench_torch(model: str, runs: int, threads: int, modes: tuple[str, ...]) -> dict[str, Any]:
     import torch
 
@@ -111,6 +210,9 @@ def bench_torch(model: str, runs: int, threads: int, modes: tuple[str, ...]) -> 
 def bench_mtmd(model: str, runs: int, threads: int) -> dict[str, Any]:
     from edgevlm.runtime.backends.llamacpp_mtmd import MtmdImageEncoder
 
+    if models.spec(model).kind == "paligemma":
+        return {"skipped": MTMD_NO_PALIGEMMA}
+
     bundle = models.gguf_bundle(model, "q4_0")
     if not (bundle / "mmproj.gguf").is_file():
         return {"skipped": "no mmproj in this bundle (llama.cpp has no projector for this family)"}
@@ -123,11 +225,26 @@ def bench_mtmd(model: str, runs: int, threads: int) -> dict[str, Any]:
     return out
 
 
+def _fixed(model: str) -> bool:
+    """A fixed-size image processor (PaliGemma): one chunk per image, no slicing."""
+    return models.spec(model).kind == "paligemma"
+
+
+def _ours(recipe: str, modes: tuple[str, ...]) -> Callable[[str, int, int], dict[str, Any]]:
+    def run(m: str, r: int, t: int) -> dict[str, Any]:
+        return bench_ours_fixed(m, recipe, r, t) if _fixed(m) else bench_ours(m, recipe, r, t, modes)
+    return run
+
+
+def _torch(m: str, r: int, t: int) -> dict[str, Any]:
+    return bench_torch_fixed(m, r, t) if _fixed(m) else bench_torch(m, r, t, ("sequential", "batched"))
+
+
 ENGINES = {
-    "ours-onnx-fp32": ("edgevlm ONNX fp32", lambda m, r, t: bench_ours(m, "fp32", r, t, ("sequential", "batched"))),
-    "ours-onnx-int8": ("edgevlm ONNX int8", lambda m, r, t: bench_ours(m, "int8", r, t, ("batched",))),
-    "ours-onnx-w4": ("edgevlm ONNX w4", lambda m, r, t: bench_ours(m, "w4", r, t, ("batched",))),
-    "torch-eager": ("PyTorch eager fp32", lambda m, r, t: bench_torch(m, r, t, ("sequential", "batched"))),
+    "ours-onnx-fp32": ("edgevlm ONNX fp32", _ours("fp32", ("sequential", "batched"))),
+    "ours-onnx-int8": ("edgevlm ONNX int8", _ours("int8", ("batched",))),
+    "ours-onnx-w4": ("edgevlm ONNX w4", _ours("w4", ("batched",))),
+    "torch-eager": ("PyTorch eager fp32", _torch),
     "mtmd": ("llama.cpp mtmd (mmproj f16)", bench_mtmd),
 }
 

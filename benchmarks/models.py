@@ -56,6 +56,9 @@ class ModelSpec:
     vision: dict[str, Any] = field(default_factory=dict)
     default: bool = True  # part of the default suite (the 30-minute budget on 2 cores)
     genai: bool = True  # onnxruntime-genai's builder supports the text architecture
+    # dtype of the written checkpoint's tensors. bfloat16 halves the disk and the exporters' peak memory
+    # (the export loads it into fp32 modules; PyTorch eager loads it as fp32): speed does not depend on values.
+    checkpoint_dtype: str = "float32"
 
 
 MODELS: dict[str, ModelSpec] = {s.name: s for s in (
@@ -64,10 +67,11 @@ MODELS: dict[str, ModelSpec] = {s.name: s for s in (
     ModelSpec("minicpmv-1.5b", "minicpmv", "MiniCPM-V 2.6 class: SigLIP-400M navit @448 + resampler "
               "+ Qwen2-1.5B-sized text", QWEN2_15B, SIGLIP_400M_448, default=False),
     ModelSpec("paligemma-2b", "paligemma", "PaliGemma 1 class: SigLIP So400m @224 + Gemma-2B-sized text",
-              GEMMA_2B, SIGLIP_SO400M_224, default=False),
+              GEMMA_2B, SIGLIP_SO400M_224, default=False, checkpoint_dtype="bfloat16"),
     # The smoke test's model: the same code paths at toy size (tests/test_benchmarks_smoke.py).
     ModelSpec("tiny-minicpmv", "minicpmv", "tiny random MiniCPM-V 2.6 (smoke test only)", default=False,
               genai=False),
+    ModelSpec("tiny-paligemma", "paligemma", "tiny random PaliGemma (smoke test only)", default=False, genai=False),
     ModelSpec("gemma3-270m", "gemma3-real", "Gemma 3 270M (real weights, dequantized from the published Q4_K_M) "
               "behind a tiny random vision tower"),
 )}
@@ -112,6 +116,19 @@ def _sized(module: Any, text: dict[str, Any], vision: dict[str, Any]):
         module.random_config = original
 
 
+@contextlib.contextmanager
+def _default_dtype(name: str):
+    """Build modules (and so the written checkpoint) in ``name`` (a torch dtype name)."""
+    import torch
+
+    saved = torch.get_default_dtype()
+    torch.set_default_dtype(getattr(torch, name))
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(saved)
+
+
 def _randomize_fast(module: Any, seed: int, skip: tuple[str, ...] = ()) -> None:
     """Cheap random init: values do not matter for speed, only that they are finite and not all zero."""
     import torch
@@ -134,25 +151,26 @@ def checkpoint(name: str) -> Path:
     tmp = out.with_name("ckpt.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     t0 = time.time()
-    log(f"{name}: building the checkpoint ({s.description})")
+    log(f"{name}: building the checkpoint ({s.description}; tensors {s.checkpoint_dtype})")
     # tiny.randomize_ draws per-tensor Gaussians scaled for peaky logits; at 1B parameters the plain
     # in-place normal_ is ~3x faster and speed does not depend on the values.
     slow_randomize, tiny.randomize_ = tiny.randomize_, _randomize_fast
     try:
-        if s.kind == "minicpmv":
-            from edgevlm.families import minicpmv
+        with _default_dtype(s.checkpoint_dtype):
+            if s.kind == "minicpmv":
+                from edgevlm.families import minicpmv
 
-            with _sized(minicpmv, s.text, s.vision):
-                tiny.make_tiny("minicpmv-2.6", tmp)
-        elif s.kind == "paligemma":
-            from edgevlm.families import paligemma
+                with _sized(minicpmv, s.text, s.vision):
+                    tiny.make_tiny("minicpmv-2.6", tmp)
+            elif s.kind == "paligemma":
+                from edgevlm.families import paligemma
 
-            with _sized(paligemma, s.text, s.vision):
-                tiny.make_tiny("paligemma", tmp)
-        else:
-            from edgevlm.families.real_weights import gemma3_270m_checkpoint
+                with _sized(paligemma, s.text, s.vision):
+                    tiny.make_tiny("paligemma", tmp)
+            else:
+                from edgevlm.families.real_weights import gemma3_270m_checkpoint
 
-            tiny.make_tiny("gemma3", tmp, text_model=gemma3_270m_checkpoint(CACHE / name / "text"))
+                tiny.make_tiny("gemma3", tmp, text_model=gemma3_270m_checkpoint(CACHE / name / "text"))
     finally:
         tiny.randomize_ = slow_randomize
     shutil.rmtree(out, ignore_errors=True)
@@ -216,7 +234,10 @@ def _cached(out: Path, build: Callable[[], None], what: str) -> Path:
 
 
 # recipe name in the cache -> extra `edgevlm quantize` arguments
-RECIPE_ARGS = {"int8": ["--recipe", "int8"], "w4": ["--recipe", "w4"], "w4-head4": ["--recipe", "w4", "--head-bits", "4"]}
+RECIPE_ARGS = {"int8": ["--recipe", "int8"], "w4": ["--recipe", "w4"], "w4-head4": ["--recipe", "w4", "--head-bits", "4"],
+               # Q4_0's bytes: 4.5 bits per body weight (symmetric blocks of 64 with fp32 scales vs Q4_0's 32
+               # with fp16 scales) and an 8.5-bit head (8-bit blocks of 64 vs Q8_0's 32 with fp16 scales)
+               "w4-b64-sym": ["--recipe", "w4", "--block-size", "64", "--symmetric"]}
 
 
 def onnx_bundle(name: str, recipe: str = "fp32", graph: str = "fused") -> Path:
@@ -226,26 +247,30 @@ def onnx_bundle(name: str, recipe: str = "fp32", graph: str = "fused") -> Path:
     "portable" (elementary ops), side by side to show what the fused graph buys."""
     prefix = "onnx" if graph == "fused" else f"onnx-{graph}"
     base = CACHE / name / f"{prefix}-fp32"
-    _cached(base, lambda: _edgevlm_cli("export", str(checkpoint(name)), "-o", str(base), "--max-context",
-                                       str(MAX_CONTEXT), "--decoder-graph", graph, "--no-validate", "--overwrite"),
-            f"{name} ONNX fp32 ({graph} decoder)")
+
+    def export() -> Path:
+        return _cached(base, lambda: _edgevlm_cli("export", str(checkpoint(name)), "-o", str(base), "--max-context",
+                                                  str(MAX_CONTEXT), "--decoder-graph", graph, "--no-validate",
+                                                  "--overwrite"), f"{name} ONNX fp32 ({graph} decoder)")
     if recipe == "fp32":
-        return base
-    out = CACHE / name / f"{prefix}-{recipe}"
-    return _cached(out, lambda: _edgevlm_cli("quantize", str(base), "-o", str(out), *RECIPE_ARGS[recipe],
+        return export()
+    out = CACHE / name / f"{prefix}-{recipe}"  # a cached quantized bundle does not need its fp32 base any more
+    return _cached(out, lambda: _edgevlm_cli("quantize", str(export()), "-o", str(out), *RECIPE_ARGS[recipe],
                                              "--overwrite"), f"{name} ONNX {recipe} ({graph} decoder)")
 
 
 def gguf_bundle(name: str, quant: str = "q4_0") -> Path:
     """Our GGUF bundle: f32 export (its ONNX vision part is then fp32: an fp16 one crashes onnxruntime 1.32 at session creation), or its text GGUF quantized by llama.cpp (llama_model_quantize)."""
     base = CACHE / name / "gguf-f32"
-    _cached(base, lambda: _edgevlm_cli("export", str(checkpoint(name)), "-o", str(base), "--format", "gguf",
-                                       "--dtype", "f32", "--max-context", str(MAX_CONTEXT), "--no-validate",
-                                       "--overwrite"), f"{name} GGUF f32")
+
+    def export() -> Path:
+        return _cached(base, lambda: _edgevlm_cli("export", str(checkpoint(name)), "-o", str(base), "--format", "gguf",
+                                                  "--dtype", "f32", "--max-context", str(MAX_CONTEXT), "--no-validate",
+                                                  "--overwrite"), f"{name} GGUF f32")
     if quant == "f32":
-        return base
+        return export()
     out = CACHE / name / f"gguf-{quant}"
-    return _cached(out, lambda: _edgevlm_cli("quantize", str(base), "-o", str(out), "--recipe", quant,
+    return _cached(out, lambda: _edgevlm_cli("quantize", str(export()), "-o", str(out), "--recipe", quant,
                                              "--overwrite"), f"{name} GGUF {quant}")
 
 
@@ -314,6 +339,7 @@ ENGINE_BUILDS: dict[str, Callable[[str], Any]] = {
     "ours-onnx-int8": lambda n: onnx_bundle(n, "int8"),
     "ours-onnx-w4": lambda n: onnx_bundle(n, "w4"),
     "ours-onnx-w4-head4": lambda n: onnx_bundle(n, "w4-head4"),
+    "ours-onnx-w4-b64-sym": lambda n: onnx_bundle(n, "w4-b64-sym"),
     "ours-onnx-w4-portable": lambda n: onnx_bundle(n, "w4", graph="portable"),
     "ours-gguf-q4_0": lambda n: gguf_bundle(n, "q4_0"),
     "llamacpp-q4_0": lambda n: gguf_bundle(n, "q4_0"),

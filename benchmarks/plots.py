@@ -79,6 +79,8 @@ def plot_vision(model: dict[str, Any], path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(9, 4))
     for i, (mode, color) in enumerate((("sequential", "#c44e52"), ("batched", "#55a868"))):
         have = [j for j, r in enumerate(rows) if f"{mode}_ms" in r]
+        if not have:  # PaliGemma: one chunk per image, one call ("batched") only
+            continue
         stats = [rows[j][f"{mode}_ms"] for j in have]
         ax.bar(x[have] + (i - 0.5) * 0.38, [s["median"] / 1e3 for s in stats], 0.38,
                yerr=_err(stats) / 1e3, color=color, label=f"{mode} chunks", capsize=2)

@@ -150,7 +150,7 @@ def ttft_rows(text: list[dict[str, Any]], vision: list[dict[str, Any]]) -> list[
         t, v = by_text.get(t_engine), by_vision.get(v_engine)
         if not t or not v or f"{mode}_ms" not in v:
             continue
-        tokens = v["chunks"] * 64 + TEXT_PROMPT_TOKENS
+        tokens = v.get("image_tokens", v["chunks"] * 64) + TEXT_PROMPT_TOKENS  # MiniCPM-V: 64 per chunk
         prefill = 1e3 * tokens / t["prefill_tokens_per_s"]["median"]
         pre = ours_pre if our_preprocessing else 0.0  # mtmd's preprocessing is inside its vision figure
         vis = v[f"{mode}_ms"]["median"]
@@ -165,7 +165,8 @@ def targets(text: list[dict[str, Any]], vision: list[dict[str, Any]]) -> list[di
     by_vision = {r["engine"]: r for r in vision if "chunks" in r}
     out = []
     q4 = by_text.get("llamacpp-q4_0")
-    for engine, what in (("ours-onnx-w4", "w4 ONNX"), ("ours-onnx-w4-head4", "w4 ONNX with a 4-bit head")):
+    for engine, what in (("ours-onnx-w4", "w4 ONNX"), ("ours-onnx-w4-head4", "w4 ONNX with a 4-bit head"),
+                         ("ours-onnx-w4-b64-sym", "w4 ONNX at Q4_0's bytes")):
         w4 = by_text.get(engine)
         if not (w4 and q4):
             continue
@@ -300,12 +301,10 @@ def run_model(name: str, args: argparse.Namespace) -> dict[str, Any]:
         entry["text"].append(row)
         _say_row(row)
     entry["vision"] = []
-    if spec.kind == "minicpmv" and not args.skip_vision:
-        entry["image_desc"] = (f"{compare_vision.IMAGE_SIZE[0]}x{compare_vision.IMAGE_SIZE[1]} image "
-                               "(overview + 2 slices = 3 chunks, 192 image tokens)")
-        entry["image_short"] = f"{compare_vision.IMAGE_SIZE[0]}x{compare_vision.IMAGE_SIZE[1]} image (3 chunks)"
+    if spec.kind in compare_vision.IMAGE_DESC and not args.skip_vision:
+        entry["image_desc"], entry["image_short"] = compare_vision.IMAGE_DESC[spec.kind]
         vision_args = ["--runs", str(args.vision_runs), "--threads", str(args.threads)]
-        for engine in compare_vision.ENGINES:
+        for engine in args.vision_engines or compare_vision.ENGINES:
             log(f"{name}: vision engine {engine}")
             row = run_child("compare_vision.py", engine, name, vision_args)
             row.setdefault("label", compare_vision.ENGINES[engine][0])
@@ -363,8 +362,9 @@ def merge(args: argparse.Namespace) -> None:
             _say_row(row)
             rows = [r for r in model["text"] if r["engine"] != engine] + [row]
             model["text"] = sorted(rows, key=lambda r: order.index(r["engine"]) if r["engine"] in order else 99)
-    suite.setdefault("merged", []).append({"at": dt.datetime.now(dt.timezone.utc).strftime("%H:%M UTC"),
-                                           "engines": args.engines, "load_average": load_average()})
+    if args.engines:  # without engines a merge only re-derives tables, targets and plots
+        suite.setdefault("merged", []).append({"at": dt.datetime.now(dt.timezone.utc).strftime("%H:%M UTC"),
+                                               "engines": args.engines, "load_average": load_average()})
     finish(suite, out)
 
 
@@ -377,6 +377,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=16)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--skip-vision", action="store_true")
+    ap.add_argument("--vision-engines", nargs="+", help="vision engines to run (default: all of compare_vision.py)")
     ap.add_argument("--out", default=str(HERE / "results"))
     ap.add_argument("--merge", action="store_true",
                     help="add/replace the --engines rows of --models in an existing suite.json, then re-derive")

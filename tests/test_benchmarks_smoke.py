@@ -83,3 +83,19 @@ def test_suite_end_to_end_on_tiny_model(bench, tmp_path):
     for png in model["plots"]:
         assert (out / png).stat().st_size > 1000
     assert len(model["plots"]) == 3
+
+
+def test_paligemma_vision_and_ttft_on_tiny_model(bench, tmp_path):
+    """PaliGemma-class rows: one fixed-size chunk of 256 tokens in ours and PyTorch, mtmd a reasoned skip."""
+    text, vision, run_all = bench["text"], bench["vision"], bench["run_all"]
+    model = "tiny-paligemma"
+    rows = [text.run_engine("ours-onnx-fp32", model, runs=1, steps=2)]
+    _check_stats(rows[0]["decode_tokens_per_s_ctx128"])
+    seen = [vision.run_engine(engine, model, runs=1) for engine in ("ours-onnx-fp32", "torch-eager", "mtmd")]
+    for r in seen[:2]:
+        assert r["chunks"] == 1 and r["image_tokens"] == 256
+        _check_stats(r["batched_ms"])
+    assert "mtmd" in seen[2]["skipped"]
+    ttft = run_all.ttft_rows(rows, seen)
+    assert [r["prompt_tokens"] for r in ttft] == [256 + run_all.TEXT_PROMPT_TOKENS]
+    assert {t["target"] for t in run_all.targets(rows, seen)} >= {"vision speed-up over PyTorch eager fp32 (batched)"}

@@ -17,6 +17,7 @@ import onnx.numpy_helper
 from ..errors import EdgeVLMError
 from ..manifest import EXTERNAL_DATA_THRESHOLD
 
+
 def _save(model: onnx.ModelProto, path: Path) -> None:
     large = model.ByteSize() > EXTERNAL_DATA_THRESHOLD
     onnx.save_model(model, str(path), save_as_external_data=large, all_tensors_to_one_file=True,
