@@ -59,9 +59,9 @@ def export_ours(ckpt: Path) -> Path:
     import torch
     from transformers import AutoModelForCausalLM
 
-    from edgevlm.export.onnx_decoder import export_decoder
-    from edgevlm.export.onnx_embedding import export_embedding
-    from edgevlm.families.base import TextSpec
+    from edgevlm.export.onnx.decoder import export_decoder
+    from edgevlm.export.onnx.embedding import export_embedding
+    from edgevlm.families.common.reference import TextSpec
 
     lm = AutoModelForCausalLM.from_pretrained(str(ckpt), dtype=torch.float32, attn_implementation="eager").eval()
 
@@ -242,7 +242,7 @@ def bench_decode(ours_dir: Path, genai_dir: Path | None, threads: int | None, st
 def bench_vision(threads: int | None, n_slices: int, rounds: int) -> dict:
     import torch
 
-    from edgevlm.export.onnx_vision import export_vision
+    from edgevlm.export.onnx.vision import export_vision
     from edgevlm.families.minicpmv import MiniCPMV, random_config
 
     out = CACHE / "vision"

@@ -130,8 +130,8 @@ def _paligemma_vision_reference(ckpt: Path) -> Any:
     from safetensors import safe_open
     from transformers import PaliGemmaConfig, PaliGemmaForConditionalGeneration
 
-    from edgevlm.families.base import read_config
-    from edgevlm.families.hf_vlm import hub_to_module
+    from edgevlm.families.common.reference import read_config
+    from edgevlm.families.common.hf_vlm import hub_to_module
 
     raw = read_config(ckpt)
     fields = {k: v for k, v in raw.items() if k not in ("architectures", "model_type", "transformers_version")}

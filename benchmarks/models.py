@@ -146,7 +146,7 @@ def checkpoint(name: str) -> Path:
     out = CACHE / name / "ckpt"
     if (out / "config.json").is_file() and (out / "model.safetensors").is_file():
         return out
-    from edgevlm.families import tiny
+    from edgevlm.testing import tiny
 
     tmp = out.with_name("ckpt.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -158,7 +158,7 @@ def checkpoint(name: str) -> Path:
     try:
         with _default_dtype(s.checkpoint_dtype):
             if s.kind == "minicpmv":
-                from edgevlm.families import minicpmv
+                from edgevlm.families.minicpmv import reference as minicpmv
 
                 with _sized(minicpmv, s.text, s.vision):
                     tiny.make_tiny("minicpmv-2.6", tmp)
@@ -168,7 +168,7 @@ def checkpoint(name: str) -> Path:
                 with _sized(paligemma, s.text, s.vision):
                     tiny.make_tiny("paligemma", tmp)
             else:
-                from edgevlm.families.real_weights import gemma3_270m_checkpoint
+                from edgevlm.testing.real_weights import gemma3_270m_checkpoint
 
                 tiny.make_tiny("gemma3", tmp, text_model=gemma3_270m_checkpoint(CACHE / name / "text"))
     finally:
@@ -191,7 +191,7 @@ def text_checkpoint(name: str) -> Path:
     from safetensors import safe_open
     from safetensors.torch import save_file
 
-    from edgevlm.families.base import read_config
+    from edgevlm.families.common.reference import read_config
 
     ckpt = checkpoint(name)
     config = read_config(ckpt)
@@ -327,7 +327,7 @@ def genai_failure(name: str, precision: str) -> str | None:
 def published_gguf(name: str) -> Path | None:
     if spec(name).kind != "gemma3-real":
         return None
-    from edgevlm.families.real_weights import gemma3_270m_gguf
+    from edgevlm.testing.real_weights import gemma3_270m_gguf
 
     return gemma3_270m_gguf(CACHE / name / "published")
 

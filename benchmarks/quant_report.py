@@ -33,7 +33,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def checkpoint() -> Path:
     """The Gemma 3 VLM checkpoint: real Gemma 3 270M text behind a tiny random vision tower."""
-    from edgevlm.families.real_weights import gemma3_270m_checkpoint
+    from edgevlm.testing.real_weights import gemma3_270m_checkpoint
     from edgevlm.families.tiny import make_tiny
 
     ckpt = CACHE / "gemma3-270m-vlm"

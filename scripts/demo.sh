@@ -13,7 +13,7 @@ $PY - "$OUT" <<'PY'
 import sys
 from pathlib import Path
 from edgevlm.export.validate import test_image
-from edgevlm.families.real_weights import gemma3_270m_checkpoint
+from edgevlm.testing.real_weights import gemma3_270m_checkpoint
 from edgevlm.families.tiny import make_tiny
 out = Path(sys.argv[1])
 text = gemma3_270m_checkpoint(out / "gemma3-270m")          # real weights, converted offline

@@ -36,7 +36,7 @@ def core_classpath() -> str:
 def golden(tiny, tmp_path_factory) -> Path:
     """Golden vectors from this checkout's Python code, over a tiny MiniCPM-V 2.6 ONNX bundle."""
     import edgevlm
-    from edgevlm.tools.android_golden import write_golden
+    from edgevlm.testing.android_golden import write_golden
 
     out = tmp_path_factory.mktemp("android_golden")
     bundle = out / "bundle"

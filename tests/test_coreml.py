@@ -4,7 +4,7 @@ Linux-possible checks (Core ML itself only runs on macOS):
 1. the PyTorch modules handed to the converter reproduce the reference (stateful KV cache, prompt
    chunks padded to enumerated prefill lengths + decode steps with an explicit write position and
    masks over the whole cache, prefix-LM and bidirectional-image masks, padded navit slices, greedy
-   tokens). They are driven through CoreMLBackend's own feed-building code (edgevlm.export.coreml_check:
+   tokens). They are driven through CoreMLBackend's own feed-building code (edgevlm.export.coreml.check:
    objects with the MLModel interface, predict / make_state, that run the very modules the converter
    traced and refuse shapes the converted functions would refuse);
 2. conversion succeeds and the saved packages' specs show both decoder functions (decode, prefill)
@@ -24,13 +24,13 @@ from hf_prompts import block_ids, processor_inputs
 torch = pytest.importorskip("torch")
 
 from edgevlm.errors import EdgeVLMError  # noqa: E402
-from edgevlm.export.coreml_common import (function_io_spec, function_names, io_spec, load_spec,  # noqa: E402
+from edgevlm.export.coreml.common import (function_io_spec, function_names, io_spec, load_spec,  # noqa: E402
                                           mil_op_counts)
-from edgevlm.export.coreml_check import module_backend  # noqa: E402
-from edgevlm.export.coreml_decoder import (StatefulDecoder, declared_functions, decoder_extra,  # noqa: E402
+from edgevlm.export.coreml.check import module_backend  # noqa: E402
+from edgevlm.export.coreml.decoder import (StatefulDecoder, declared_functions, decoder_extra,  # noqa: E402
                                            prefill_sizes)
-from edgevlm.export.coreml_embedding import embedding_extra  # noqa: E402
-from edgevlm.export.coreml_vision import is_navit, vision_extra  # noqa: E402
+from edgevlm.export.coreml.embedding import embedding_extra  # noqa: E402
+from edgevlm.export.coreml.vision import is_navit, vision_extra  # noqa: E402
 from edgevlm.families import TINY_NAMES, load_reference  # noqa: E402
 from edgevlm.manifest import Part  # noqa: E402
 from edgevlm.runtime.backends.coreml import plan_chunks  # noqa: E402
@@ -313,7 +313,7 @@ def test_converted_packages_declare_inputs_outputs_states_and_shapes(bundle, nam
 def test_export_parity_check_with_converter_modules(bundle, tiny):
     """The whole export check (our preprocessing, prompt layout, vision, logits, 32 greedy tokens) on the
     exported manifest, with the converter's modules standing in for Core ML."""
-    from edgevlm.export.coreml_check import validate_with_modules
+    from edgevlm.export.coreml.check import validate_with_modules
 
     ref, manifest, out = bundle("minicpmv-2.6")
     report = validate_with_modules(ref, tiny("minicpmv-2.6"), out, manifest)

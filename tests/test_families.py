@@ -96,7 +96,7 @@ def test_resampler_matches_numpy_formula(tiny):
     tokens = rng.randn(1, h * w + pad, rs.kv_proj.in_features).astype(np.float32)
     padding = np.zeros((1, h * w + pad), dtype=bool)
     padding[0, h * w:] = True
-    from edgevlm.families.resampler import chunk_position_embedding
+    from edgevlm.families.minicpmv.resampler import chunk_position_embedding
 
     key_pos = chunk_position_embedding(torch.tensor([[h, w]]), rs.embed_dim, h * w + pad)
     with torch.no_grad():

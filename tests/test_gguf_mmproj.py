@@ -16,8 +16,8 @@ torch = pytest.importorskip("torch")
 llama_cpp = pytest.importorskip("llama_cpp")
 gguf = pytest.importorskip("gguf")
 
-from edgevlm.export.gguf_mmproj import export_mmproj  # noqa: E402
-from edgevlm.export.gguf_text import export_text_gguf  # noqa: E402
+from edgevlm.families.minicpmv.mmproj import export_mmproj  # noqa: E402
+from edgevlm.export.gguf.text import export_text_gguf  # noqa: E402
 from edgevlm.families import load_reference  # noqa: E402
 from edgevlm.families.minicpmv import VERSIONS  # noqa: E402
 from edgevlm.processing.config import ProcessorConfig  # noqa: E402

@@ -15,7 +15,7 @@ gguf = pytest.importorskip("gguf")
 
 import edgevlm  # noqa: E402
 from edgevlm.errors import BundleError, EdgeVLMError  # noqa: E402
-from edgevlm.export.gguf_text import export_text_gguf  # noqa: E402
+from edgevlm.export.gguf.text import export_text_gguf  # noqa: E402
 from edgevlm.families import load_reference  # noqa: E402
 from edgevlm.manifest import read_manifest, sha256_of  # noqa: E402
 from edgevlm.quantize.gguf import quantize_gguf  # noqa: E402
@@ -85,7 +85,7 @@ def test_quantize_bundle_keeps_mmproj_and_runs(tiny, tmp_path):
 def test_mmproj_q8_0_still_matches_in_mtmd(tiny, tmp_path):
     from test_gguf_mmproj import reference_features, smooth_rgb
 
-    from edgevlm.export.gguf_mmproj import export_mmproj
+    from edgevlm.families.minicpmv.mmproj import export_mmproj
     from edgevlm.quantize.gguf import quantize_mmproj_q8_0
     from edgevlm.runtime.backends.llamacpp_mtmd import MtmdImageEncoder
 

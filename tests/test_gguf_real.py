@@ -35,7 +35,7 @@ TEXT = ("The history of the printing press begins in the fifteenth century, when
 @pytest.fixture(scope="module")
 def real(tmp_path_factory):
     from edgevlm.families import load_reference
-    from edgevlm.families.real_weights import gemma3_270m_checkpoint
+    from edgevlm.testing.real_weights import gemma3_270m_checkpoint
     from edgevlm.families.tiny import make_tiny
 
     cache = Path(os.environ.get("EDGEVLM_CACHE", Path.home() / ".cache" / "edgevlm"))
@@ -47,7 +47,7 @@ def real(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def f16_gguf(real, tmp_path_factory):
-    from edgevlm.export.gguf_text import export_text_gguf
+    from edgevlm.export.gguf.text import export_text_gguf
 
     path = tmp_path_factory.mktemp("real-gguf") / "text-f16.gguf"
     export_text_gguf(real["ref"], real["vlm"], path, "f16")

@@ -15,7 +15,7 @@ torch = pytest.importorskip("torch")
 llama_cpp = pytest.importorskip("llama_cpp")
 gguf = pytest.importorskip("gguf")
 
-from edgevlm.export.gguf_text import export_text_gguf, input_scales  # noqa: E402
+from edgevlm.export.gguf.text import export_text_gguf, input_scales  # noqa: E402
 from edgevlm.families import TINY_NAMES, load_reference  # noqa: E402
 
 pytestmark = pytest.mark.gguf

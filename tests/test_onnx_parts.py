@@ -12,7 +12,7 @@ torch = pytest.importorskip("torch")
 ort = pytest.importorskip("onnxruntime")
 
 from edgevlm.families import TINY_NAMES, load_reference  # noqa: E402
-from edgevlm.export.onnx_parts import export_onnx_parts  # noqa: E402
+from edgevlm.export.onnx import export_onnx_parts  # noqa: E402
 from edgevlm.runtime.backends.ort_masks import attention_bias  # noqa: E402
 from edgevlm.runtime.vision_inputs import derived_inputs, navit_position_ids, resampler_key_pos  # noqa: E402
 
@@ -59,7 +59,7 @@ def _cosine(a, b):
 
 def test_numpy_vision_inputs_match_torch_reference():
     from edgevlm.families.minicpmv import navit_position_ids as torch_ids
-    from edgevlm.families.resampler import chunk_position_embedding
+    from edgevlm.families.minicpmv.resampler import chunk_position_embedding
 
     tgt = np.array([[32, 32], [28, 37], [10, 12], [1, 70], [45, 23]], np.int32)
     n = int((tgt[:, 0] * tgt[:, 1]).max())
@@ -178,7 +178,7 @@ def test_fused_graph_is_fused_and_portable_graph_agrees(exported, tmp_path, name
     """The default graph has one Attention and two RotaryEmbedding per layer and at most ~34 nodes per layer; the
     portable graph (elementary ops only) is an independent second export that matches the reference too.
     Covers qwen2 biases, qwen3 q/k norms, gemma2 softcaps and sandwich norms, gemma3 sliding layers."""
-    from edgevlm.export.onnx_decoder import export_decoder
+    from edgevlm.export.onnx.decoder import export_decoder
 
     ref, parts, out = exported(name)
     fused, layers = _op_counts(out / parts["decoder"].file), parts["decoder"].extra["num_layers"]
@@ -210,7 +210,7 @@ def test_logits_index_selects_rows(exported):
 
 def test_fp16_export_runs_close_to_fp32(tiny, tmp_path):
     ref = load_reference(tiny("minicpmv-2.6"))
-    from edgevlm.export.onnx_decoder import export_decoder
+    from edgevlm.export.onnx.decoder import export_decoder
 
     part = export_decoder(ref, tmp_path, dtype="fp16", max_context=64)
     assert part.dtype == "fp16" and part.inputs["inputs_embeds"]["dtype"] == "float32"
@@ -233,8 +233,8 @@ def test_fp16_keeps_the_residual_stream_float32(tiny, tmp_path):
     fp16 graph must stay finite and close to the reference (without the float32 norms it is NaN)."""
     import onnx
 
-    from edgevlm.export.onnx_decoder import export_decoder
-    from edgevlm.export.onnx_fp16 import FLOAT32_OPS
+    from edgevlm.export.onnx.decoder import export_decoder
+    from edgevlm.export.onnx.fp16 import FLOAT32_OPS
 
     ref = load_reference(tiny("gemma3"))
     norm = ref.language_model.model.layers[0].post_feedforward_layernorm.weight
@@ -259,8 +259,8 @@ def test_fp16_keeps_the_residual_stream_float32(tiny, tmp_path):
 
 def test_large_models_use_one_external_data_file(tiny, tmp_path, monkeypatch):
     """Over the 2 GB protobuf limit the weights go to decoder.onnx.data (threshold lowered to force it)."""
-    from edgevlm.export import onnx_common
-    from edgevlm.export.onnx_decoder import export_decoder
+    from edgevlm.export.onnx import common as onnx_common
+    from edgevlm.export.onnx.decoder import export_decoder
 
     monkeypatch.setattr(onnx_common, "EXTERNAL_DATA_THRESHOLD", 0)
     ref = load_reference(tiny("minicpmv-2.6"))

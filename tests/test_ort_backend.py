@@ -19,7 +19,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
 from edgevlm.errors import DeviceError, PromptError  # noqa: E402
-from edgevlm.export.onnx_parts import export_onnx_parts  # noqa: E402
+from edgevlm.export.onnx import export_onnx_parts  # noqa: E402
 from edgevlm.families import TINY_NAMES, load_reference  # noqa: E402
 from edgevlm.manifest import Manifest, Part  # noqa: E402
 from edgevlm.runtime.backends.onnxruntime import OrtBackend  # noqa: E402

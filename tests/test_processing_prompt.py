@@ -10,7 +10,7 @@ remote-code processors (their code is not copied here):
   ``image_feature_size=96``) for 12 sizes x ``max_slice_nums`` 9, 4, 16.
 * ``minicpmv26_prompts.json``: the 2.6 ``MiniCPMVProcessor._convert_images_texts_to_inputs``
   (``processing_minicpmv.py`` of the same commit) with the ``MiniCPMVTokenizerFast`` wrapper over
-  ``minicpmv26_tokenizer.json`` (the tiny byte-level BPE of ``edgevlm.families.tiny_tokenizer`` with
+  ``minicpmv26_tokenizer.json`` (the tiny byte-level BPE of ``edgevlm.testing.tiny_tokenizer`` with
   the ChatML + MiniCPM-V special tokens, stored so the ids cannot drift), on chat texts built the
   way the reference ``chat()`` builds them (image parts -> ``(<image>./</image>)``, parts joined by
   "\\n", then the ChatML template with the default system message). Recorded: the chat text, the

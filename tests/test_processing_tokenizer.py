@@ -9,7 +9,7 @@ from tokenizers import decoders, normalizers, processors
 
 from edgevlm.processing.tokenizer import StreamDecoder, Tokenizer
 
-tiny_tokenizer = pytest.importorskip("edgevlm.families.tiny_tokenizer")
+tiny_tokenizer = pytest.importorskip("edgevlm.testing.tiny_tokenizer")
 
 SPECIALS_SP = ["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>", "<image>"]
 SPECIALS_BL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<unk>", "<image>", "</image>"]

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def fp32_bundle(tmp_path_factory):
-    from edgevlm.families.real_weights import gemma3_270m_checkpoint
+    from edgevlm.testing.real_weights import gemma3_270m_checkpoint
     from edgevlm.families.tiny import make_tiny
 
     root = tmp_path_factory.mktemp("real")

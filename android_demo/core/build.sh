@@ -5,7 +5,7 @@
 #
 #   --install-deps   install a JDK from Debian (default-jdk-headless) when javac is missing (needs root/apt)
 #   --test DIR       run the tests against golden vectors in DIR; write them first with
-#                    `python -m edgevlm.tools.android_golden DIR` (exports a tiny bundle, ~1 min)
+#                    `python -m edgevlm.testing.android_golden DIR` (exports a tiny bundle, ~1 min)
 #
 # Output: android_demo/core/build/classes (the core), build/test-classes (tests), build/edgevlm-core.jar.
 # The tests need no JUnit: TestRunner prints one line per test and closes with "N passed, M failed".

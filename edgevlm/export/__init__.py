@@ -43,8 +43,8 @@ def export(checkpoint: str | Path, out: str | Path, format: str = "onnx", dtype:
     norms, needs onnxruntime >= 1.23; fastest on CPU) or "portable" (elementary opset-18 ops, for older
     runtimes and NPU execution providers); docs/decoder_graph.md."""
     from ..families import family_for
-    from ..families.base import read_config
-    from .onnx_decoder import GRAPHS
+    from ..families.common.reference import read_config
+    from .onnx.decoder import GRAPHS
 
     if format not in FORMATS:
         raise EdgeVLMError(f"unknown format {format!r}; choose one of {', '.join(FORMATS)}")
@@ -82,7 +82,7 @@ def export(checkpoint: str | Path, out: str | Path, format: str = "onnx", dtype:
             if format == "coreml" and platform.system() != "Darwin":
                 # Core ML packages run only on macOS: check the converted PyTorch modules through the
                 # backend code instead (the report's "runner" field says so).
-                from .coreml_check import validate_with_modules
+                from .coreml.check import validate_with_modules
 
                 manifest.validation = validate_with_modules(ref, ckpt, writer.tmp, manifest, say)
             else:
@@ -98,9 +98,9 @@ def export(checkpoint: str | Path, out: str | Path, format: str = "onnx", dtype:
 def _export_parts(format: str, ref: Any, ckpt: Path, root: Path, dtype: str, max_context: int,
                   say: Callable[[str], None], decoder_graph: str = "fused") -> dict[str, Part]:
     if format == "onnx":
-        from .onnx_decoder import export_decoder
-        from .onnx_embedding import export_embedding
-        from .onnx_vision import export_vision
+        from .onnx.decoder import export_decoder
+        from .onnx.embedding import export_embedding
+        from .onnx.vision import export_vision
 
         say("exporting vision (encoder + projector)")
         vision = export_vision(ref, root / "vision.onnx", dtype)

@@ -113,7 +113,7 @@ def quantize_onnx_part(src: Path, dst: Path, method: str, block_size: int = 32, 
     if method == "none":
         _save(_load(src), dst)
     elif method == "fp16":
-        from ..export.onnx_fp16 import to_fp16
+        from ..export.onnx.fp16 import to_fp16
 
         # float32 I/O (the runtime feeds and reads float32 exactly as for the source bundle), and float32
         # norms and rotary angles: fp16 ones turned real Gemma 3 270M's logits into NaN (onnx_fp16.py)

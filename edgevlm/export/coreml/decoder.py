@@ -39,10 +39,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..manifest import Part
-from .coreml_common import (DEFAULT_COMPUTE_UNITS, MASK_VALUE, convert, ct, function_io_spec, package_manifest,
+from ...manifest import Part
+from .common import (DEFAULT_COMPUTE_UNITS, MASK_VALUE, convert, ct, function_io_spec, package_manifest,
                             save_functions)
-from .onnx_decoder import SLIDING, DecoderGraph, _position_offset, finish_layer, rotated_qkv
+from ..onnx.decoder import SLIDING, DecoderGraph, _position_offset, finish_layer, rotated_qkv
 
 PREFILL_SIZES = (16, 64, 128, 256, 512, 1024, 2048)  # 2048: PaliGemma at 448 px writes 1024 image rows + its prefix in one call
 DECODE, PREFILL = "decode", "prefill"

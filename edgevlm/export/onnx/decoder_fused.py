@@ -30,7 +30,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from ..errors import EdgeVLMError
+from ...errors import EdgeVLMError
 
 OPSET = 23
 MS = "com.microsoft"
@@ -283,7 +283,7 @@ def build_fused_model(graph: Any, input_names: list[str], data_file: Any = None,
     """The fused decoder as an in-memory ``onnx.ModelProto`` with the traced graph's I/O contract."""
     from onnx import TensorProto, helper
 
-    from .onnx_decoder import SLIDING
+    from .decoder import SLIDING
 
     writer = FusedDecoderWriter(graph, data_file, data_name)
     nodes, weights = writer.build(lambda i: "attention_bias_sliding"
@@ -311,7 +311,7 @@ def write_fused_decoder(graph: Any, path: Path, input_names: list[str], dtype: s
     """``path`` (+ ``<name>.data`` holding every weight above manifest.EXTERNAL_DATA_THRESHOLD)."""
     import onnx
 
-    from . import onnx_common
+    from . import common as onnx_common
 
     path = Path(path)
     data = path.with_name(path.name + ".data")
@@ -324,7 +324,7 @@ def write_fused_decoder(graph: Any, path: Path, input_names: list[str], dtype: s
         return path
     model = build_fused_model(graph, input_names)
     if dtype == "fp16":
-        from .onnx_fp16 import to_fp16
+        from .fp16 import to_fp16
 
         model = to_fp16(model)  # float32 I/O, norms and rotary angles (why: onnx_fp16.py)
     onnx_common.save_model(model, path, large=weight_bytes > onnx_common.EXTERNAL_DATA_THRESHOLD)

@@ -16,17 +16,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-from ..manifest import Part
+from ...manifest import Part
 
 
 def export_coreml_parts(ref: Any, ckpt: Path, root: Path, dtype: str, max_context: int,
                         say: Callable[[str], None] = lambda message: None,
                         slice_patches: list[int] | None = None) -> dict[str, Part]:
     """Write the three packages under ``root`` and return {"vision", "embedding", "decoder"} Parts."""
-    from ..families.base import read_config
-    from .coreml_decoder import export_decoder
-    from .coreml_embedding import export_embedding
-    from .coreml_vision import export_vision
+    from ...families.common.reference import read_config
+    from .decoder import export_decoder
+    from .embedding import export_embedding
+    from .vision import export_vision
 
     config = read_config(ckpt)
     scale = int((config.get("slice_config") or {}).get("scale_resolution", 448))

@@ -30,8 +30,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..manifest import Part
-from .onnx_common import export_module, io_spec
+from ...manifest import Part
+from .common import export_module, io_spec
 
 FULL, SLIDING = "full_attention", "sliding_attention"
 
@@ -170,7 +170,7 @@ def export_decoder(ref: Any, out_dir: str | Path, dtype: str = "fp32", max_conte
         names_in.remove("attention_bias_sliding")
     names_in += [f"past_{kind}.{i}" for i in range(n_layers) for kind in ("key", "value")]
     if graph_kind == "fused":
-        from .onnx_decoder_fused import write_fused_decoder
+        from .decoder_fused import write_fused_decoder
 
         path = write_fused_decoder(graph, out_dir / file_name, names_in, dtype)
     else:

@@ -12,10 +12,10 @@ from typing import Any
 
 import torch
 
-from ..processing.config import ChatTemplate, ImageLayout, ProcessorConfig
-from .base import BundleSpec
+from ...processing.config import ChatTemplate, ImageLayout, ProcessorConfig
+from ..common.reference import BundleSpec
 
-from .hf_vlm import HFVisionLanguageModel, load_hf_reference
+from ..common.hf_vlm import HFVisionLanguageModel, load_hf_reference
 
 NAME = "gemma3"
 ATTENTION = "bidirectional_image"

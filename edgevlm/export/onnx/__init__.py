@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..manifest import Part
-from .onnx_decoder import export_decoder
-from .onnx_embedding import export_embedding
-from .onnx_vision import export_vision
+from ...manifest import Part
+from .decoder import export_decoder
+from .embedding import export_embedding
+from .vision import export_vision
 
 
 def export_onnx_parts(ref: Any, out_dir: str | Path, dtype: str = "fp32", max_context: int = 4096,

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from ..manifest import EXTERNAL_DATA_THRESHOLD  # weights above it go to <name>.data (why: manifest.py)
+from ...manifest import EXTERNAL_DATA_THRESHOLD  # weights above it go to <name>.data (why: manifest.py)
 OPSET = 18
 DTYPES = ("fp32", "fp16")
 
@@ -50,7 +50,7 @@ def export_module(module: torch.nn.Module, args: tuple, path: Path, input_names:
     stale = external_locations(path)  # per-tensor files the exporter may have written (> 2 GB)
     model = onnx.load(str(path), load_external_data=True)
     if dtype == "fp16":
-        from .onnx_fp16 import to_fp16
+        from .fp16 import to_fp16
 
         model = to_fp16(model)  # float32 I/O, so the runtime (and its KV buffers) are dtype-agnostic
     save_model(model, path, large=_param_bytes(module) // (2 if dtype == "fp16" else 1) > EXTERNAL_DATA_THRESHOLD)

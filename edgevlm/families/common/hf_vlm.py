@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .base import ReferenceVLM, TextSpec, load_safetensors_dir, load_weights, read_config
+from .reference import ReferenceVLM, TextSpec, load_safetensors_dir, load_weights, read_config
 
 # Hub checkpoint name -> transformers 5 module name (first match wins).
 HUB_TO_MODULE = [

@@ -17,8 +17,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..processing.config import ChatTemplate, ImageLayout, ProcessorConfig
-from .base import BundleSpec, ReferenceVLM, TextSpec, load_safetensors_dir, load_weights, read_config
+from ...processing.config import ChatTemplate, ImageLayout, ProcessorConfig
+from ..common.reference import BundleSpec, ReferenceVLM, TextSpec, load_safetensors_dir, load_weights, read_config
 from .resampler import Resampler, chunk_position_embedding
 
 NAME = "minicpmv"
@@ -39,7 +39,7 @@ def matches(config: dict[str, Any]) -> bool:
 def version_of(config: dict[str, Any]) -> float:
     version = float(config.get("version", 2.5))
     if version not in VERSIONS:
-        from ..errors import CheckpointError
+        from ...errors import CheckpointError
 
         raise CheckpointError(f"MiniCPM-V version {version} is not supported; edgevlm supports "
                               f"{sorted(VERSIONS)} (4.6 uses a different architecture).")
@@ -144,7 +144,7 @@ def _unk_id(ckpt: Path) -> int:
 
     token_id = Tokenizer.from_file(str(ckpt / "tokenizer.json")).token_to_id("<unk>")
     if token_id is None:
-        from ..errors import CheckpointError
+        from ...errors import CheckpointError
 
         raise CheckpointError(f"{ckpt}/tokenizer.json has no <unk> token, which MiniCPM-V uses as image placeholder.")
     return token_id

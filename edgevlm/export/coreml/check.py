@@ -23,11 +23,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..manifest import Part
-from ..runtime.backends.coreml import CoreMLBackend
-from .coreml_decoder import StatefulDecoder
-from .coreml_embedding import EmbeddingCoreML
-from .coreml_vision import FixedVisionCoreML, NavitVisionCoreML, is_navit
+from ...manifest import Part
+from ...runtime.backends.coreml import CoreMLBackend
+from .decoder import StatefulDecoder
+from .embedding import EmbeddingCoreML
+from .vision import FixedVisionCoreML, NavitVisionCoreML, is_navit
 
 NAVIT_INPUTS = ["pixel_values", "patch_attention_mask", "position_ids", "key_pos"]
 
@@ -94,8 +94,8 @@ def validate_with_modules(ref: Any, ckpt: str | Path, root: Path, manifest: Any,
     Always at the fp16 tolerance: even an fp32 export keeps its KV cache in an fp16 state. The
     report says which runner produced the figures, so a manifest never passes this off as Core ML's.
     """
-    from ..processing.tokenizer import Tokenizer
-    from .validate import validate_bundle
+    from ...processing.tokenizer import Tokenizer
+    from ..validate import validate_bundle
 
     backend = module_backend(ref, manifest.parts)
     tokenizer = Tokenizer.from_file(Path(root) / manifest.tokenizer.get("file", "tokenizer.json"))

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..manifest import Part
-from .coreml_common import DEFAULT_COMPUTE_UNITS, convert, ct, io_spec, package_manifest
+from ...manifest import Part
+from .common import DEFAULT_COMPUTE_UNITS, convert, ct, io_spec, package_manifest
 
 
 class EmbeddingCoreML(nn.Module):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..runtime.vision_inputs import sincos_2d  # numpy; shared with the runtime
+from ...runtime.vision_inputs import sincos_2d  # numpy; shared with the runtime
 
 
 def chunk_position_embedding(tgt_sizes: torch.Tensor, dim: int, max_len: int) -> torch.Tensor:

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import CheckpointError
+from ...errors import CheckpointError
 
 
 def read_config(ckpt: str | Path) -> dict[str, Any]:

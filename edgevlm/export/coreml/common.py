@@ -36,7 +36,7 @@ def ct():
     try:
         import coremltools
     except ImportError as exc:
-        from ..errors import EdgeVLMError
+        from ...errors import EdgeVLMError
 
         raise EdgeVLMError(f"Core ML export needs coremltools ({exc}). Install it: pip install 'edgevlm[coreml]'."
                            ) from None

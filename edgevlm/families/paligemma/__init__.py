@@ -12,10 +12,10 @@ from typing import Any
 
 import torch
 
-from ..processing.config import ChatTemplate, ImageLayout, ProcessorConfig
-from .base import BundleSpec
+from ...processing.config import ChatTemplate, ImageLayout, ProcessorConfig
+from ..common.reference import BundleSpec
 
-from .hf_vlm import HFVisionLanguageModel, load_hf_reference, text_arch
+from ..common.hf_vlm import HFVisionLanguageModel, load_hf_reference, text_arch
 
 NAME = "paligemma"
 ATTENTION = "prefix_lm"
@@ -28,7 +28,7 @@ def matches(config: dict[str, Any]) -> bool:
 def load_reference(ckpt: str | Path, dtype: torch.dtype = torch.float32) -> HFVisionLanguageModel:
     from transformers import PaliGemmaConfig, PaliGemmaForConditionalGeneration
 
-    from .base import read_config
+    from ..common.reference import read_config
 
     return load_hf_reference(ckpt, PaliGemmaConfig, PaliGemmaForConditionalGeneration, NAME, ATTENTION,
                              text_arch(read_config(ckpt)), dtype)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-from ..manifest import Part
+from ...manifest import Part
 
 
 def _generation_config(ckpt: Path) -> dict[str, Any]:
@@ -33,8 +33,8 @@ def export_gguf_parts(ref: Any, ckpt: str | Path, root: str | Path, dtype: str =
     mmproj is f16 unless ``mmproj_dtype`` says otherwise (llama.cpp's usual mmproj precision).
     ``max_context`` is the KV capacity the runtime allocates (recorded by the caller in manifest.text).
     """
-    from .gguf_text import export_text_gguf
-    from .onnx_vision import export_vision
+    from .text import export_text_gguf
+    from ..onnx.vision import export_vision
 
     ckpt, root = Path(ckpt), Path(root)
     say(f"exporting the text model to GGUF ({ref.text.arch}, {dtype})")
@@ -43,7 +43,7 @@ def export_gguf_parts(ref: Any, ckpt: str | Path, root: str | Path, dtype: str =
     say(f"exporting vision (encoder + projector) to ONNX ({vision_dtype})")
     parts = {"text": text, "vision": export_vision(ref, root / "vision.onnx", vision_dtype)}
     if hasattr(ref, "resampler") and hasattr(ref, "vpm"):
-        from .gguf_mmproj import export_mmproj
+        from ...families.minicpmv.mmproj import export_mmproj
 
         say(f"exporting the mmproj for llama.cpp's mtmd ({mmproj_dtype})")
         parts["mmproj"] = export_mmproj(ref, root / "mmproj.gguf", mmproj_dtype)

@@ -17,7 +17,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ..errors import CheckpointError
+from ...errors import CheckpointError
 
 log = logging.getLogger(__name__)
 

@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import CheckpointError
-from ..manifest import Part
-from .gguf_tokenizer import add_tokenizer
+from ...errors import CheckpointError
+from ...manifest import Part
+from .tokenizer import add_tokenizer
 
 GGUF_ARCHS = ("llama", "qwen2", "qwen3", "gemma", "gemma2", "gemma3")
 DTYPES = ("f32", "f16")

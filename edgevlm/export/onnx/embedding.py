@@ -12,8 +12,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..manifest import Part
-from .onnx_common import export_module, io_spec
+from ...manifest import Part
+from .common import export_module, io_spec
 
 
 class Embedding(nn.Module):

@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..manifest import Part
-from .coreml_common import DEFAULT_COMPUTE_UNITS, MASK_VALUE, convert, ct, io_spec, package_manifest
+from ...manifest import Part
+from .common import DEFAULT_COMPUTE_UNITS, MASK_VALUE, convert, ct, io_spec, package_manifest
 
 # Enumerated patch counts as fractions of the square chunk (scale_resolution / patch)^2. LLaVA-UHD
 # resizes every chunk to about that area: over a scan of 33,000 image sizes up to 4200 px, chunk patch
@@ -75,7 +75,7 @@ def is_navit(ref: Any) -> bool:
 
 def navit_example(ref: Any, n: int, seed: int = 0) -> tuple[torch.Tensor, ...]:
     """Inputs of one chunk padded to n patches (a 2 x 3 grid of real patches) for tracing and tests."""
-    from ..runtime.vision_inputs import navit_position_ids, resampler_key_pos
+    from ...runtime.vision_inputs import navit_position_ids, resampler_key_pos
 
     patch, dim = ref.vpm.config.patch_size, ref.resampler.embed_dim
     tgt = np.array([[2, 3]], np.int32)

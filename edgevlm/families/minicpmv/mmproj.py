@@ -17,15 +17,15 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import CheckpointError
-from ..manifest import Part
-from .gguf_text import write_tensors
+from ...errors import CheckpointError
+from ...manifest import Part
+from ...export.gguf.text import write_tensors
 
 POS_TABLE_SIDE = 70  # clip.cpp buckets ViT positions on a hard-coded 70x70 grid (980 / 14)
 
 
 def _sincos_table(dim: int) -> np.ndarray:
-    from ..families.resampler import sincos_2d
+    from .resampler import sincos_2d
 
     return sincos_2d(POS_TABLE_SIDE, POS_TABLE_SIDE, dim).reshape(POS_TABLE_SIDE * POS_TABLE_SIDE, dim)
 
@@ -66,7 +66,7 @@ def export_mmproj(ref: Any, path: str | Path, dtype: str = "f16") -> Part:
     """Write the mmproj GGUF; ``dtype`` f16 stores 2-D weights as float16 (the usual llama.cpp mmproj), f32 keeps all."""
     import gguf
 
-    from ..families.minicpmv import VERSIONS
+    from .reference import VERSIONS
 
     if dtype not in ("f32", "f16"):
         raise CheckpointError(f"mmproj dtype {dtype!r} is not available; choose f32 or f16.")

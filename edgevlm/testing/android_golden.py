@@ -1,6 +1,6 @@
 """Golden vectors for the Android demo's pure-JVM core (``android_demo/core``), written by the Python code.
 
-    python -m edgevlm.tools.android_golden OUT_DIR [--bundle BUNDLE]
+    python -m edgevlm.testing.android_golden OUT_DIR [--bundle BUNDLE]
 
 Everything the JVM core must reproduce exactly is computed here by the *current* Python
 implementation, so a change in Python that the Java port does not follow fails the JVM tests
@@ -531,7 +531,7 @@ def generation_record(out: Path, bundle: Path) -> dict[str, Any]:
 def export_tiny_bundle(work: Path) -> Path:
     """A tiny MiniCPM-V 2.6 ONNX bundle (random weights; ~30 s on 2 cores)."""
     import edgevlm
-    from edgevlm.families.tiny import make_tiny
+    from edgevlm.testing.tiny import make_tiny
 
     ckpt = make_tiny("minicpmv-2.6", work / "ckpt")
     edgevlm.export(str(ckpt), str(work / "bundle"), format="onnx", max_context=512, validate=False, progress=None)

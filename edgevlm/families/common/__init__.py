@@ -1,0 +1,1 @@
+"""PyTorch pieces every family's reference uses (imports torch)."""
