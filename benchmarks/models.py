@@ -52,6 +52,7 @@ class ModelSpec:
     name: str
     kind: str  # minicpmv | paligemma | gemma3-real
     description: str
+    tiny: str = ""  # the make_tiny name whose layout the checkpoint takes (dims from text / vision)
     text: dict[str, Any] = field(default_factory=dict)
     vision: dict[str, Any] = field(default_factory=dict)
     default: bool = True  # part of the default suite (the 30-minute budget on 2 cores)
@@ -63,17 +64,19 @@ class ModelSpec:
 
 MODELS: dict[str, ModelSpec] = {s.name: s for s in (
     ModelSpec("minicpmv-0.5b", "minicpmv", "MiniCPM-V 2.6 class: SigLIP-400M navit @448 + resampler (64 queries) "
-              "+ Qwen2-0.5B-sized text (untied lm_head, as MiniCPM-V's LLMs)", QWEN2_05B, SIGLIP_400M_448),
+              "+ Qwen2-0.5B-sized text (untied lm_head, as MiniCPM-V's LLMs)", "minicpmv-2.6", QWEN2_05B,
+              SIGLIP_400M_448),
     ModelSpec("minicpmv-1.5b", "minicpmv", "MiniCPM-V 2.6 class: SigLIP-400M navit @448 + resampler "
-              "+ Qwen2-1.5B-sized text", QWEN2_15B, SIGLIP_400M_448, default=False),
-    ModelSpec("paligemma-2b", "paligemma", "PaliGemma 1 class: SigLIP So400m @224 + Gemma-2B-sized text",
+              "+ Qwen2-1.5B-sized text", "minicpmv-2.6", QWEN2_15B, SIGLIP_400M_448, default=False),
+    ModelSpec("paligemma-2b", "paligemma", "PaliGemma 1 class: SigLIP So400m @224 + Gemma-2B-sized text", "paligemma",
               GEMMA_2B, SIGLIP_SO400M_224, default=False, checkpoint_dtype="bfloat16"),
     # The smoke test's model: the same code paths at toy size (tests/test_benchmarks_smoke.py).
-    ModelSpec("tiny-minicpmv", "minicpmv", "tiny random MiniCPM-V 2.6 (smoke test only)", default=False,
+    ModelSpec("tiny-minicpmv", "minicpmv", "tiny random MiniCPM-V 2.6 (smoke test only)", "minicpmv-2.6", default=False,
               genai=False),
-    ModelSpec("tiny-paligemma", "paligemma", "tiny random PaliGemma (smoke test only)", default=False, genai=False),
+    ModelSpec("tiny-paligemma", "paligemma", "tiny random PaliGemma (smoke test only)", "paligemma", default=False,
+              genai=False),
     ModelSpec("gemma3-270m", "gemma3-real", "Gemma 3 270M (real weights, dequantized from the published Q4_K_M) "
-              "behind a tiny random vision tower"),
+              "behind a tiny random vision tower", "gemma3"),
 )}
 
 
@@ -85,35 +88,6 @@ def spec(name: str) -> ModelSpec:
     if name not in MODELS:
         raise SystemExit(f"unknown benchmark model {name!r}; choose from {', '.join(MODELS)}")
     return MODELS[name]
-
-
-@contextlib.contextmanager
-def _sized(module: Any, text: dict[str, Any], vision: dict[str, Any]):
-    """Make ``module.random_config`` (the tiny-config factory make_tiny uses) return real-size dims.
-
-    make_tiny writes the real HF layout (tokenizer, processor files, tensor names); only the dims
-    differ, so we reuse it instead of duplicating the writer.
-    """
-    original = module.random_config
-
-    def bigger(*args: Any, **kwargs: Any) -> dict[str, Any]:
-        config = original(*args, **kwargs)
-        body = config.get("text_config", config)  # MiniCPM-V keeps text fields at the top level
-        tokenizer_vocab = body.get("vocab_size", 0)
-        body.update(text)
-        body["vocab_size"] = max(text.get("vocab_size", 0), tokenizer_vocab)
-        body["tie_word_embeddings"] = config is not body  # Gemma ties (PaliGemma); MiniCPM-V LLMs do not
-        config["vision_config"].update(vision)
-        if "projection_dim" in config and "projection_dim" in vision:
-            config["projection_dim"] = vision["projection_dim"]
-            config["hidden_size"] = text["hidden_size"]
-        return config
-
-    module.random_config = bigger
-    try:
-        yield
-    finally:
-        module.random_config = original
 
 
 @contextlib.contextmanager
@@ -129,50 +103,27 @@ def _default_dtype(name: str):
         torch.set_default_dtype(saved)
 
 
-def _randomize_fast(module: Any, seed: int, skip: tuple[str, ...] = ()) -> None:
-    """Cheap random init: values do not matter for speed, only that they are finite and not all zero."""
-    import torch
-
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, tensor in module.state_dict().items():
-            if tensor.is_floating_point() and not any(name.startswith(s) for s in skip):
-                tensor.normal_(0.0, 0.02, generator=gen)
-
-
 def checkpoint(name: str) -> Path:
     """The HF VLM checkpoint directory of benchmark model ``name``."""
     s = spec(name)
     out = CACHE / name / "ckpt"
     if (out / "config.json").is_file() and (out / "model.safetensors").is_file():
         return out
-    from edgevlm.testing import tiny
+    from edgevlm.testing.tiny import make_tiny
 
     tmp = out.with_name("ckpt.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     t0 = time.time()
     log(f"{name}: building the checkpoint ({s.description}; tensors {s.checkpoint_dtype})")
-    # tiny.randomize_ draws per-tensor Gaussians scaled for peaky logits; at 1B parameters the plain
-    # in-place normal_ is ~3x faster and speed does not depend on the values.
-    slow_randomize, tiny.randomize_ = tiny.randomize_, _randomize_fast
-    try:
-        with _default_dtype(s.checkpoint_dtype):
-            if s.kind == "minicpmv":
-                from edgevlm.families.minicpmv import reference as minicpmv
+    # fast_init: plain normal weights (~3x faster at 1B parameters; speed does not depend on the values).
+    with _default_dtype(s.checkpoint_dtype):
+        if s.kind == "gemma3-real":
+            from edgevlm.testing.real_weights import gemma3_270m_checkpoint
 
-                with _sized(minicpmv, s.text, s.vision):
-                    tiny.make_tiny("minicpmv-2.6", tmp)
-            elif s.kind == "paligemma":
-                from edgevlm.families import paligemma
-
-                with _sized(paligemma, s.text, s.vision):
-                    tiny.make_tiny("paligemma", tmp)
-            else:
-                from edgevlm.testing.real_weights import gemma3_270m_checkpoint
-
-                tiny.make_tiny("gemma3", tmp, text_model=gemma3_270m_checkpoint(CACHE / name / "text"))
-    finally:
-        tiny.randomize_ = slow_randomize
+            make_tiny("gemma3", tmp, text_model=gemma3_270m_checkpoint(CACHE / name / "text"), fast_init=True)
+        else:
+            sizes = {"text": s.text, "vision": s.vision} if s.text else None
+            make_tiny(s.tiny, tmp, sizes=sizes, fast_init=True)
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
     log(f"{name}: checkpoint written in {time.time() - t0:.0f} s")

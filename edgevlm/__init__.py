@@ -22,7 +22,7 @@ def load(bundle: str, device: str = "cpu", **options: Any):
     return _load(bundle, device=device, **options)
 
 
-def export(checkpoint: str, out: str, format: str = "onnx", dtype: str = "fp32", **options: Any):
+def export(checkpoint: str, out: str, format: str = "onnx", dtype: str | None = None, **options: Any):
     """Export a Hugging Face checkpoint directory to a bundle -> ``Manifest`` (imports torch)."""
     from .export import export as _export
 

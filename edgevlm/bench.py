@@ -16,10 +16,10 @@ def bench_bundle(bundle: str | Path, image: str | Path | None = None, prompt: st
     import os
 
     import edgevlm
-    from edgevlm.export.validate import test_image
+    from edgevlm.processing.sample_image import sample_image
 
     vlm = edgevlm.load(str(bundle), device=device)
-    picture = image if image is not None else test_image()
+    picture = image if image is not None else sample_image()
     samples = []
     for run in range(runs + 1):  # run 0 warms up the sessions and is not counted
         vlm.vision_cache = type(vlm.vision_cache)(vlm.vision_cache.max_bytes)  # time the encoder every run

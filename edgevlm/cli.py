@@ -24,18 +24,25 @@ def _fail(exc: Exception) -> None:
 def export(checkpoint: Path = typer.Argument(..., help="Hugging Face checkpoint directory"),
            out: Path = typer.Option(..., "-o", "--out", help="bundle directory to write"),
            format: str = typer.Option("onnx", "--format", help="onnx | gguf | coreml"),
-           dtype: str = typer.Option("fp32", "--dtype", help="fp32 | fp16 (gguf: f32 | f16)"),
+           dtype: Optional[str] = typer.Option(None, "--dtype", help="fp32 | fp16 (default: fp32; coreml: fp16)"),
            max_context: int = typer.Option(2048, "--max-context", help="KV cache capacity in tokens"),
            overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing bundle"),
            no_validate: bool = typer.Option(False, "--no-validate", help="skip the parity check (not advised)"),
-           decoder_graph: str = typer.Option("fused", "--decoder-graph",
-                                             help="onnx: fused (onnxruntime >= 1.23, fastest) | portable (elementary ops, for NPU providers and older runtimes)")):
+           decoder_graph: Optional[str] = typer.Option(None, "--decoder-graph",
+                                                       help="onnx: fused (default; onnxruntime >= 1.23, fastest) | portable (elementary ops, for NPU providers and older runtimes)"),
+           mmproj_dtype: Optional[str] = typer.Option(None, "--mmproj-dtype", help="gguf: fp16 (default) | fp32"),
+           slice_patches: Optional[str] = typer.Option(None, "--slice-patches",
+                                                       help="coreml: enumerated chunk patch counts, e.g. 768,1024,1280")):
     """Export CHECKPOINT to a bundle, checked stage by stage against PyTorch."""
     from .export import export as run_export
 
     try:
+        patches = [int(n) for n in slice_patches.split(",")] if slice_patches else None
         manifest = run_export(checkpoint, out, format=format, dtype=dtype, max_context=max_context,
-                              overwrite=overwrite, validate=not no_validate, decoder_graph=decoder_graph)
+                              overwrite=overwrite, validate=not no_validate, decoder_graph=decoder_graph,
+                              mmproj_dtype=mmproj_dtype, slice_patches=patches)
+    except ValueError:
+        _fail(EdgeVLMError(f"--slice-patches {slice_patches!r}: give comma-separated whole numbers"))
     except EdgeVLMError as exc:
         _fail(exc)
     typer.echo(json.dumps({"bundle": str(out), "validation": manifest.validation}, indent=2))
@@ -47,9 +54,10 @@ def quantize(bundle: Path, out: Path = typer.Option(..., "-o", "--out"),
              vision: Optional[str] = typer.Option(None, "--vision", help="override the vision part's recipe"),
              decoder: Optional[str] = typer.Option(None, "--decoder", help="override the decoder's recipe"),
              embedding: Optional[str] = typer.Option(None, "--embedding", help="override the embedding's recipe"),
-             block_size: int = typer.Option(32, "--block-size"),
-             symmetric: bool = typer.Option(False, "--symmetric", help="w4/w8 without zero points (default: asymmetric)"),
-             head_bits: int = typer.Option(8, "--head-bits", help="onnx w4: bits of the output head, 8 (accuracy) or 4 (speed)"),
+             part: List[str] = typer.Option([], "--part", help="override any part: NAME=METHOD (gguf: text=q8_0, mmproj=q8_0); repeat"),
+             block_size: Optional[int] = typer.Option(None, "--block-size", help="onnx, coreml: weights per quantization block (32)"),
+             symmetric: bool = typer.Option(False, "--symmetric", help="onnx w4/w8 without zero points (default: asymmetric)"),
+             head_bits: Optional[int] = typer.Option(None, "--head-bits", help="onnx w4: bits of the output head, 8 (default, accuracy) or 4 (speed)"),
              report: bool = typer.Option(False, "--report", help="print and store an accuracy report"),
              calibration: Optional[Path] = typer.Option(None, "--calibration",
                                                         help="folder of images + prompts.txt (static qdq recipes)"),
@@ -58,6 +66,11 @@ def quantize(bundle: Path, out: Path = typer.Option(..., "-o", "--out"),
     from .quantize import quantize as run_quantize
 
     overrides = {k: v for k, v in (("vision", vision), ("decoder", decoder), ("embedding", embedding)) if v}
+    for item in part:
+        name, _, method = item.partition("=")
+        if not name or not method:
+            _fail(EdgeVLMError(f"--part {item!r}: write NAME=METHOD, e.g. --part mmproj=q8_0"))
+        overrides[name] = method
     try:
         manifest = run_quantize(bundle, out, recipe=recipe, overrides=overrides, block_size=block_size, symmetric=symmetric,
                                 report=report, calibration=str(calibration) if calibration else None,
@@ -70,17 +83,20 @@ def quantize(bundle: Path, out: Path = typer.Option(..., "-o", "--out"),
 @app.command()
 def run(bundle: Path, prompt: str = typer.Option(..., "--prompt", "-p"),
         image: List[Path] = typer.Option([], "--image", "-i", help="repeat for several images"),
-        max_tokens: int = typer.Option(256, "--max-tokens"), temperature: float = typer.Option(0.0, "--temperature"),
+        max_tokens: int = typer.Option(256, "--max-tokens", min=0, help="tokens to generate (0: prefill only)"),
+        temperature: float = typer.Option(0.0, "--temperature"),
         top_k: int = typer.Option(0, "--top-k"), top_p: float = typer.Option(1.0, "--top-p"),
         seed: Optional[int] = typer.Option(None, "--seed"), device: str = typer.Option("auto", "--device", help="cpu | auto | coreml | qnn | nnapi | xnnpack | cuda | dml"),
-        as_json: bool = typer.Option(False, "--json", help="print text, token_ids and stats as JSON")):
+        as_json: bool = typer.Option(False, "--json", help="print text, token_ids and stats as JSON"),
+        raw: bool = typer.Option(False, "--raw", help="complete PROMPT as written (BOS + prompt, no chat template): for base models")):
     """Answer PROMPT about the images, streaming to the terminal."""
     import edgevlm
 
     try:
         vlm = edgevlm.load(str(bundle), device=device)
         chat = vlm.chat()
-        options = dict(max_new_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
+        options = dict(max_new_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
+                       raw=raw)
         if as_json:
             typer.echo(json.dumps(chat.send(prompt, [str(p) for p in image], **options).to_dict(), indent=2))
             return
@@ -97,8 +113,10 @@ def run(bundle: Path, prompt: str = typer.Option(..., "--prompt", "-p"),
 
 @app.command()
 def chat(bundle: Path, device: str = typer.Option("auto", "--device", help="cpu | auto | coreml | qnn | nnapi | xnnpack | cuda | dml"),
-         system: Optional[str] = typer.Option(None, "--system"), max_tokens: int = typer.Option(256, "--max-tokens"),
-         temperature: float = typer.Option(0.0, "--temperature")):
+         system: Optional[str] = typer.Option(None, "--system"),
+         max_tokens: int = typer.Option(256, "--max-tokens", min=1),
+         temperature: float = typer.Option(0.0, "--temperature"),
+         raw: bool = typer.Option(False, "--raw", help="each line continues the text as written (no chat template)")):
     """Multi-turn chat. Commands: /image PATH (attach to the next message), /reset, /quit."""
     import edgevlm
 
@@ -122,7 +140,7 @@ def chat(bundle: Path, device: str = typer.Option("auto", "--device", help="cpu 
             typer.echo(f"(image attached: {images[-1]})", err=True)
             continue
         try:
-            for delta in session.stream(line, images, max_new_tokens=max_tokens, temperature=temperature):
+            for delta in session.stream(line, images, max_new_tokens=max_tokens, temperature=temperature, raw=raw):
                 typer.echo(delta.text, nl=False)
             typer.echo()
         except EdgeVLMError as exc:
@@ -145,8 +163,8 @@ def inspect(bundle: Path, as_json: bool = typer.Option(False, "--json")):
     typer.echo(f"{bundle}: {manifest.family} ({manifest.source.get('model_type')}), format {manifest.format}, "
                f"attention {manifest.attention}, schema {manifest.schema_version}")
     t = manifest.text
-    typer.echo(f"  text: {t.get('arch')} hidden {t.get('hidden_size')} layers {t.get('num_layers')} "
-               f"kv heads {t.get('num_kv_heads')} max context {t.get('max_context')}")
+    typer.echo(f"  text: {t.arch} hidden {t.hidden_size} layers {t.num_layers} kv heads {t.num_kv_heads} "
+               f"max context {t.max_context}")
     for name, part in manifest.parts.items():
         size = manifest.part_bytes(name)
         quant = manifest.quantization.get(name, {})
@@ -168,7 +186,7 @@ def inspect(bundle: Path, as_json: bool = typer.Option(False, "--json")):
 @app.command()
 def bench(bundle: Path, image: Optional[Path] = typer.Option(None, "--image"),
           prompt: str = typer.Option("Describe the image in detail.", "--prompt"),
-          runs: int = typer.Option(3, "--runs"), max_tokens: int = typer.Option(64, "--max-tokens"),
+          runs: int = typer.Option(3, "--runs", min=1), max_tokens: int = typer.Option(64, "--max-tokens", min=1),
           device: str = typer.Option("auto", "--device", help="cpu | auto | coreml | qnn | nnapi | xnnpack | cuda | dml"), as_json: bool = typer.Option(False, "--json")):
     """Time preprocessing, vision, prefill and decode on BUNDLE (medians over runs)."""
     from .bench import bench_bundle

@@ -10,14 +10,14 @@ import pytest
 import torch
 
 from edgevlm.errors import CheckpointError
-from edgevlm.families import FAMILY_MODULES, TINY_NAMES, family_for, load_reference
+from edgevlm.families import FAMILIES, TINY_NAMES, family_for, load_reference
 
 HF_FAMILIES = ["paligemma", "paligemma2", "gemma3"]
 
 
 def test_every_family_has_a_tiny_checkpoint(tiny):
-    covered = {family_for(tiny(name)).NAME for name in TINY_NAMES}
-    assert covered == set(FAMILY_MODULES), f"families without a tiny checkpoint: {set(FAMILY_MODULES) - covered}"
+    covered = {family_for(tiny(name)).name for name in TINY_NAMES}
+    assert covered == set(FAMILIES), f"families without a tiny checkpoint: {set(FAMILIES) - covered}"
 
 
 def test_tiny_is_deterministic(tmp_path):
@@ -96,9 +96,9 @@ def test_resampler_matches_numpy_formula(tiny):
     tokens = rng.randn(1, h * w + pad, rs.kv_proj.in_features).astype(np.float32)
     padding = np.zeros((1, h * w + pad), dtype=bool)
     padding[0, h * w:] = True
-    from edgevlm.families.minicpmv.resampler import chunk_position_embedding
+    from edgevlm.processing.vision_inputs import sincos_2d_keys
 
-    key_pos = chunk_position_embedding(torch.tensor([[h, w]]), rs.embed_dim, h * w + pad)
+    key_pos = torch.from_numpy(sincos_2d_keys(np.array([[h, w]]), rs.embed_dim, h * w + pad))
     with torch.no_grad():
         got = rs(torch.from_numpy(tokens), key_pos, torch.from_numpy(padding))[0].numpy()
 
@@ -130,10 +130,10 @@ def _upstream_float_buckets(h: int, per_side: int = 70) -> torch.Tensor:
 
 def test_navit_positions_are_exact_and_upstream_differs_only_at_ties():
     """Ours = floor(70*i/h) (llama.cpp's form); upstream's float32 form differs only where i/h == k/70."""
-    from edgevlm.families.minicpmv import navit_position_ids
+    from edgevlm.processing.vision_inputs import bucketed_position_ids
 
     for h in range(1, 300):
-        ours = navit_position_ids(torch.tensor([[h, 1]]), h, 70)[0] // 70
+        ours = torch.from_numpy(bucketed_position_ids(np.array([[h, 1]]), h, 70)[0] // 70)
         assert torch.equal(ours, torch.tensor([70 * i // h for i in range(h)]))
         upstream = _upstream_float_buckets(h)
         for i in torch.nonzero(ours != upstream).flatten().tolist():
@@ -146,16 +146,3 @@ def test_unknown_family_is_a_clear_error(tmp_path):
         family_for(tmp_path)
     with pytest.raises(CheckpointError, match="no config.json"):
         family_for(tmp_path / "missing")
-
-
-def test_runtime_positions_equal_the_reference():
-    """The numpy position ids the ONNX runtime feeds equal the torch reference's for every grid size."""
-    from edgevlm.families.minicpmv import navit_position_ids as reference
-    from edgevlm.runtime.vision_inputs import navit_position_ids as runtime
-
-    sizes = [(h, w) for h in range(1, 129) for w in (1, 25, 49, 64, 77, 128)]
-    tgt = np.array(sizes)
-    got = runtime(tgt, 128 * 128, 70)
-    want = reference(torch.from_numpy(tgt), 128 * 128, 70).numpy()
-    differ = [sizes[i] for i in range(len(sizes)) if not np.array_equal(got[i], want[i])]
-    assert differ == []

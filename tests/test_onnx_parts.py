@@ -14,7 +14,7 @@ ort = pytest.importorskip("onnxruntime")
 from edgevlm.families import TINY_NAMES, load_reference  # noqa: E402
 from edgevlm.export.onnx import export_onnx_parts  # noqa: E402
 from edgevlm.runtime.backends.ort_masks import attention_bias  # noqa: E402
-from edgevlm.runtime.vision_inputs import derived_inputs, navit_position_ids, resampler_key_pos  # noqa: E402
+from edgevlm.processing.vision_inputs import derived_inputs  # noqa: E402
 
 MINICPMV = [n for n in TINY_NAMES if n.startswith("minicpmv")]
 
@@ -28,7 +28,7 @@ def exported(tiny, tmp_path_factory):
         if name not in cache:
             ref = load_reference(tiny(name))
             out = tmp_path_factory.mktemp(f"onnx-{name}")
-            cache[name] = (ref, export_onnx_parts(ref, out, max_context=256), out)
+            cache[name] = (ref, export_onnx_parts(ref, out), out)
         return cache[name]
 
     return get
@@ -57,21 +57,6 @@ def _cosine(a, b):
     return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
 
 
-def test_numpy_vision_inputs_match_torch_reference():
-    from edgevlm.families.minicpmv import navit_position_ids as torch_ids
-    from edgevlm.families.minicpmv.resampler import chunk_position_embedding
-
-    tgt = np.array([[32, 32], [28, 37], [10, 12], [1, 70], [45, 23]], np.int32)
-    n = int((tgt[:, 0] * tgt[:, 1]).max())
-    got = navit_position_ids(tgt, n, 70)
-    want = torch_ids(torch.from_numpy(tgt), n, 70).numpy()
-    assert np.array_equal(got, want)
-    pos = resampler_key_pos(tgt, 128, n)
-    diff = np.abs(pos - chunk_position_embedding(torch.from_numpy(tgt), 128, n).numpy()).max()
-    print(f"resampler key pos max abs diff {diff:.2e}")
-    assert diff < 1e-6
-
-
 @pytest.mark.parametrize("name", MINICPMV)
 def test_navit_vision_matches_reference_with_padding(exported, name):
     ref, parts, out = exported(name)
@@ -79,7 +64,7 @@ def test_navit_vision_matches_reference_with_padding(exported, name):
     with torch.no_grad():
         want = ref.image_features(pixels, mask, torch.from_numpy(tgt)).numpy()  # [3, Q, D]
     feeds = {"pixel_values": pixels.numpy(), "patch_attention_mask": mask.numpy(),
-             **derived_inputs(parts["vision"].extra["derived_inputs"], tgt, n, parts["vision"].extra)}
+             **derived_inputs(parts["vision"].binding["derived_inputs"], tgt, n, ref.vision_graph().record)}
     got = _session(out, parts["vision"]).run(None, feeds)[0]
     diff, cos = float(np.abs(got - want).max()), _cosine(got, want)
     print(f"{name} vision: shape {got.shape}, max abs diff {diff:.2e}, cosine {cos:.8f}")
@@ -110,29 +95,29 @@ def test_embedding_is_exact(exported, name):
 
 
 def _decoder_feeds(part, embeds, start, blocks, index, past):
-    extra = part.extra
+    binding = part.binding
     t = embeds.shape[1]
-    feeds = {"inputs_embeds": embeds,
-             "position_ids": (np.arange(start, start + t) + extra["position_offset"])[None].astype(np.int64),
+    feeds = {"inputs_embeds": embeds, "position_ids": np.arange(start, start + t)[None].astype(np.int64),
              "logits_index": np.asarray(index, np.int64)}
-    for name, window in extra["masks"].items():
-        feeds[name] = attention_bias(blocks, start, t, window, extra["mask_value"])
-    for i in range(extra["num_layers"]):
-        feeds[part.kv["past_key"] % i], feeds[part.kv["past_value"] % i] = past[i]
+    for name, window in binding["masks"].items():
+        feeds[name] = attention_bias(blocks, start, t, window, binding["mask_value"])
+    for i in range(len(past)):
+        feeds[binding["kv"]["past_key"] % i], feeds[binding["kv"]["past_value"] % i] = past[i]
     return feeds
 
 
 def _run_decoder(sess, part, embeds, start, blocks, index, past):
-    """One graph call; returns logits [K, vocab] and the cache extended with the new rows."""
+    """One graph call; returns logits [K, vocab] and the cache extended with the new rows. Positions
+    count from ``start`` (RoPE attention depends only on their differences, whatever the model's offset)."""
     outs = sess.run(None, _decoder_feeds(part, embeds, start, blocks, index, past))
     new = [(np.concatenate([past[i][0], outs[1 + 2 * i]], 1), np.concatenate([past[i][1], outs[2 + 2 * i]], 1))
-           for i in range(part.extra["num_layers"])]
+           for i in range(len(past))]
     return outs[0][0], new
 
 
-def _empty_past(part):
-    e = part.extra
-    return [(np.zeros((1, 0, e["num_kv_heads"], e["head_dim"]), np.float32),) * 2 for _ in range(e["num_layers"])]
+def _empty_past(ref):
+    t = ref.text
+    return [(np.zeros((1, 0, t.num_kv_heads, t.head_dim), np.float32),) * 2 for _ in range(t.num_layers)]
 
 
 def _prefill_and_steps(ref, part, out, name):
@@ -145,13 +130,13 @@ def _prefill_and_steps(ref, part, out, name):
         want = ref.language_model(inputs_embeds=torch.from_numpy(embeds)).logits[0].numpy()  # [40, V]
     blocks = np.full(64, -1, np.int32)
     t0 = 36
-    logits, past = _run_decoder(sess, part, embeds[:, :t0], 0, blocks, np.arange(t0), _empty_past(part))
+    logits, past = _run_decoder(sess, part, embeds[:, :t0], 0, blocks, np.arange(t0), _empty_past(ref))
     prefill = float(np.abs(logits - want[:t0]).max())
     steps = []
     for t in range(t0, 40):
         step, past = _run_decoder(sess, part, embeds[:, t:t + 1], t, blocks, [0], past)
         steps.append(float(np.abs(step[0] - want[t]).max()))
-    print(f"{name} {part.extra['graph']} decoder: prefill max abs diff {prefill:.2e}; "
+    print(f"{name} {part.runtime['graph']} decoder: prefill max abs diff {prefill:.2e}; "
           f"cached steps vs full recompute {max(steps):.2e}")
     return prefill, max(steps)
 
@@ -181,14 +166,14 @@ def test_fused_graph_is_fused_and_portable_graph_agrees(exported, tmp_path, name
     from edgevlm.export.onnx.decoder import export_decoder
 
     ref, parts, out = exported(name)
-    fused, layers = _op_counts(out / parts["decoder"].file), parts["decoder"].extra["num_layers"]
+    fused, layers = _op_counts(out / parts["decoder"].file), ref.text.num_layers
     print(f"{name} fused graph: {sum(fused.values())} nodes for {layers} layers: {dict(fused)}")
-    assert parts["decoder"].extra["graph"] == "fused"
+    assert parts["decoder"].runtime["graph"] == "fused"
     assert fused["Attention"] == layers and fused["RotaryEmbedding"] == 2 * layers
     assert sum(fused.values()) <= 34 * layers + 16  # the traced graph has ~150 per layer
-    portable = export_decoder(ref, tmp_path, max_context=256, graph_kind="portable")
+    portable = export_decoder(ref, tmp_path, graph_kind="portable")
     ops = _op_counts(tmp_path / portable.file)
-    assert portable.extra["graph"] == "portable" and not {"Attention", "RotaryEmbedding"} & set(ops)
+    assert portable.runtime["graph"] == "portable" and not {"Attention", "RotaryEmbedding"} & set(ops)
     for side in ("inputs", "outputs"):  # same contract: names and dtypes (the tracer names some fixed dims)
         assert ({k: v["dtype"] for k, v in getattr(portable, side).items()}
                 == {k: v["dtype"] for k, v in getattr(parts["decoder"], side).items()})
@@ -202,8 +187,8 @@ def test_logits_index_selects_rows(exported):
     sess = _session(out, part)
     embeds = np.random.default_rng(0).standard_normal((1, 5, ref.text.hidden_size)).astype(np.float32)
     blocks = np.full(8, -1, np.int32)
-    full, _ = _run_decoder(sess, part, embeds, 0, blocks, np.arange(5), _empty_past(part))
-    last, _ = _run_decoder(sess, part, embeds, 0, blocks, [4], _empty_past(part))
+    full, _ = _run_decoder(sess, part, embeds, 0, blocks, np.arange(5), _empty_past(ref))
+    last, _ = _run_decoder(sess, part, embeds, 0, blocks, [4], _empty_past(ref))
     assert last.shape == (1, full.shape[1])
     np.testing.assert_allclose(last[0], full[4], atol=1e-5)
 
@@ -212,14 +197,14 @@ def test_fp16_export_runs_close_to_fp32(tiny, tmp_path):
     ref = load_reference(tiny("minicpmv-2.6"))
     from edgevlm.export.onnx.decoder import export_decoder
 
-    part = export_decoder(ref, tmp_path, dtype="fp16", max_context=64)
+    part = export_decoder(ref, tmp_path, dtype="fp16")
     assert part.dtype == "fp16" and part.inputs["inputs_embeds"]["dtype"] == "float32"
     sess = _session(tmp_path, part)
     ids = torch.arange(3, 13)[None]
     with torch.no_grad():
         want = ref.logits(ids)[0].numpy()
     got, _ = _run_decoder(sess, part, ref.embed_tokens(ids).detach().numpy(), 0, np.full(16, -1, np.int32),
-                          np.arange(10), _empty_past(part))
+                          np.arange(10), _empty_past(ref))
     diff = float(np.abs(got - want).max())
     print(f"fp16 decoder vs fp32 reference: max abs diff {diff:.2e} (logit range {np.ptp(want):.1f})")
     assert diff < 0.05 * float(np.ptp(want))
@@ -244,13 +229,13 @@ def test_fp16_keeps_the_residual_stream_float32(tiny, tmp_path):
             norm.fill_(1e5)
             embeds = ref.embed_tokens(torch.arange(3, 13)[None]).detach()
             want = ref.language_model(inputs_embeds=embeds).logits[0].numpy()
-        part = export_decoder(ref, tmp_path, dtype="fp16", max_context=64)
+        part = export_decoder(ref, tmp_path, dtype="fp16")
     finally:
         with torch.no_grad():
             norm.copy_(saved)
     kept = [n for n in onnx.load(str(tmp_path / part.file)).graph.node if n.op_type in FLOAT32_OPS]
     got, _ = _run_decoder(_session(tmp_path, part), part, embeds.numpy(), 0, np.full(16, -1, np.int32),
-                          np.arange(10), _empty_past(part))
+                          np.arange(10), _empty_past(ref))
     diff = float(np.abs(got - want).max())
     print(f"fp16 gemma3 decoder with a residual stream past 65504: finite={np.isfinite(got).all()}, max abs diff "
           f"{diff:.2e} (logit range {np.ptp(want):.1f}); {len(kept)} norm nodes kept float32")
@@ -264,13 +249,13 @@ def test_large_models_use_one_external_data_file(tiny, tmp_path, monkeypatch):
 
     monkeypatch.setattr(onnx_common, "EXTERNAL_DATA_THRESHOLD", 0)
     ref = load_reference(tiny("minicpmv-2.6"))
-    part = export_decoder(ref, tmp_path, max_context=64)
-    assert part.extra["external_data"] == "decoder.onnx.data"
+    part = export_decoder(ref, tmp_path)
+    assert part.data_files == ["decoder.onnx.data"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["decoder.onnx", "decoder.onnx.data"]
     assert (tmp_path / "decoder.onnx").stat().st_size < 200_000 < (tmp_path / "decoder.onnx.data").stat().st_size
     ids = torch.arange(3, 9)[None]
     with torch.no_grad():
         want = ref.logits(ids)[0].numpy()
     got, _ = _run_decoder(_session(tmp_path, part), part, ref.embed_tokens(ids).detach().numpy(), 0,
-                          np.full(8, -1, np.int32), np.arange(6), _empty_past(part))
+                          np.full(8, -1, np.int32), np.arange(6), _empty_past(ref))
     assert np.abs(got - want).max() < 1e-4

@@ -1,6 +1,7 @@
 """``export(checkpoint, out, format, dtype)``: a Hugging Face checkpoint directory -> a checked bundle.
 
-Every export: load the PyTorch reference, write the parts into a temporary directory, run the
+Every export: load the family's PyTorch reference, let the format's exporter (onnx/, gguf/, coreml/,
+chosen from the table in edgevlm/formats.py) write the parts into a temporary directory, run the
 stage-by-stage parity check on the parts as the runtime will run them, record the figures in the
 manifest, then rename the directory into place. A failed check leaves no bundle behind.
 """
@@ -8,133 +9,112 @@ manifest, then rename the directory into place. A failed check leaves no bundle 
 from __future__ import annotations
 
 import platform
-import shutil
 import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 from .. import __version__
-from ..errors import EdgeVLMError
-from ..manifest import BundleWriter, Manifest, Part
-
-FORMATS = ("onnx", "gguf", "coreml")
-DTYPES = {"onnx": ("fp32", "fp16"), "gguf": ("f32", "f16"), "coreml": ("fp16", "fp32")}
-DTYPE_ALIASES = {"fp32": "f32", "fp16": "f16", "f32": "fp32", "f16": "fp16"}
+from ..errors import CheckpointError, EdgeVLMError
+from ..manifest import BundleWriter, Manifest, TextInfo, TokenizerInfo, VisionInfo
+from ..manifest.schema import LAYER_TYPES
 
 
 def _stderr_progress(message: str) -> None:
     print(f"[edgevlm] {message}", file=sys.stderr, flush=True)
 
 
-def _normalise_dtype(format: str, dtype: str) -> str:
-    if dtype in DTYPES[format]:
-        return dtype
-    alias = DTYPE_ALIASES.get(dtype)
-    if alias in DTYPES[format]:
-        return alias
-    raise EdgeVLMError(f"dtype {dtype!r} is not available for format {format}; choose one of {DTYPES[format]}")
-
-
-def export(checkpoint: str | Path, out: str | Path, format: str = "onnx", dtype: str = "fp32",
+def export(checkpoint: str | Path, out: str | Path, format: str = "onnx", dtype: str | None = None,
            max_context: int = 2048, overwrite: bool = False, validate: bool = True,
-           progress: Callable[[str], None] | None = _stderr_progress, decoder_graph: str = "fused") -> Manifest:
-    """``decoder_graph`` (ONNX only): "fused" (opset 23 Attention/RotaryEmbedding and onnxruntime's fused
-    norms, needs onnxruntime >= 1.23; fastest on CPU) or "portable" (elementary opset-18 ops, for older
-    runtimes and NPU execution providers); docs/decoder_graph.md."""
-    from ..families import family_for
-    from ..families.common.reference import read_config
-    from .onnx.decoder import GRAPHS
+           progress: Callable[[str], None] | None = _stderr_progress, decoder_graph: str | None = None,
+           **options: Any) -> Manifest:
+    """Options a format takes (edgevlm/formats.py): ``decoder_graph`` (onnx: "fused", the default, needs
+    onnxruntime >= 1.23; "portable", elementary ops for NPU providers; docs/decoder_graph.md),
+    ``mmproj_dtype`` (gguf), ``slice_patches`` (coreml)."""
+    from ..families import family_for, read_config
+    from ..formats import check_options, export_dtype, get_format, resolve
+    from .job import ExportJob
 
-    if format not in FORMATS:
-        raise EdgeVLMError(f"unknown format {format!r}; choose one of {', '.join(FORMATS)}")
-    dtype = _normalise_dtype(format, dtype)
-    if decoder_graph not in GRAPHS:
-        raise EdgeVLMError(f"unknown decoder graph {decoder_graph!r}; choose one of {', '.join(GRAPHS)}")
+    fmt = get_format(format)
+    dtype = export_dtype(fmt, dtype)
+    options = check_options(fmt, {"decoder_graph": decoder_graph, **options}, "export")
+    if max_context < 16:
+        raise EdgeVLMError(f"--max-context {max_context} is too small; give at least 16 tokens (2048 is usual).")
     say = progress or (lambda message: None)
     ckpt = Path(checkpoint)
     family = family_for(ckpt)
     config = read_config(ckpt)
     spec = family.bundle_spec(config)
+    if not (ckpt / "tokenizer.json").is_file():
+        raise EdgeVLMError(f"{ckpt}: no tokenizer.json. Save the tokenizer with tokenizer.save_pretrained(dir).")
     started = time.perf_counter()
-    say(f"loading the {family.NAME} reference from {ckpt}")
+    say(f"loading the {family.name} reference from {ckpt}")
     ref = family.load_reference(ckpt)
     max_context = min(max_context, ref.text.max_position_embeddings)
+    text = text_info(ref, max_context)  # refuses a layer kind we cannot run before any heavy work
 
     with BundleWriter(out, overwrite=overwrite) as writer:
-        shutil.copy(ckpt / "tokenizer.json", writer.path("tokenizer.json"))
-        parts = _export_parts(format, ref, ckpt, writer.tmp, dtype, max_context, say, decoder_graph)
+        (writer.path("tokenizer.json")).write_bytes((ckpt / "tokenizer.json").read_bytes())
+        job = ExportJob(ref, family, ckpt, writer.tmp, dtype, max_context, options, say)
+        parts = resolve(fmt.exporter)(job)
+        graph = ref.vision_graph()
         manifest = Manifest(
-            format=format, family=family.NAME, attention=ref.attention,
-            text={**_text_record(ref), "max_context": max_context},
-            vision={"tokens_per_chunk": spec.layout.tokens_per_chunk, "hidden_size": ref.text.hidden_size},
+            format=format, family=family.name, text=text,
+            vision=VisionInfo(kind=graph.record["kind"], tokens_per_chunk=graph.tokens_per_chunk(),
+                              hidden_size=ref.text.hidden_size, max_batch=1 if format == "coreml" else 16,
+                              patch_size=int(graph.record.get("patch_size", spec.processor.patch_size)),
+                              image_size=graph.record.get("image_size"),
+                              params={k: v for k, v in graph.record.items()
+                                      if k not in ("kind", "tokens_per_chunk", "patch_size", "image_size")}),
+            tokenizer=TokenizerInfo(**spec.tokenizer_record(ckpt / "tokenizer.json")),
             processor=spec.processor.to_dict(), layout=spec.layout.to_dict(),
-            chat_template=spec.chat_template.to_dict(),
-            tokenizer=spec.tokenizer_record(ckpt / "tokenizer.json"),
-            parts=parts,
+            chat_template=spec.chat_template.to_dict(), parts=parts,
             generation={"max_new_tokens": 256, "temperature": 0.0, "recommended": spec.generation},
             source={"checkpoint": ckpt.name, "model_type": config.get("model_type"),
                     "version": config.get("version"), "edgevlm": __version__, "dtype": dtype},
-            quantization={name: {"method": "none", "dtype": dtype} for name in parts},
+            quantization={name: {"method": "none", "dtype": part.dtype} for name, part in parts.items()},
         )
         if validate:
             say("checking parity with the PyTorch reference (preprocessing, vision, logits, greedy tokens)")
-            if format == "coreml" and platform.system() != "Darwin":
-                # Core ML packages run only on macOS: check the converted PyTorch modules through the
-                # backend code instead (the report's "runner" field says so).
-                from .coreml.check import validate_with_modules
-
-                manifest.validation = validate_with_modules(ref, ckpt, writer.tmp, manifest, say)
-            else:
-                # Core ML keeps the KV cache in fp16 whatever the weights: use the fp16 tolerance.
-                check_dtype = "fp16" if format == "coreml" else dtype
-                manifest.validation = _validate(ref, ckpt, writer.tmp, manifest, check_dtype, say)
+            manifest.validation = validate_export(ref, ckpt, writer.tmp, manifest, say)
         manifest.source["export_seconds"] = round(time.perf_counter() - started, 1)
         manifest = writer.commit(manifest)
     say(f"wrote {out} ({format}, {dtype}) in {time.perf_counter() - started:.1f} s")
     return manifest
 
 
-def _export_parts(format: str, ref: Any, ckpt: Path, root: Path, dtype: str, max_context: int,
-                  say: Callable[[str], None], decoder_graph: str = "fused") -> dict[str, Part]:
-    if format == "onnx":
-        from .onnx.decoder import export_decoder
-        from .onnx.embedding import export_embedding
-        from .onnx.vision import export_vision
-
-        say("exporting vision (encoder + projector)")
-        vision = export_vision(ref, root / "vision.onnx", dtype)
-        say("exporting embedding")
-        embedding = export_embedding(ref, root / "embedding.onnx", dtype)
-        say(f"exporting decoder ({decoder_graph} graph, max context {max_context})")
-        decoder = export_decoder(ref, root, dtype, max_context, graph_kind=decoder_graph)
-        return {"vision": vision, "embedding": embedding, "decoder": decoder}
-    if format == "gguf":
-        from .gguf import export_gguf_parts
-
-        return export_gguf_parts(ref, ckpt, root, dtype, max_context, say)
-    from .coreml import export_coreml_parts
-
-    return export_coreml_parts(ref, ckpt, root, dtype, max_context, say)
-
-
-def _text_record(ref: Any) -> dict[str, Any]:
+def text_info(ref: Any, max_context: int) -> TextInfo:
+    """The manifest's text section from the reference's text model."""
     t = ref.text
-    return {"arch": t.arch, "hidden_size": t.hidden_size, "num_layers": t.num_layers, "num_heads": t.num_heads,
-            "num_kv_heads": t.num_kv_heads, "head_dim": t.head_dim, "vocab_size": t.vocab_size,
-            "image_token_id": int(ref.image_token_id), **{k: v for k, v in t.extra.items()
-                                                         if isinstance(v, (int, float, str, list, bool))}}
+    types = list(t.extra.get("layer_types") or ["full_attention"] * t.num_layers)
+    details = {k: v for k, v in t.extra.items() if k not in ("layer_types", "sliding_window")
+               and isinstance(v, (int, float, str, bool, list))}
+    unknown = sorted(set(types) - set(LAYER_TYPES))
+    if unknown:
+        raise CheckpointError(f"the text model's layer_types name {', '.join(map(repr, unknown))}, a layer kind this "
+                              f"edgevlm cannot export (it knows {', '.join(LAYER_TYPES)}). Upgrade edgevlm.")
+    vocab_rows = int(ref.language_model.lm_head.weight.shape[0])  # >= the tokenizer's when the table was padded
+    return TextInfo(arch=t.arch, hidden_size=t.hidden_size, num_layers=t.num_layers, num_heads=t.num_heads,
+                    num_kv_heads=t.num_kv_heads, head_dim=t.head_dim, vocab_size=vocab_rows,
+                    max_context=int(max_context), layer_types=types,
+                    sliding_window=t.extra.get("sliding_window") if "sliding_attention" in types else None,
+                    position_offset=int(getattr(ref, "position_offset", 0)), details=details)
 
 
-def _validate(ref: Any, ckpt: Path, root: Path, manifest: Manifest, dtype: str,
-              say: Callable[[str], None]) -> dict[str, Any]:
-    from ..processing.tokenizer import Tokenizer
+def validate_export(ref: Any, ckpt: Path, root: Path, manifest: Any, say: Callable[[str], None]) -> dict[str, Any]:
+    """The parity check of a bundle being written (``root``): through its format's backend, or on
+    systems that cannot run the format (Core ML off macOS) through the converted modules."""
     from ..runtime import open_backend
-    from .validate import validate_bundle
 
+    if manifest.format == "coreml" and platform.system() != "Darwin":
+        from .coreml.check import validate_with_modules
+
+        return validate_with_modules(ref, ckpt, root, manifest, say)
+    # Core ML keeps the KV cache in fp16 whatever the weights: use the fp16 tolerance.
+    dtype = "fp16" if manifest.format == "coreml" else manifest.source["dtype"]
     backend = open_backend(root, manifest, device="cpu")
     try:
-        tokenizer = Tokenizer.from_file(root / "tokenizer.json")
+        tokenizer = Tokenizer.from_file(root / manifest.tokenizer.file)
         report = validate_bundle(ref, str(ckpt), backend, manifest, tokenizer, dtype, say)
     finally:
         backend.close()

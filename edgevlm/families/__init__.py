@@ -1,45 +1,60 @@
-"""Model families: one file each. ``family_for(ckpt)`` picks the one whose config matches.
+"""Model families: one folder each (``edgevlm/families/<folder>/``), registered here in match order.
 
-Importing this package imports no torch; the family modules import it when a reference is loaded.
+``family_for(ckpt)`` returns the ``Family`` (families/contract.py) whose ``matches`` accepts the
+checkpoint's config.json. Importing this package imports no torch: a family folder's ``__init__``
+holds only data and lazy methods; its reference, vision graph and tiny maker import torch when called.
 """
 
 from __future__ import annotations
 
 import importlib
+import json
 from pathlib import Path
-from types import ModuleType
 
 from ..errors import CheckpointError
+from .contract import Family
 
-FAMILY_MODULES = ("minicpmv", "paligemma", "gemma3")
-TINY_NAMES = ("minicpmv-2.5", "minicpmv-2.6", "minicpmv-4.5", "paligemma", "paligemma2", "gemma3")
-
-
-def family_module(name: str) -> ModuleType:
-    if name not in FAMILY_MODULES:
-        raise CheckpointError(f"unknown family {name!r}; edgevlm knows {', '.join(FAMILY_MODULES)}.")
-    return importlib.import_module(f"{__name__}.{name}")
+FOLDERS = ("minicpmv", "paligemma", "gemma3")  # match order
 
 
-def family_for(ckpt: str | Path) -> ModuleType:
-    """The family module whose ``matches(config)`` accepts the checkpoint's config.json."""
-    import json
+def _load(folder: str) -> Family:
+    return importlib.import_module(f"{__name__}.{folder}").FAMILY
 
+
+FAMILIES: dict[str, Family] = {f.name: f for f in map(_load, FOLDERS)}
+TINY_NAMES: tuple[str, ...] = tuple(n for f in FAMILIES.values() for n in f.tiny_names)
+
+
+def family(name: str) -> Family:
+    if name not in FAMILIES:
+        raise CheckpointError(f"unknown family {name!r}; edgevlm knows {', '.join(FAMILIES)}.")
+    return FAMILIES[name]
+
+
+def read_config(ckpt: str | Path) -> dict:
     path = Path(ckpt) / "config.json"
     if not path.is_file():
         raise CheckpointError(f"{ckpt}: no config.json, so this is not a Hugging Face checkpoint directory. "
                               "Pass the directory that holds config.json, *.safetensors and tokenizer.json.")
-    config = json.loads(path.read_text(encoding="utf-8"))
-    for name in FAMILY_MODULES:
-        module = family_module(name)
-        if module.matches(config):
-            return module
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path}: not valid JSON ({exc}). Re-copy the checkpoint.") from None
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{path}: not a JSON object. Re-copy the checkpoint.")
+    return config
+
+
+def family_for(ckpt: str | Path) -> Family:
+    """The family whose ``matches(config)`` accepts the checkpoint's config.json."""
+    config = read_config(ckpt)
+    for candidate in FAMILIES.values():
+        if candidate.matches(config):
+            return candidate
     raise CheckpointError(f"{ckpt}: model_type {config.get('model_type')!r} is not a supported family "
-                          f"({', '.join(FAMILY_MODULES)}).")
+                          f"({', '.join(FAMILIES)}).")
 
 
 def load_reference(ckpt: str | Path, dtype=None):
     """The PyTorch reference model of a checkpoint (imports torch and transformers)."""
-    import torch
-
-    return family_for(ckpt).load_reference(ckpt, dtype or torch.float32)
+    return family_for(ckpt).load_reference(ckpt, dtype)

@@ -141,8 +141,11 @@ def render_chat(
     return "".join(pieces)
 
 
-def expand_images(text: str, grids: Sequence[Grid | None], layout: ImageLayout) -> str:
-    """Replace the i-th marker by image i's placeholder; put ``after_last_image`` after the last one."""
+def expand_images(text: str, grids: Sequence[Grid | None], layout: ImageLayout, first_index: int = 0) -> str:
+    """Replace the i-th marker by image i's placeholder; put ``after_last_image`` after the last one.
+
+    ``first_index``: images already in the conversation (image ids continue across turns, as when the
+    whole conversation is rendered at once)."""
     chunks = text.split(layout.marker)
     if len(chunks) - 1 != len(grids):
         raise PromptError(
@@ -150,7 +153,7 @@ def expand_images(text: str, grids: Sequence[Grid | None], layout: ImageLayout) 
         )
     out = [chunks[0]]
     for index, grid in enumerate(grids):
-        out.append(image_placeholder(layout, grid, index))
+        out.append(image_placeholder(layout, grid, first_index + index))
         if index == len(grids) - 1:
             out.append(layout.after_last_image)
         out.append(chunks[index + 1])

@@ -14,10 +14,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from ..errors import EdgeVLMError
 from ..manifest import BundleWriter, Manifest, read_manifest
 from . import report as _report_module  # noqa: F401  (makes edgevlm.quantize.report(a, b) available)
-from .recipes import RECIPES, plan
+from .recipes import RECIPES
 from .report import report as _accuracy_report
 
 
@@ -26,36 +25,31 @@ def _stderr_progress(message: str) -> None:
 
 
 def quantize(bundle: str | Path, out: str | Path, recipe: str = "w4", overrides: dict[str, str] | None = None,
-             block_size: int = 32, symmetric: bool = False, report: bool = False, calibration: str | None = None,
-             overwrite: bool = False, progress: Callable[[str], None] | None = _stderr_progress,
-             head_bits: int = 8) -> Manifest:
-    """``head_bits`` (ONNX w4): bits of the output head (the logits MatMul). 8 keeps Gemma 3 270M's top-1
-    agreement at 0.727 instead of 0.661; 4 reads half the head's bytes per token (docs/quantization.md)."""
-    if head_bits not in (4, 8):
-        raise EdgeVLMError(f"--head-bits must be 4 or 8, not {head_bits}")
+             block_size: int | None = None, symmetric: bool | None = None, report: bool = False,
+             calibration: str | None = None, overwrite: bool = False,
+             progress: Callable[[str], None] | None = _stderr_progress, head_bits: int | None = None) -> Manifest:
+    """A quantized copy of ``bundle`` in ``out``. The options a format takes are in edgevlm/formats.py:
+    ``block_size``, ``symmetric``, ``head_bits`` (ONNX w4: bits of the output head, 8 keeps Gemma 3 270M's
+    top-1 agreement at 0.727 instead of 0.661; 4 reads half the head's bytes per token,
+    docs/quantization.md), ``calibration`` (ONNX qdq8/qdq16); an option a format does not take is an error.
+    ``overrides``: part name -> method (GGUF parts: text, mmproj)."""
+    from ..formats import check_options, get_format, resolve
+    from .job import QuantizeJob
+
     src = Path(bundle)
-    if Path(out).absolute() == src.absolute():
-        raise EdgeVLMError("quantize writes a new bundle and never changes its input: choose another -o directory")
     say = progress or (lambda message: None)
     manifest = read_manifest(src)
+    fmt = get_format(manifest.format)
+    options = check_options(fmt, {"block_size": block_size, "symmetric": symmetric or None,
+                                  "head_bits": head_bits, "calibration": calibration}, "quantize")
     started = time.perf_counter()
-    with BundleWriter(out, overwrite=overwrite) as writer:
-        part_files = {p.file for p in manifest.parts.values()}
-        packages = tuple(p.extra["package"] + "/" for p in manifest.parts.values() if p.extra.get("package"))
+    with BundleWriter(out, overwrite=overwrite, source=src) as writer:
+        owned = {p.file for p in manifest.parts.values()} | {d for p in manifest.parts.values() for d in p.data_files}
         for rel in manifest.files:  # tokenizer and anything else the parts do not own
-            if rel not in part_files and not rel.endswith(".data") and not rel.startswith(packages):
+            if rel not in owned and not any(rel.startswith(d.rstrip("/") + "/") for d in owned):
                 shutil.copy(src / rel, writer.path(rel))
-        if manifest.format == "onnx":
-            records = _quantize_onnx(src, writer.tmp, manifest, recipe, overrides, block_size, symmetric,
-                                     calibration, say, head_bits)
-        elif manifest.format == "gguf":
-            from .gguf import quantize_gguf_bundle
-
-            records = quantize_gguf_bundle(src, writer.tmp, manifest, recipe, overrides or {}, say)
-        else:
-            from .coreml import quantize_coreml_bundle
-
-            records = quantize_coreml_bundle(src, writer.tmp, manifest, recipe, overrides or {}, block_size, say)
+        job = QuantizeJob(src, writer.tmp, manifest, recipe, dict(overrides or {}), options, say)
+        records = resolve(fmt.quantizer)(job)
         new = Manifest.from_dict({**manifest.to_dict(), "files": manifest.files, "validation": {}})
         new.quantization = {**records, "recipe": recipe, "source_bundle": src.name}
         new.source = {**manifest.source, "quantized_from": src.name}
@@ -68,29 +62,6 @@ def quantize(bundle: str | Path, out: str | Path, recipe: str = "w4", overrides:
         new = writer.commit(new)
     say(f"wrote {out} (recipe {recipe}) in {time.perf_counter() - started:.1f} s")
     return new
-
-
-def _quantize_onnx(src: Path, dst: Path, manifest: Manifest, recipe: str, overrides: dict[str, str] | None,
-                   block_size: int, symmetric: bool, calibration: str | None,
-                   say: Callable[[str], None], head_bits: int = 8) -> dict[str, Any]:
-    from .onnx import quantize_onnx_part
-
-    methods = plan(recipe, list(manifest.parts), overrides)
-    if calibration is not None:
-        from .qdq import Calibration
-
-        calibration = Calibration(src, calibration)
-    records = {}
-    for name, part in manifest.parts.items():
-        say(f"quantizing {name} ({part.file}): {methods[name]}")
-        records[name] = quantize_onnx_part(src / part.file, dst / part.file, methods[name], block_size, symmetric,
-                                           calibration, name, head_bits=head_bits)
-        part.dtype = methods[name] if methods[name] != "none" else part.dtype
-        data = dst / (part.file + ".data")  # a quantized part may fit in one file where its source did not
-        part.extra["external_data"] = data.name if data.exists() else None
-        if methods[name] == "fp16":
-            part.extra["ort_graph_optimization"] = "extended"  # see runtime/backends/onnxruntime.py
-    return records
 
 
 def format_report(table: dict[str, Any]) -> str:

@@ -163,6 +163,12 @@ def plan_coreml(recipe: str, parts: list[str], overrides: dict[str, str] | None 
     return table
 
 
+def quantize_bundle(job: Any) -> dict[str, Any]:
+    """The format's quantizer (edgevlm/formats.py): a QuantizeJob (quantize/job.py) -> part -> record."""
+    return quantize_coreml_bundle(job.src, job.dst, job.manifest, job.recipe, job.overrides,
+                                  job.options.get("block_size", 32), job.say)
+
+
 def quantize_coreml_bundle(src: Path, dst: Path, manifest: Any, recipe: str, overrides: dict[str, str],
                            block_size: int, say: Callable[[str], None]) -> dict[str, Any]:
     """Quantize every part package of a Core ML bundle from ``src`` into ``dst``; returns part -> record.
@@ -173,7 +179,7 @@ def quantize_coreml_bundle(src: Path, dst: Path, manifest: Any, recipe: str, ove
     methods = plan_coreml(recipe, list(manifest.parts), overrides)
     records = {}
     for name, part in manifest.parts.items():
-        package = part.extra.get("package") or str(Path(part.file).parent)
+        package = part.data_files[0] if part.data_files else str(Path(part.file).parent)
         say(f"quantizing {name} ({package}): {methods[name]}")
         records[name] = quantize_coreml_part(src / package, dst / package, methods[name], block_size)
         if methods[name] not in ("none", "fp16"):

@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import BundleError, EdgeVLMError
+from ..formats import DTYPE_ALIASES
 from ..manifest import Manifest
 
 # name → llama_ftype value (llama.h); resolved lazily so importing this module needs no llama_cpp.
 GGUF_TYPES = ("Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q4_K_S", "Q4_K_M", "Q5_K_S", "Q5_K_M", "Q6_K",
               "Q3_K_M", "Q2_K", "F16")
-MMPROJ_TYPES = ("f16", "q8_0")
+MMPROJ_TYPES = ("fp16", "q8_0")
 
 
 def _ftype(name: str) -> int:
@@ -90,13 +91,18 @@ def quantize_mmproj_q8_0(src: str | Path, dst: str | Path) -> dict[str, Any]:
             "bytes_after": Path(dst).stat().st_size}
 
 
+def quantize_bundle(job: Any) -> dict[str, Any]:
+    """The format's quantizer (edgevlm/formats.py): a QuantizeJob (quantize/job.py) -> part -> record."""
+    return quantize_gguf_bundle(job.src, job.dst, job.manifest, job.recipe, job.overrides, job.say)
+
+
 def quantize_gguf_bundle(src: str | Path, dst: str | Path, manifest: Manifest, recipe: str,
                          overrides: dict[str, str] | None = None,
                          say: Callable[[str], None] = lambda message: None, threads: int = 0) -> dict[str, Any]:
     """Quantize a GGUF bundle's parts from ``src`` into the directory ``dst`` (edgevlm.quantize orchestrates).
 
     ``recipe`` is the text model's llama.cpp type (q8_0, q4_0, q4_k_m, q5_k_m, ...); ``overrides`` may set
-    ``{"mmproj": "q8_0"}`` (default: the mmproj stays as exported, f16) or ``{"text": type}``. Parts not
+    ``{"mmproj": "q8_0"}`` (default: the mmproj stays as exported, fp16) or ``{"text": type}``. Parts not
     quantized (vision.onnx, mmproj) are copied. Part dtypes in ``manifest`` are updated in place; returns
     one record per part for ``manifest.quantization``.
     """
@@ -104,12 +110,14 @@ def quantize_gguf_bundle(src: str | Path, dst: str | Path, manifest: Manifest, r
     overrides = dict(overrides or {})
     unknown = sorted(set(overrides) - {"text", "mmproj"})
     if unknown:
-        raise EdgeVLMError(f"GGUF bundles take per-part overrides for text and mmproj only, not {', '.join(unknown)}.")
+        raise EdgeVLMError(f"GGUF bundles take per-part overrides for text and mmproj only (--part text=q8_0, "
+                           f"--part mmproj=q8_0), not {', '.join(unknown)}.")
     if manifest.format != "gguf" or "text" not in manifest.parts:
         raise BundleError(f"{src} is a {manifest.format} bundle without a GGUF text part; GGUF quantization "
                           "(q4_k_m, ...) applies to bundles exported with --format gguf.")
     method = overrides.get("text", recipe)
-    mmproj = overrides.get("mmproj", "f16").lower()
+    mmproj = overrides.get("mmproj", "fp16").lower()
+    mmproj = DTYPE_ALIASES.get(mmproj, mmproj)
     if mmproj not in MMPROJ_TYPES:
         raise EdgeVLMError(f"mmproj quantization {mmproj!r} is not available; choose one of {', '.join(MMPROJ_TYPES)}.")
     text = manifest.parts["text"]
@@ -131,8 +139,7 @@ def quantize_gguf_bundle(src: str | Path, dst: str | Path, manifest: Manifest, r
             part.dtype = "q8_0"
         else:
             shutil.copy(src / part.file, target)
-            external = part.extra.get("external_data")
-            if external:
-                shutil.copy(src / external, dst / external)
+            for data in part.data_files:
+                shutil.copy(src / data, dst / data)
             records[name] = {"method": "none", "dtype": part.dtype}
     return records

@@ -28,8 +28,8 @@ def _log_softmax(x: np.ndarray) -> np.ndarray:
 def same_model(a: Manifest, b: Manifest) -> None:
     """Refuse to compare bundles of different models (the report would be meaningless)."""
     checks = [("family", a.family, b.family),
-              *[(f"text.{k}", a.text.get(k), b.text.get(k)) for k in ("arch", "hidden_size", "num_layers",
-                                                                      "vocab_size")],
+              *[(f"text.{k}", getattr(a.text, k), getattr(b.text, k)) for k in ("arch", "hidden_size", "num_layers",
+                                                                                "vocab_size")],
               ("tokenizer", a.files.get("tokenizer.json", {}).get("sha256"),
                b.files.get("tokenizer.json", {}).get("sha256"))]
     for name, x, y in checks:
@@ -41,7 +41,7 @@ def same_model(a: Manifest, b: Manifest) -> None:
 def report(source: str | Path, candidate: str | Path, candidate_manifest: Manifest | None = None,
            max_positions: int = 512, greedy_tokens: int = 32,
            progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    from ..export.validate import test_image
+    from ..processing.sample_image import sample_image
     from ..runtime import load, open_backend
     from ..runtime.images import prepare_image
     from ..runtime.vlm import VLM
@@ -53,7 +53,8 @@ def report(source: str | Path, candidate: str | Path, candidate_manifest: Manife
         from ..processing.tokenizer import Tokenizer
 
         backend = open_backend(Path(candidate), candidate_manifest)
-        cand = VLM(candidate, candidate_manifest, backend, Tokenizer.from_file(Path(candidate) / "tokenizer.json"))
+        cand = VLM(candidate, candidate_manifest, backend, Tokenizer.from_file(Path(candidate) /
+                                                                              candidate_manifest.tokenizer.file))
     same_model(ref.manifest, candidate_manifest or cand.manifest)
     try:
         ids = ref.tokenizer.encode(TEXT.read_text(encoding="utf-8"))[:max_positions]
@@ -81,7 +82,7 @@ def report(source: str | Path, candidate: str | Path, candidate_manifest: Manife
 
         cosines = []
         for seed in range(2):
-            prepared = prepare_image(test_image(seed=seed), ref.processor)
+            prepared = prepare_image(sample_image(seed=seed), ref.processor)
             fa = ref.backend.encode_images(prepared.inputs).reshape(-1).astype(np.float64)
             fb = cand.backend.encode_images(prepared.inputs).reshape(-1).astype(np.float64)
             cosines.append(float(fa @ fb / (np.linalg.norm(fa) * np.linalg.norm(fb) + 1e-30)))

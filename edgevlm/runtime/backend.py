@@ -1,49 +1,92 @@
 """The small interface every runtime backend implements (onnxruntime, llama.cpp, Core ML).
 
-The generic runtime (vlm.py, session.py) only talks to this interface; a backend hides how its
-format embeds tokens, encodes images, keeps the KV cache and applies attention masks.
+The generic runtime (turn.py, generate.py, vlm.py) only talks to this interface; a backend hides how
+its format embeds tokens, encodes images, keeps its caches and applies attention masks.
 
 Mask convention for ``forward``: ``block_ids[t] = -1`` means token t attends causally; tokens that
 share a block id ``k >= 0`` additionally attend to each other in both directions (PaliGemma's
 image + prefix block, a Gemma 3 image block). Causal attention to everything before still holds.
+
+Positions are data: ``positions`` holds each token's position id, int64 [T] (RoPE) or [S, T] for
+models with S position streams (M-RoPE: temporal, height, width); None means the next ones,
+``n_past + arange(T) + text.position_offset``. The prompt layout produces them for prompts with
+images (edgevlm/runtime/turn.py).
+
+Caches: a backend holds one cache per layer, allocated once per session. Rows of a KV cache can be
+rewound to any earlier length (``rewind``); a recurrent state cannot be rewound token by token, so
+the runtime takes a ``snapshot`` where it may need to go back (end of a turn, end of a shared
+prefix) and ``restore``s it. For KV-only models a snapshot is just the length, so both are free.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 
 
+@dataclass(frozen=True)
+class CacheSnapshot:
+    """A point the cache can return to: ``n_past`` tokens, plus the copied states of layers that
+    cannot be rewound (None for KV-only models)."""
+
+    n_past: int
+    states: Any = None
+
+
 class Backend(Protocol):
-    max_context: int  # KV cache capacity in tokens, allocated once
-    n_past: int  # tokens currently held in the KV cache
+    max_context: int  # cache capacity in tokens, allocated once
+    n_past: int  # tokens currently held in the cache
 
     def encode_images(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         """Preprocessed image inputs -> features float32 [n_chunks, tokens_per_chunk, hidden].
 
-        ``inputs`` carries what the processor produced: ``pixel_values`` (fixed: [n, 3, H, W]; slices:
-        [n, 3, patch, L_max] zero-padded), plus ``patch_attention_mask`` [n, L_max/patch] bool and
-        ``tgt_sizes`` [n, 2] int32 for sliced images. Slices may be encoded in batches.
+        ``inputs`` carries what the processor produced: ``pixel_values`` (images: [n, 3, H, W]; patch
+        sequences: [n, 3, patch, L_max] zero-padded), plus ``patch_attention_mask`` [n, L_max/patch] bool
+        and ``tgt_sizes`` [n, 2] int32 for patch sequences. Chunks may be encoded in batches.
         """
         ...
 
     def forward(self, input_ids: np.ndarray, features: np.ndarray | None = None,
-                block_ids: np.ndarray | None = None, all_logits: bool = False) -> np.ndarray:
-        """Append T tokens to the KV cache and return logits.
+                block_ids: np.ndarray | None = None, positions: np.ndarray | None = None,
+                all_logits: bool = False) -> np.ndarray:
+        """Append T tokens to the cache and return logits.
 
         input_ids int64 [T]; features float32 [n_image_tokens, hidden] replacing, in order, the rows
-        where ``input_ids == image_token_id``; block_ids int32 [T] (see module doc) or None (causal).
-        Returns float32 [vocab] for the last position, or [T, vocab] with ``all_logits``.
+        where ``input_ids == image_token_id``; block_ids int32 [T] (see module doc) or None (causal);
+        positions int64 [T] / [S, T] or None (the next ones). Returns float32 [vocab] for the last
+        position, or [T, vocab] with ``all_logits``.
         """
         ...
 
     def rewind(self, n_keep: int) -> None:
-        """Forget every cached position from ``n_keep`` on (n_keep <= n_past)."""
+        """Forget every cached position from ``n_keep`` on (n_keep <= n_past; KV layers only)."""
+        ...
+
+    def snapshot(self) -> CacheSnapshot:
+        ...
+
+    def restore(self, snapshot: CacheSnapshot) -> None:
         ...
 
     def close(self) -> None:
         ...
+
+
+class KVCacheMixin:
+    """snapshot / restore for backends whose every layer is a KV cache: a snapshot is the length."""
+
+    n_past: int
+
+    def snapshot(self) -> CacheSnapshot:
+        return CacheSnapshot(self.n_past)
+
+    def restore(self, snapshot: CacheSnapshot) -> None:
+        if snapshot.n_past > self.n_past:
+            raise ValueError(f"cannot restore a snapshot of {snapshot.n_past} tokens into a cache holding "
+                             f"{self.n_past}: its rows were overwritten")
+        self.rewind(snapshot.n_past)
 
 
 def check_tokens(input_ids: np.ndarray, n_past: int, max_context: int, block_ids: np.ndarray | None,
@@ -62,12 +105,24 @@ def check_tokens(input_ids: np.ndarray, n_past: int, max_context: int, block_ids
     return ids
 
 
-def image_rows(ids: np.ndarray, image_token_id: int, features: np.ndarray | None,
+def position_ids(positions: np.ndarray | None, n_past: int, t: int, offset: int) -> np.ndarray:
+    """int64 [T] (or [S, T]): the given positions, or the next T ones after ``n_past``."""
+    if positions is None:
+        return np.arange(n_past, n_past + t, dtype=np.int64) + offset
+    out = np.asarray(positions, np.int64)
+    if out.shape[-1] != t:
+        from ..errors import PromptError
+
+        raise PromptError(f"positions has {out.shape[-1]} entries for {t} tokens; pass one per token.")
+    return out
+
+
+def image_rows(ids: np.ndarray, image_token_id: int | None, features: np.ndarray | None,
                hidden: int) -> tuple[np.ndarray, np.ndarray]:
     """(where the placeholders are: bool [T], the feature rows that go there: float32 [K, hidden])."""
     from ..errors import PromptError
 
-    where = ids == image_token_id
+    where = ids == image_token_id if image_token_id is not None else np.zeros(len(ids), bool)
     rows = (np.zeros((0, hidden), np.float32) if features is None
             else np.asarray(features, np.float32).reshape(-1, hidden))
     if rows.shape[0] != int(where.sum()):

@@ -1,15 +1,14 @@
-"""Token sampling: greedy, temperature, top-k, top-p, repetition penalty, seeded.
+"""Token sampling: greedy, temperature, top-k, top-p, seeded.
 
 The random stream is SplitMix64 (a few integer operations) rather than numpy's generator so that
 the Android app's JVM core reproduces the same tokens for the same seed bit for bit.
-Order of operations follows transformers: repetition penalty → temperature → top-k → top-p.
+Order of operations follows transformers: the logits processors (generate.py: suppressed ids,
+vocabulary cap, repetition penalty) -> temperature -> top-k -> top-p.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable
-
 import numpy as np
 
 _MASK64 = (1 << 64) - 1
@@ -55,15 +54,13 @@ class Sampler:
         seed = params.seed if params.seed is not None else int.from_bytes(np.random.bytes(8), "little")
         self.rng = SplitMix64(seed)
 
-    def __call__(self, logits: np.ndarray, history: Iterable[int] = ()) -> int:
-        """logits float [vocab] -> the next token id."""
+    @classmethod
+    def greedy(cls) -> "Sampler":
+        return cls(SamplingParams(seed=0))
+
+    def __call__(self, scores: np.ndarray) -> int:
+        """scores float64 [vocab] (after the logits processors) -> the next token id."""
         p = self.params
-        scores = logits.astype(np.float64, copy=True)  # [V]
-        if p.repetition_penalty != 1.0:
-            seen = np.fromiter(set(history), dtype=np.int64)
-            if seen.size:
-                picked = scores[seen]
-                scores[seen] = np.where(picked > 0, picked / p.repetition_penalty, picked * p.repetition_penalty)
         if p.temperature == 0.0:
             return int(np.argmax(scores))
         scores /= p.temperature

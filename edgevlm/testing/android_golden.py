@@ -44,8 +44,9 @@ from edgevlm.processing.normalize import _lookup_table
 from edgevlm.processing.preprocess import preprocess_fixed, preprocess_slices
 from edgevlm.processing.prompt import IMAGE, PromptText, build_prompt, layout_tokens
 from edgevlm.processing.slicing import plan_slices, resize_for_plan
+from edgevlm.runtime.generate import penalize_repetition
 from edgevlm.runtime.sampling import Sampler, SamplingParams, SplitMix64
-from edgevlm.runtime.vision_inputs import navit_position_ids, resampler_key_pos
+from edgevlm.processing.vision_inputs import bucketed_position_ids, sincos_2d_keys
 
 
 # -- helpers ------------------------------------------------------------------------------------
@@ -179,8 +180,8 @@ def vision_input_records(out: Path) -> list[dict[str, Any]]:
                                                           ([[70, 70]], 70, 16, 0)]):
         tgt = np.asarray(sizes, dtype=np.int64)
         max_patches = int(max(h * w for h, w in sizes)) + pad
-        ids = navit_position_ids(tgt, max_patches, per_side)  # int64 [B, max_patches]
-        key_pos = resampler_key_pos(tgt, dim, max_patches)  # float32 [B, max_patches, dim]
+        ids = bucketed_position_ids(tgt, max_patches, per_side)  # int64 [B, max_patches]
+        key_pos = sincos_2d_keys(tgt, dim, max_patches)  # float32 [B, max_patches, dim]
         records.append({"tgt_sizes": sizes, "patches_per_side": per_side, "embed_dim": dim, "max_patches": max_patches,
                         "position_ids": ids.tolist(), "key_pos": write_bin(out, f"key_pos_{index}.bin", key_pos)})
     return records
@@ -189,11 +190,15 @@ def vision_input_records(out: Path) -> list[dict[str, Any]]:
 # -- prompts and token layouts ------------------------------------------------------------------
 def family_specs() -> dict[str, dict[str, Any]]:
     """name -> {processor, layout, chat_template} dicts, from the family code itself."""
-    from edgevlm.families import gemma3, minicpmv, paligemma
+    from edgevlm.families import FAMILIES
+    from edgevlm.families.gemma3.tiny import random_config as gemma3_config
+    from edgevlm.families.minicpmv.tiny import random_config as minicpmv_config
+    from edgevlm.families.paligemma.tiny import random_config as paligemma_config
 
-    specs = {f"minicpmv-{v}": minicpmv.bundle_spec(minicpmv.random_config(v, 600, {})) for v in (2.5, 2.6, 4.5)}
-    specs["paligemma"] = paligemma.bundle_spec(paligemma.random_config(1, 600, 5))
-    specs["gemma3"] = gemma3.bundle_spec(gemma3.random_config(600, {"boi": 1, "eoi": 2, "image": 3}))
+    minicpmv, paligemma, gemma3 = FAMILIES["minicpmv"], FAMILIES["paligemma"], FAMILIES["gemma3"]
+    specs = {f"minicpmv-{v}": minicpmv.bundle_spec(minicpmv_config(v, 600, {})) for v in (2.5, 2.6, 4.5)}
+    specs["paligemma"] = paligemma.bundle_spec(paligemma_config(1, 600, 5))
+    specs["gemma3"] = gemma3.bundle_spec(gemma3_config(600, {"boi": 1, "eoi": 2, "image": 3}))
     return {name: {"processor": s.processor.to_dict(), "layout": s.layout.to_dict(),
                    "chat_template": s.chat_template.to_dict()} for name, s in specs.items()}
 
@@ -350,8 +355,12 @@ def sampler_records(out: Path) -> dict[str, Any]:
             history = [int(v) for v in rng.randint(0, vocab, 5)]
             start = list(history)
             tokens = []
+            processors = [penalize_repetition(params.repetition_penalty)] if params.repetition_penalty != 1.0 else []
             for step in range(steps):
-                token = sampler(logits[step], history)
+                scores = logits[step].astype(np.float64)
+                for process in processors:
+                    process(scores, history)
+                token = sampler(scores)
                 tokens.append(token)
                 history.append(token)
             cases.append({"logits": ref, "params": {**setting, "seed": seed}, "history": start, "tokens": tokens})
@@ -403,11 +412,14 @@ def manifest_records(out: Path, bundle: Path) -> list[dict[str, Any]]:
         raw[0] ^= 1
         path.write_bytes(bytes(raw))
 
-    cases = [("valid", None, None), ("schema_2", setter("schema_version", 2), None),
+    def layout_setter(key, value):
+        return lambda data: data["layout"].__setitem__(key, value)
+
+    cases = [("valid", None, None), ("schema_3", setter("schema_version", 3), None),
              ("schema_string", setter("schema_version", "1"), None), ("schema_missing", deleter("schema_version"), None),
              ("lacks_layout", deleter("layout"), None), ("lacks_two", lambda d: (d.pop("layout"), d.pop("text")), None),
              ("unknown_field", setter("colour", "blue"), None), ("bad_format", setter("format", "tflite"), None),
-             ("bad_attention", setter("attention", "sliding"), None), ("part_file_unlisted", part_file, None),
+             ("bad_attention", layout_setter("attention", "sliding"), None), ("part_file_unlisted", part_file, None),
              ("part_malformed", bad_part, None), ("file_missing", None, lambda d: (d / "embedding.onnx").unlink()),
              ("file_size", None, truncate), ("file_sha256", None, tamper), ("not_object", lambda d: d.clear(), None)]
     records = []
@@ -434,8 +446,8 @@ def _read_record(name: str, d: Path, read_manifest) -> dict[str, Any]:
     try:
         m = read_manifest(d, verify=True)
         record.update(ok=True, format=m.format, family=m.family, attention=m.attention, parts=sorted(m.parts),
-                      files=sorted(m.files), max_context=m.parts["decoder"].extra.get("max_context"),
-                      kv=m.parts["decoder"].kv)
+                      files=sorted(m.files), max_context=m.text.max_context,
+                      kv=m.parts["decoder"].binding["kv"])
     except EdgeVLMError as exc:
         # a message that quotes a library exception (JSON decoder, dataclass) is compared up to that quote
         message = str(exc)

@@ -7,33 +7,28 @@ masks built from ``block_ids``), so the manifest differs only in part records:
 - decoder: KV cache held as Core ML state, masks and rotary tables as inputs, two functions sharing
   weights and state: `decode` (one token) and `prefill` (enumerated lengths) (coreml_decoder.py).
 Each Part's ``file`` names the package's ``Manifest.json`` (a regular file the bundle's file list
-records); ``extra["package"]`` is the package directory and ``extra["compute_units"]`` the default
+records); ``data_files`` holds the package directory and ``runtime["compute_units"]`` the default
 compute units (``cpu_and_ne``). Converting needs coremltools but not macOS; running needs macOS 15.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ...manifest import Part
 
 
-def export_coreml_parts(ref: Any, ckpt: Path, root: Path, dtype: str, max_context: int,
-                        say: Callable[[str], None] = lambda message: None,
-                        slice_patches: list[int] | None = None) -> dict[str, Part]:
-    """Write the three packages under ``root`` and return {"vision", "embedding", "decoder"} Parts."""
-    from ...families.common.reference import read_config
+def export_parts(job: Any) -> dict[str, Part]:
+    """The format entry point (edgevlm/formats.py): the three packages under ``job.root``."""
     from .decoder import export_decoder
     from .embedding import export_embedding
     from .vision import export_vision
 
-    config = read_config(ckpt)
-    scale = int((config.get("slice_config") or {}).get("scale_resolution", 448))
-    say("converting vision (encoder + connector) to Core ML")
-    vision = export_vision(ref, root, dtype, slice_patches=slice_patches, scale_resolution=scale)
-    say("converting embedding to Core ML")
-    embedding = export_embedding(ref, root, dtype, max_context)
-    say(f"converting decoder to Core ML with a stateful KV cache of {max_context} tokens")
-    decoder = export_decoder(ref, root, dtype, max_context)
+    job.say("converting vision (encoder + connector) to Core ML")
+    vision = export_vision(job.ref, job.root, job.dtype, slice_patches=job.options.get("slice_patches"))
+    job.say("converting embedding to Core ML")
+    embedding = export_embedding(job.ref, job.root, job.dtype, job.max_context)
+    job.say(f"converting decoder to Core ML with a stateful KV cache of {job.max_context} tokens")
+    decoder = export_decoder(job.ref, job.root, job.dtype, job.max_context)
     return {"vision": vision, "embedding": embedding, "decoder": decoder}

@@ -16,20 +16,15 @@ TorchPackages over ONE module, so they share its KV buffers as the Core ML funct
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from ...manifest import Part
 from ...runtime.backends.coreml import CoreMLBackend
 from .decoder import StatefulDecoder
 from .embedding import EmbeddingCoreML
-from .vision import FixedVisionCoreML, NavitVisionCoreML, is_navit
-
-NAVIT_INPUTS = ["pixel_values", "patch_attention_mask", "position_ids", "key_pos"]
 
 
 class TorchPackage:
@@ -67,24 +62,20 @@ class TorchPackage:
         return {self.output_name: out.float().numpy()}
 
 
-def module_backend(ref: Any, parts: dict[str, Part], cache_dtype: torch.dtype = torch.float16) -> CoreMLBackend:
-    """CoreMLBackend running ``ref``'s converter modules with the given Part records.
+def module_backend(ref: Any, manifest: Any, cache_dtype: torch.dtype = torch.float16) -> CoreMLBackend:
+    """CoreMLBackend running ``ref``'s converter modules with the manifest's records.
 
     ``cache_dtype`` float16 is what the Core ML state holds; float32 isolates the wiring from rounding.
     """
-    dec = parts["decoder"].extra
-    decoder = StatefulDecoder(ref.language_model, int(dec["max_context"]), cache_dtype)
-    if is_navit(ref):
-        vision = TorchPackage(NavitVisionCoreML(ref), NAVIT_INPUTS, "features")
-    else:
-        vision = TorchPackage(FixedVisionCoreML(ref), ["pixel_values"], "features")
+    dec = manifest.parts["decoder"].binding
+    decoder = StatefulDecoder(ref.language_model, int(manifest.text.max_context), cache_dtype)
+    graph = ref.vision_graph()
+    vision = TorchPackage(graph.module("coreml"), graph.names, "features")
     functions = {name: TorchPackage(decoder, decoder.input_names(), "logits", function["inputs"])
                  for name, function in dec["functions"].items()}
     models = {"vision": vision, "embedding": TorchPackage(EmbeddingCoreML(ref), ["input_ids"], "inputs_embeds"),
               "decoder": functions}
-
-    # CoreMLBackend reads only ``manifest.parts``.
-    return CoreMLBackend(Path("."), SimpleNamespace(parts=parts), models=models)  # type: ignore[arg-type]
+    return CoreMLBackend(Path("."), manifest, models=models)
 
 
 def validate_with_modules(ref: Any, ckpt: str | Path, root: Path, manifest: Any,
@@ -97,8 +88,8 @@ def validate_with_modules(ref: Any, ckpt: str | Path, root: Path, manifest: Any,
     from ...processing.tokenizer import Tokenizer
     from ..validate import validate_bundle
 
-    backend = module_backend(ref, manifest.parts)
-    tokenizer = Tokenizer.from_file(Path(root) / manifest.tokenizer.get("file", "tokenizer.json"))
+    backend = module_backend(ref, manifest)
+    tokenizer = Tokenizer.from_file(Path(root) / manifest.tokenizer.file)
     report = validate_bundle(ref, str(ckpt), backend, manifest, tokenizer, "fp16", say)
     report["runner"] = ("PyTorch modules handed to coremltools, fp16 KV cache, driven by CoreMLBackend "
                         "(Core ML itself runs only on macOS; these figures do not include its fp16 arithmetic)")

@@ -42,7 +42,7 @@ from torch import nn
 from ...manifest import Part
 from .common import (DEFAULT_COMPUTE_UNITS, MASK_VALUE, convert, ct, function_io_spec, package_manifest,
                             save_functions)
-from ..onnx.decoder import SLIDING, DecoderGraph, _position_offset, finish_layer, rotated_qkv
+from ..text_graph import SLIDING, DecoderGraph, finish_layer, rotated_qkv
 
 PREFILL_SIZES = (16, 64, 128, 256, 512, 1024, 2048)  # 2048: PaliGemma at 448 px writes 1024 image rows + its prefix in one call
 DECODE, PREFILL = "decode", "prefill"
@@ -236,12 +236,14 @@ def export_decoder(ref: Any, root: str | Path, dtype: str = "fp16", max_context:
         functions[name] = {"tokens": function["tokens"], "inputs": ins, "outputs": outs, "states": sts}
     dec = functions[DECODE]
     return Part(file=package_manifest(package), format="mlpackage", inputs=dec["inputs"], outputs=dec["outputs"],
-                dtype=dtype, extra={"package": package, "compute_units": DEFAULT_COMPUTE_UNITS,
-                                    "states": dec["states"], **decoder_extra(module, ref, sizes, functions)})
+                dtype=dtype, data_files=[package], binding={"states": dec["states"],
+                                                            **decoder_binding(module, sizes, functions)},
+                runtime={"compute_units": DEFAULT_COMPUTE_UNITS, "kv_state_dtype": "float16"},
+                info={"kv_layout": "LBNSH"})
 
 
-def decoder_extra(module: StatefulDecoder, ref: Any, sizes: list[int] | None = None,
-                  functions: dict[str, Any] | None = None) -> dict[str, Any]:
+def decoder_binding(module: StatefulDecoder, sizes: list[int] | None = None,
+                    functions: dict[str, Any] | None = None) -> dict[str, Any]:
     """What the runtime needs to drive the model. Without ``functions`` (read back from a saved
     package) the declared ones are recorded, so tests can drive the modules without converting."""
     g = module.core
@@ -250,17 +252,13 @@ def decoder_extra(module: StatefulDecoder, ref: Any, sizes: list[int] | None = N
     if g.has_sliding:
         masks["attention_bias_sliding"] = g.sliding_window
     return {
-        "num_layers": g.num_layers, "num_kv_heads": g.num_kv_heads, "head_dim": g.head_dim,
-        "hidden_size": module.hidden_size, "vocab_size": int(g.lm_head.weight.shape[0]),
-        "kv_layout": "LBNSH", "kv_state_dtype": "float16", "max_context": module.max_context,
-        "position_offset": _position_offset(ref),
         # One state, shared by every function: the runtime makes it once (from the default function)
         # and passes it to each call. Rows [position, position + T) are written, all C rows attended.
         "default_function": DECODE, "functions": functions or declared_functions(module, sizes),
         "prefill_sizes": sizes, "position_input": "position", "mask_width": module.max_context,
         # mask input name -> sliding window (None = full attention); built from block_ids exactly as
         # for the ONNX decoder: allowed(q, k) = (k <= q or same block) and (window is None or q - k < window).
-        "masks": masks, "mask_value": MASK_VALUE, "logits_index_input": "logits_index",
+        "masks": masks, "mask_value": MASK_VALUE, "logits_index": "logits_index",
         "rope": [{"inputs": t["inputs"], "inv_freq": [float(x) for x in t["inv_freq"]], "scale": t["scale"],
                   "layer_kinds": t["kinds"]} for t in module.tables.values()],
     }

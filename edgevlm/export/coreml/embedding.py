@@ -38,9 +38,4 @@ def export_embedding(ref: Any, root: str | Path, dtype: str = "fp16", max_contex
             [coremltools.TensorType(name="inputs_embeds", dtype=np.float32)], path, dtype)
     inputs_spec, outputs_spec, _ = io_spec(path)
     return Part(file=package_manifest(package), format="mlpackage", inputs=inputs_spec, outputs=outputs_spec,
-                dtype=dtype, extra={"package": package, "compute_units": DEFAULT_COMPUTE_UNITS,
-                                    **embedding_extra(ref)})
-
-
-def embedding_extra(ref: Any) -> dict[str, Any]:
-    return {"image_token_id": int(ref.image_token_id), "hidden_size": int(ref.text.hidden_size)}
+                dtype=dtype, data_files=[package], runtime={"compute_units": DEFAULT_COMPUTE_UNITS})

@@ -1,10 +1,10 @@
-"""The text decoder as a GGUF file of an architecture stock llama.cpp knows (llama, qwen2, qwen3, gemma, gemma2, gemma3).
+"""The text decoder as a GGUF file of an architecture stock llama.cpp knows (edgevlm/text_archs.py).
 
 Tensor names come from gguf-py's own maps (``gguf.get_tensor_name_map``), hyper-parameters from its
-writer helpers; the only per-architecture code is the handful of weight transforms llama.cpp's
-converter also applies (techspec §4.2 / vendored ``conversion/{llama,gemma}.py``):
-- llama: q/k rows permuted from HF's rotate-half RoPE layout to GGML's interleaved one;
-- gemma*: RMSNorm weights stored as (1 + w), tied lm_head dropped (llama.cpp reuses token_embd).
+writer helpers; the per-architecture differences are the facts in text_archs.py, applied as the
+weight transforms llama.cpp's converter also applies (techspec §4.2 / vendored ``conversion/*.py``):
+q/k rows permuted from HF's rotate-half RoPE layout to GGML's interleaved one; RMSNorm weights
+stored as (1 + w); a tied output head dropped (llama.cpp reuses token_embd).
 """
 
 from __future__ import annotations
@@ -17,32 +17,23 @@ import numpy as np
 
 from ...errors import CheckpointError
 from ...manifest import Part
+from ...text_archs import TextArch, text_arch
 from .tokenizer import add_tokenizer
+from .writer import write_tensors
 
-GGUF_ARCHS = ("llama", "qwen2", "qwen3", "gemma", "gemma2", "gemma3")
-DTYPES = ("f32", "f16")
-
-# The scale llama.cpp multiplies input rows by, read from vendored src/models/*.cpp:
-# gemma.cpp / gemma2.cpp scale every input (tokens AND embeddings) by sqrt(n_embd); gemma3.cpp only
-# token ids (``ubatch.token ? sqrtf(n_embd) : 1``); the other archs never scale.
-_TOKEN_SCALED = ("gemma", "gemma2", "gemma3")
-_EMBD_INPUT_SCALED = ("gemma", "gemma2")
+DTYPES = ("fp32", "fp16")
 
 
 def input_scales(arch: str, hidden: int) -> tuple[float, float]:
     """(scale llama.cpp applies to token-id inputs, scale it applies to embedding inputs)."""
-    root = float(np.sqrt(np.float32(hidden)))
-    return (root if arch in _TOKEN_SCALED else 1.0), (root if arch in _EMBD_INPUT_SCALED else 1.0)
+    facts, root = text_arch(arch), float(np.sqrt(np.float32(hidden)))
+    return (root if facts.token_input_scaled else 1.0), (root if facts.embd_input_scaled else 1.0)
 
 
-def _gguf_arch(arch: str):
+def _gguf_arch(arch: TextArch):
     import gguf
 
-    if arch not in GGUF_ARCHS:
-        raise CheckpointError(f"text architecture {arch!r} has no GGUF export; supported: {', '.join(GGUF_ARCHS)}.")
-    return {"llama": gguf.MODEL_ARCH.LLAMA, "qwen2": gguf.MODEL_ARCH.QWEN2, "qwen3": gguf.MODEL_ARCH.QWEN3,
-            "gemma": gguf.MODEL_ARCH.GEMMA, "gemma2": gguf.MODEL_ARCH.GEMMA2,
-            "gemma3": gguf.MODEL_ARCH.GEMMA3}[arch]
+    return getattr(gguf.MODEL_ARCH, arch.gguf_arch)
 
 
 def _rope(cfg: Any) -> dict[str, Any]:
@@ -67,7 +58,7 @@ def _permute_rotary(w: np.ndarray, n_head: int) -> np.ndarray:
     return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
 
-def _write_hparams(writer, arch: str, spec, cfg: Any) -> None:
+def _write_hparams(writer, arch: TextArch, spec, cfg: Any) -> None:
     writer.add_context_length(int(spec.max_position_embeddings))
     writer.add_embedding_length(spec.hidden_size)
     writer.add_block_count(spec.num_layers)
@@ -83,7 +74,7 @@ def _write_hparams(writer, arch: str, spec, cfg: Any) -> None:
     writer.add_rope_freq_base(float(rope.get("full_attention", rope.get("default", {})).get("rope_theta", 10000.0)))
     if "sliding_attention" in rope:
         writer.add_rope_freq_base_swa(float(rope["sliding_attention"].get("rope_theta", 10000.0)))
-    if arch in ("gemma2", "gemma3"):
+    if arch.sliding_window_hparams:
         window = getattr(cfg, "sliding_window", None)
         types = getattr(cfg, "layer_types", None)
         if window:
@@ -93,7 +84,7 @@ def _write_hparams(writer, arch: str, spec, cfg: Any) -> None:
         for key, add in (("attn_logit_softcapping", writer.add_attn_logit_softcapping),
                          ("final_logit_softcapping", writer.add_final_logit_softcapping)):
             value = getattr(cfg, key, None)
-            if value and not (arch == "gemma3" and key == "attn_logit_softcapping"):
+            if value and (arch.attn_softcap_in_gguf or key != "attn_logit_softcapping"):
                 add(float(value))
         # llama.cpp hard-codes Gemma's attention scale as 1/sqrt(head_dim) (1/sqrt(d/heads) for 27B).
         scalar = getattr(cfg, "query_pre_attn_scalar", None)
@@ -102,49 +93,40 @@ def _write_hparams(writer, arch: str, spec, cfg: Any) -> None:
                                   "llama.cpp cannot express this attention scale.")
 
 
-def text_tensors(ref, arch: str) -> dict[str, np.ndarray]:
+def text_tensors(ref, arch: TextArch) -> dict[str, np.ndarray]:
     """HF state dict of the text model, transformed as llama.cpp expects, as GGUF name → float32 array."""
     import gguf
 
     spec = ref.text
     name_map = gguf.get_tensor_name_map(_gguf_arch(arch), spec.num_layers)
-    tied = bool(spec.extra.get("tie_word_embeddings", arch.startswith("gemma")))
+    tied = bool(spec.extra.get("tie_word_embeddings", arch.output_tied))
     out: dict[str, np.ndarray] = {}
     for hf_name, tensor in ref.language_model.state_dict().items():
-        if hf_name == "lm_head.weight" and (tied or arch.startswith("gemma")):
+        if hf_name == "lm_head.weight" and (tied or arch.output_tied):
             continue  # llama.cpp falls back to token_embd when output.weight is absent
         if "rotary_emb" in hf_name:
             continue
         name = name_map.get_name(hf_name, try_suffixes=(".weight", ".bias"))
         if name is None:
-            raise CheckpointError(f"text tensor {hf_name} has no GGUF name for arch {arch}; the checkpoint has "
+            raise CheckpointError(f"text tensor {hf_name} has no GGUF name for arch {arch.name}; the checkpoint has "
                                   "a layer this exporter does not know.")
         data = tensor.detach().float().cpu().numpy()
-        if arch.startswith("gemma") and hf_name.endswith("norm.weight"):
-            data = data + 1.0  # Gemma RMSNorm computes x * (1 + w); llama.cpp computes x * w
-        if arch == "llama" and hf_name.endswith("q_proj.weight"):
+        if arch.norm_plus_one and hf_name.endswith("norm.weight"):
+            data = data + 1.0  # the model's RMSNorm computes x * (1 + w); llama.cpp computes x * w
+        if arch.rotary_permuted and hf_name.endswith("q_proj.weight"):
             data = _permute_rotary(data, spec.num_heads)
-        elif arch == "llama" and hf_name.endswith("k_proj.weight"):
+        elif arch.rotary_permuted and hf_name.endswith("k_proj.weight"):
             data = _permute_rotary(data, spec.num_kv_heads)
         out[name] = np.ascontiguousarray(data)
     return out
 
 
-def write_tensors(writer: Any, tensors: dict[str, np.ndarray], to_f16: Any) -> None:
-    """Add every tensor (f16 where ``to_f16(name, data)`` says so), write the file and close it."""
-    for name, data in tensors.items():
-        writer.add_tensor(name, data.astype(np.float16) if to_f16(name, data) else data)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
 
-
-def export_text_gguf(ref, ckpt: str | Path, path: str | Path, dtype: str = "f32",
+def export_text_gguf(ref, ckpt: str | Path, path: str | Path, dtype: str = "fp32",
                      generation_config: dict[str, Any] | None = None) -> Part:
     """Write ``ref``'s text decoder + tokenizer + chat template to ``path``; return its manifest Part.
 
-    ``dtype`` f32 keeps every tensor float32; f16 stores 2-D weights as float16 and keeps norms and
+    ``dtype`` fp32 keeps every tensor float32; fp16 stores 2-D weights as float16 and keeps norms and
     biases float32 (as llama.cpp's converter does).
     """
     import gguf
@@ -152,21 +134,20 @@ def export_text_gguf(ref, ckpt: str | Path, path: str | Path, dtype: str = "f32"
     if dtype not in DTYPES:
         raise CheckpointError(f"--dtype {dtype} is not available for GGUF; choose one of {', '.join(DTYPES)}.")
     spec = ref.text
-    arch = spec.arch
+    arch = text_arch(spec.arch)
     cfg = ref.language_model.config
     tensors = text_tensors(ref, arch)
     writer = gguf.GGUFWriter(str(path), gguf.MODEL_ARCH_NAMES[_gguf_arch(arch)])
     writer.add_name(Path(ckpt).name)
-    writer.add_file_type(gguf.LlamaFileType.ALL_F32 if dtype == "f32" else gguf.LlamaFileType.MOSTLY_F16)
+    writer.add_file_type(gguf.LlamaFileType.ALL_F32 if dtype == "fp32" else gguf.LlamaFileType.MOSTLY_F16)
     _write_hparams(writer, arch, spec, cfg)
     n_vocab = tensors["token_embd.weight"].shape[0]
     tokenizer = add_tokenizer(writer, ckpt, n_vocab, generation_config)
-    write_tensors(writer, tensors, lambda name, data: dtype == "f16" and data.ndim >= 2)
-    token_scale, embd_scale = input_scales(arch, spec.hidden_size)
-    return Part(file=Path(path).name, format="gguf", dtype="fp32" if dtype == "f32" else "fp16", extra={
-        "arch": arch, "n_embd": spec.hidden_size, "n_vocab": int(n_vocab), "n_layers": spec.num_layers,
-        # How the runtime turns ids / image features into embedding-input rows for llama.cpp
-        # (see input_scales): row = token_embd[id] * token_scale / embd_input_scale; image = f / embd_input_scale.
-        "token_scale": token_scale, "embd_input_scale": embd_scale,
-        "tokenizer": tokenizer, "n_tensors": len(tensors),
-        "n_params": int(sum(math.prod(t.shape) for t in tensors.values()))})
+    write_tensors(writer, tensors, lambda name, data: dtype == "fp16" and data.ndim >= 2)
+    token_scale, embd_scale = input_scales(arch.name, spec.hidden_size)
+    return Part(file=Path(path).name, format="gguf", dtype=dtype,
+                # How the runtime turns ids / image features into embedding-input rows for llama.cpp
+                # (see input_scales): row = token_embd[id] * token_scale / embd_input_scale; image = f / embd_input_scale.
+                runtime={"token_scale": token_scale, "embd_input_scale": embd_scale},
+                info={"arch": arch.name, "n_vocab": int(n_vocab), "tokenizer": tokenizer, "n_tensors": len(tensors),
+                      "n_params": int(sum(math.prod(t.shape) for t in tensors.values()))})

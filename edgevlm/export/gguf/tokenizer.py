@@ -1,6 +1,6 @@
 """tokenizer.json + tokenizer_config.json → ``tokenizer.ggml.*`` GGUF metadata that llama.cpp tokenizes with.
 
-Two tokenizer styles occur in our families (see families/tiny_tokenizer.py and the real models):
+Two tokenizer styles occur in our families (see testing/tiny_tokenizer.py and the real models):
 - SentencePiece-style BPE with "▁" and byte fallback (Gemma 1/2/3, PaliGemma): written as llama.cpp's
   ``llama`` (SPM) model. SPM merges the adjacent pair whose result has the highest score, so a BPE
   vocabulary becomes SPM by scoring each token ``-(rank of the merge that creates it)``; a Unigram
@@ -18,18 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import CheckpointError
+from ...text_archs import PRE_TOKENIZERS
 
 log = logging.getLogger(__name__)
 
 # llama.cpp token types (llama_token_type / gguf.TokenType).
 NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
 
-# Distinctive fragments of the split regexes in tokenizer.json → llama.cpp ``tokenizer.ggml.pre`` names
-# (llama-vocab.cpp accepts these names; the fragments are what tells the published regexes apart).
-_PRE_BY_REGEX = (
-    ("\\p{N}{1,3}", "llama-bpe"),  # Llama 3 (MiniCPM-Llama3-V 2.5, MiniCPM-V 4.0)
-    ("[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}|", "qwen2"),  # Qwen 2/2.5/3 (MiniCPM-V 2.6, 4.5)
-)
 
 
 def read_tokenizer_files(ckpt: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -75,7 +70,7 @@ def pre_tokenizer_name(tok: dict[str, Any]) -> str:
     patterns = [n["pattern"].get("Regex", "") for n in _walk(tok.get("pre_tokenizer"))
                 if n.get("type") == "Split" and isinstance(n.get("pattern"), dict)]
     for pattern in patterns:
-        for fragment, name in _PRE_BY_REGEX:
+        for fragment, name in PRE_TOKENIZERS:
             if fragment in pattern:
                 return name
     byte_level = [n for n in _walk(tok.get("pre_tokenizer")) if n.get("type") == "ByteLevel"]

@@ -1,4 +1,4 @@
-"""All three ONNX parts of a reference in one call (what export orchestration and the tests use)."""
+"""ONNX bundles: vision.onnx, embedding.onnx and decoder.onnx (+ .data side files for weights over 256 MiB)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,22 @@ from .embedding import export_embedding
 from .vision import export_vision
 
 
-def export_onnx_parts(ref: Any, out_dir: str | Path, dtype: str = "fp32", max_context: int = 4096,
-                      decoder_graph: str = "fused") -> dict[str, Part]:
-    """Write vision.onnx, embedding.onnx and decoder.onnx (+ .data files for weights over 256 MiB) to ``out_dir``."""
+def export_parts(job: Any) -> dict[str, Part]:
+    """The format entry point (edgevlm/formats.py): an ExportJob (export/job.py) -> {part name: Part}."""
+    graph_kind = job.options.get("decoder_graph", "fused")
+    job.say("exporting vision (encoder + projector)")
+    vision = export_vision(job.ref, job.root / "vision.onnx", job.dtype)
+    job.say("exporting embedding")
+    embedding = export_embedding(job.ref, job.root / "embedding.onnx", job.dtype)
+    job.say(f"exporting decoder ({graph_kind} graph)")
+    decoder = export_decoder(job.ref, job.root, job.dtype, graph_kind=graph_kind)
+    return {"vision": vision, "embedding": embedding, "decoder": decoder}
+
+
+def export_onnx_parts(ref: Any, out_dir: str | Path, dtype: str = "fp32", decoder_graph: str = "fused") -> dict[str, Part]:
+    """All three ONNX parts of a reference in one call, without the bundle around them (tests, benchmarks)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     return {"vision": export_vision(ref, out_dir / "vision.onnx", dtype),
             "embedding": export_embedding(ref, out_dir / "embedding.onnx", dtype),
-            "decoder": export_decoder(ref, out_dir, dtype, max_context, graph_kind=decoder_graph)}
+            "decoder": export_decoder(ref, out_dir, dtype, graph_kind=decoder_graph)}

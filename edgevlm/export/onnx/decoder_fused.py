@@ -1,6 +1,6 @@
 """The text decoder as a fused ONNX graph, written op by op from the transformers modules' weights.
 
-Same contract as the traced graph in ``onnx_decoder`` (inputs, outputs, sequence-major KV, new rows
+Same contract as the traced graph (onnx/decoder.py) (inputs, outputs, sequence-major KV, new rows
 only, masks and ``logits_index`` as inputs), so the runtime cannot tell them apart. Per layer:
 
     x ─ SkipSimplifiedLayerNorm ─ MatMul(qkv packed) ─ Split ─ [RMSNorm q/k] ─ RotaryEmbedding(q, k)
@@ -146,7 +146,7 @@ def _rope_tables(b: _Builder, graph: Any) -> dict[str, tuple[str, str]]:
 
 
 class FusedDecoderWriter:
-    """Writes one ``DecoderGraph``'s modules (``onnx_decoder.DecoderGraph``) as the fused graph."""
+    """Writes one ``DecoderGraph``'s modules (``text_graph.DecoderGraph``) as the fused graph."""
 
     def __init__(self, graph: Any, data_file: Any = None, data_name: str = ""):
         self.g = graph
@@ -283,7 +283,7 @@ def build_fused_model(graph: Any, input_names: list[str], data_file: Any = None,
     """The fused decoder as an in-memory ``onnx.ModelProto`` with the traced graph's I/O contract."""
     from onnx import TensorProto, helper
 
-    from .decoder import SLIDING
+    from ..text_graph import SLIDING
 
     writer = FusedDecoderWriter(graph, data_file, data_name)
     nodes, weights = writer.build(lambda i: "attention_bias_sliding"

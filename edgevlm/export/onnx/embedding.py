@@ -30,7 +30,6 @@ def export_embedding(ref: Any, path: str | Path, dtype: str = "fp32") -> Part:
     export_module(Embedding(ref), (torch.tensor([[1, 2, 3]]),), path, ["input_ids"], ["inputs_embeds"],
                   {"input_ids": {1: "seq"}, "inputs_embeds": {1: "seq"}}, dtype)
     inputs, outputs = io_spec(path)
-    extra = {"image_token_id": int(ref.image_token_id), "hidden_size": int(ref.text.hidden_size)}
-    if (path.parent / (path.name + ".data")).exists():
-        extra["external_data"] = path.name + ".data"
-    return Part(file=path.name, format="onnx", inputs=inputs, outputs=outputs, dtype=dtype, extra=extra)
+    data = path.parent / (path.name + ".data")
+    return Part(file=path.name, format="onnx", inputs=inputs, outputs=outputs, dtype=dtype,
+                data_files=[data.name] if data.exists() else [])

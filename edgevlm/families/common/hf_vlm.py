@@ -77,11 +77,11 @@ class HFVisionLanguageModel(ReferenceVLM):
 
     model_class_name: str = ""
 
-    def __init__(self, hf_model: nn.Module, family: str, attention: str, arch: str):
+    def __init__(self, hf_model: nn.Module, family: str, arch: str, position_offset: int = 0):
         super().__init__()
         self.hf = hf_model
         self.family = family
-        self.attention = attention
+        self.position_offset = position_offset
         cfg = hf_model.config
         self.language_model = CausalLMView(hf_model.model.language_model, hf_model.lm_head, cfg.text_config)
         self.text = TextSpec.from_config(arch, cfg.text_config)
@@ -94,6 +94,11 @@ class HFVisionLanguageModel(ReferenceVLM):
 
     def embed_tokens(self, input_ids: torch.Tensor) -> torch.Tensor:
         return self.hf.model.language_model.embed_tokens(input_ids)  # scaled by sqrt(hidden) inside
+
+    def vision_graph(self):
+        from .vision_graph import fixed_image_graph
+
+        return fixed_image_graph(self, self.hf.config.vision_config.image_size)
 
     @torch.no_grad()
     def reference_logits(self, **processor_outputs: torch.Tensor) -> torch.Tensor:
@@ -108,8 +113,8 @@ class HFVisionLanguageModel(ReferenceVLM):
         return out[0, prompt_len:].tolist()
 
 
-def load_hf_reference(ckpt: str | Path, config_class: Any, model_class: Any, family: str, attention: str,
-                      arch: str, dtype: torch.dtype = torch.float32) -> HFVisionLanguageModel:
+def load_hf_reference(ckpt: str | Path, config_class: Any, model_class: Any, family: str, arch: str,
+                      dtype: torch.dtype | None = None, position_offset: int = 0) -> HFVisionLanguageModel:
     raw = read_config(ckpt)
     fields = {k: v for k, v in raw.items() if k not in ("architectures", "model_type", "transformers_version")}
     config = config_class(**fields)
@@ -119,10 +124,4 @@ def load_hf_reference(ckpt: str | Path, config_class: Any, model_class: Any, fam
     model = model_class(config)
     tensors = {hub_to_module(k): v for k, v in load_safetensors_dir(ckpt).items()}
     load_weights(model, tensors, str(ckpt))
-    return HFVisionLanguageModel(model.to(dtype).eval(), family, attention, arch)
-
-
-def text_arch(config: dict[str, Any]) -> str:
-    """llama.cpp / onnxruntime-genai architecture name of the text model."""
-    model_type = (config.get("text_config") or {}).get("model_type", "gemma")
-    return {"gemma": "gemma", "gemma2": "gemma2", "gemma3_text": "gemma3"}.get(model_type, model_type)
+    return HFVisionLanguageModel(model.to(dtype or torch.float32).eval(), family, arch, position_offset)

@@ -1,13 +1,13 @@
 """What every family's PyTorch reference model offers to the exporters and the parity checks.
 
-A family file (minicpmv.py, paligemma.py, gemma3.py) turns a checkpoint directory into a
-``ReferenceVLM``: the same three parts every bundle has (vision → image features, token embedding,
-text decoder) plus a reference forward pass and greedy generation that parity checks compare with.
+A family's ``load_reference`` turns a checkpoint directory into a ``ReferenceVLM``: the same three
+parts every bundle has (vision -> image features, token embedding, text decoder), the vision graph
+the exporters write (``vision_graph()``), and a reference forward pass and greedy generation that
+the parity checks compare with.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,14 +19,9 @@ from ...errors import CheckpointError
 
 
 def read_config(ckpt: str | Path) -> dict[str, Any]:
-    path = Path(ckpt) / "config.json"
-    if not path.is_file():
-        raise CheckpointError(f"{ckpt}: no config.json, so this is not a Hugging Face checkpoint directory. "
-                              "Pass the directory that holds config.json, *.safetensors and tokenizer.json.")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{path}: not valid JSON ({exc}).") from None
+    from .. import read_config as read
+
+    return read(ckpt)
 
 
 def load_safetensors_dir(ckpt: str | Path) -> dict[str, torch.Tensor]:
@@ -39,7 +34,11 @@ def load_safetensors_dir(ckpt: str | Path) -> dict[str, torch.Tensor]:
                               "(model.save_pretrained(dir, safe_serialization=True)).")
     tensors: dict[str, torch.Tensor] = {}
     for file in files:
-        tensors.update(load_file(str(file)))
+        try:
+            tensors.update(load_file(str(file)))
+        except Exception as exc:  # safetensors raises its own SafetensorError / OSError kinds
+            raise CheckpointError(f"{file}: cannot read these weights ({type(exc).__name__}: {exc}); the file is "
+                                  "damaged or truncated. Copy the checkpoint again.") from None
     return tensors
 
 
@@ -97,16 +96,19 @@ class TextSpec:
 class ReferenceVLM(nn.Module):
     """A family's PyTorch reference, split into the parts a bundle exports.
 
-    Subclasses set ``family``, ``attention`` (causal | prefix_lm | bidirectional_image) and
-    ``language_model`` (a transformers *ForCausalLM that takes inputs_embeds), and implement
-    ``image_features`` and ``embed_tokens``.
+    Subclasses set ``family`` and ``language_model`` (a transformers *ForCausalLM that takes
+    inputs_embeds), and implement ``image_features``, ``embed_tokens`` and ``vision_graph``.
     """
 
     family: str = ""
-    attention: str = "causal"
     language_model: nn.Module
     text: TextSpec
     image_token_id: int  # the placeholder token whose rows receive image features
+    position_offset: int = 0  # added to every position id (PaliGemma numbers positions from 1)
+
+    def vision_graph(self) -> Any:
+        """The vision tower + connector for the exporters (families/common/vision_graph.py)."""
+        raise NotImplementedError
 
     def image_features(self, **image_inputs: torch.Tensor) -> torch.Tensor:
         """Preprocessed image tensors -> features [n_chunks, tokens_per_chunk, hidden]."""
@@ -153,22 +155,3 @@ class ReferenceVLM(nn.Module):
             past, next_id = out.past_key_values, int(out.logits[0, -1].argmax())
         return tokens
 
-
-@dataclass
-class BundleSpec:
-    """A family's per-model data for the manifest: how to preprocess, lay out prompts and stop."""
-
-    processor: Any  # edgevlm.processing.config.ProcessorConfig
-    layout: Any  # edgevlm.processing.config.ImageLayout
-    chat_template: Any  # edgevlm.processing.config.ChatTemplate
-    eos_tokens: list[str]  # generation ends at any of these
-    generation: dict[str, Any] = field(default_factory=dict)  # model-recommended sampling settings
-
-    def tokenizer_record(self, tokenizer_json: Path) -> dict[str, Any]:
-        from tokenizers import Tokenizer
-
-        tok = Tokenizer.from_file(str(tokenizer_json))
-        eos_ids = [tok.token_to_id(t) for t in self.eos_tokens if tok.token_to_id(t) is not None]
-        return {"file": "tokenizer.json", "eos_ids": eos_ids, "eos_tokens": self.eos_tokens,
-                "vocab_size": tok.get_vocab_size(),
-                "image_token_id": tok.token_to_id(self.layout.feature_token)}

@@ -19,13 +19,13 @@ import numpy as np
 
 from ...errors import CheckpointError
 from ...manifest import Part
-from ...export.gguf.text import write_tensors
+from ...export.gguf.writer import write_tensors
 
 POS_TABLE_SIDE = 70  # clip.cpp buckets ViT positions on a hard-coded 70x70 grid (980 / 14)
 
 
 def _sincos_table(dim: int) -> np.ndarray:
-    from .resampler import sincos_2d
+    from ...processing.vision_inputs import sincos_2d
 
     return sincos_2d(POS_TABLE_SIDE, POS_TABLE_SIDE, dim).reshape(POS_TABLE_SIDE * POS_TABLE_SIDE, dim)
 
@@ -62,14 +62,14 @@ def mmproj_tensors(ref: Any) -> dict[str, np.ndarray]:
     return out
 
 
-def export_mmproj(ref: Any, path: str | Path, dtype: str = "f16") -> Part:
-    """Write the mmproj GGUF; ``dtype`` f16 stores 2-D weights as float16 (the usual llama.cpp mmproj), f32 keeps all."""
+def export_mmproj(ref: Any, path: str | Path, dtype: str = "fp16") -> Part:
+    """Write the mmproj GGUF; ``dtype`` fp16 stores 2-D weights as float16 (the usual llama.cpp mmproj), fp32 keeps all."""
     import gguf
 
-    from .reference import VERSIONS
+    from .spec import VERSIONS
 
-    if dtype not in ("f32", "f16"):
-        raise CheckpointError(f"mmproj dtype {dtype!r} is not available; choose f32 or f16.")
+    if dtype not in ("fp32", "fp16"):
+        raise CheckpointError(f"mmproj dtype {dtype!r} is not available; choose fp32 or fp16.")
     vcfg = ref.vpm.config
     slice_cfg = ref.config.get("slice_config") or {}
     version = VERSIONS[ref.version][1]
@@ -79,7 +79,7 @@ def export_mmproj(ref: Any, path: str | Path, dtype: str = "f16") -> Part:
                               f"table; llama.cpp's MiniCPM-V graph assumes {POS_TABLE_SIDE}.")
     tensors = mmproj_tensors(ref)
     writer = gguf.GGUFWriter(str(path), "clip")
-    writer.add_file_type(gguf.LlamaFileType.ALL_F32 if dtype == "f32" else gguf.LlamaFileType.MOSTLY_F16)
+    writer.add_file_type(gguf.LlamaFileType.ALL_F32 if dtype == "fp32" else gguf.LlamaFileType.MOSTLY_F16)
     writer.add_description("image encoder for MiniCPM-V (edgevlm)")
     writer.add_bool("clip.has_text_encoder", False)
     writer.add_clip_has_vision_encoder(True)
@@ -101,8 +101,8 @@ def export_mmproj(ref: Any, path: str | Path, dtype: str = "f16") -> Part:
     writer.add_vision_image_std([float(x) for x in std])
     writer.add_vision_use_gelu(True)
     # f16 for 2-D weights only; the conv kernel (4-D), norms, biases and tables stay f32.
-    write_tensors(writer, tensors, lambda name, data: dtype == "f16" and data.ndim == 2
+    write_tensors(writer, tensors, lambda name, data: dtype == "fp16" and data.ndim == 2
                   and name.endswith(".weight") and "position_embd" not in name)
-    return Part(file=Path(path).name, format="gguf", dtype="fp32" if dtype == "f32" else "fp16", extra={
+    return Part(file=Path(path).name, format="gguf", dtype=dtype, info={
         "kind": "mmproj", "projector_type": "resampler", "minicpmv_version": version,
         "query_num": int(ref.query_num), "image_size": image_size, "n_tensors": len(tensors)})

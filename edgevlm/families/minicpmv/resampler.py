@@ -2,23 +2,13 @@
 
 One cross-attention layer: ``query_num`` learned queries attend over the vision tokens of one chunk
 (overview or slice). Keys get a 2D sin/cos position embedding of the chunk's patch grid; values do
-not. Written from techspec §1.7 (checkpoint names ``resampler.*`` are kept so weights load as-is).
+not (the key table is edgevlm.processing.vision_inputs.sincos_2d_keys). Written from techspec §1.7 (checkpoint names ``resampler.*`` are kept so weights load as-is).
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
-
-from ...runtime.vision_inputs import sincos_2d  # numpy; shared with the runtime
-
-
-def chunk_position_embedding(tgt_sizes: torch.Tensor, dim: int, max_len: int) -> torch.Tensor:
-    """Key position embeddings for a batch of chunks, zero-padded: [B, max_len, dim]."""
-    out = torch.zeros(len(tgt_sizes), max_len, dim)
-    for b, (h, w) in enumerate(tgt_sizes.tolist()):
-        out[b, : h * w] = torch.from_numpy(sincos_2d(h, w, dim).reshape(h * w, dim))
-    return out
 
 
 class Resampler(nn.Module):

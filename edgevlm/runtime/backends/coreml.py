@@ -1,12 +1,12 @@
 """The Core ML backend (macOS 15+): vision, embedding and stateful decoder packages behind the Backend protocol.
 
-Everything family-specific comes from the parts' manifest entries (export/coreml_*.py): enumerated
-slice shapes, derived vision inputs, the image token id, mask inputs and their sliding windows, rotary
-tables, the position offset. coremltools is imported only when a bundle is opened, and no torch.
+Everything model-specific comes from the manifest (export/coreml/): the parts' bindings (enumerated
+slice shapes, derived vision inputs, mask inputs and their sliding windows, rotary tables), the
+tokenizer's image token id, the text section's position offset. coremltools is imported only when a bundle is opened, and no torch.
 
 KV cache: the decoder package holds it as Core ML state (fp16, [layers, 1, kv_heads, max_context,
 head_dim]), created once per session with ``make_state()`` and passed to every ``predict``. The package
-has two functions over that one state (export/coreml_decoder.py), all shapes fixed or enumerated so
+has two functions over that one state (export/coreml/decoder.py), all shapes fixed or enumerated so
 the Neural Engine can run them: ``decode`` (one token) and ``prefill`` (enumerated lengths). A prompt
 is cut into chunks that never split a block (a bidirectional image or PaliGemma's prefix must be seen
 whole), each chunk padded to the next prefill length; the write position is an input and the masks
@@ -28,9 +28,9 @@ from typing import Any
 import numpy as np
 
 from ...errors import BundleError, DeviceError, EdgeVLMError
-from ...manifest import Manifest, Part
-from ..backend import check_tokens, image_rows
-from ..vision_inputs import derived_inputs
+from ...manifest import Manifest, Part, inside
+from ...processing.vision_inputs import derived_inputs
+from ..backend import KVCacheMixin, check_tokens, image_rows, position_ids
 from .ort_masks import attention_bias
 
 # device / compute_units argument -> coremltools.ComputeUnit member name
@@ -78,16 +78,16 @@ def _load_models(bundle: Path, parts: dict[str, Part], device: str | None, compu
             continue
         part = parts[name]
         choice = compute_units or (device if device not in (None, "auto", "default") else None) \
-            or part.extra.get("compute_units", "cpu_and_ne")
+            or part.runtime.get("compute_units", "cpu_and_ne")
         if choice not in COMPUTE_UNITS:
             raise DeviceError(f"unknown Core ML compute units {choice!r}; choose one of "
                               f"{', '.join(sorted(COMPUTE_UNITS))}.")
-        path = bundle / part.extra.get("package", Path(part.file).parent)
+        path = inside(bundle, part.data_files[0] if part.data_files else str(Path(part.file).parent), "package")
         if not path.is_dir():
             raise BundleError(f"{path}: the Core ML package of part {name!r} is missing. Re-copy or re-export "
                               "the bundle.")
         units = getattr(ct.ComputeUnit, COMPUTE_UNITS[choice])
-        functions = part.extra.get("functions")
+        functions = part.binding.get("functions")
         if name == "decoder" and functions:
             # One MLModel per function of the multifunction package; they share the state that
             # CoreMLBackend makes once (a state made by one function is passed to the other's predict).
@@ -123,7 +123,7 @@ def plan_chunks(start: int, count: int, sizes: list[int], max_context: int, bloc
     return chunks
 
 
-class CoreMLBackend:
+class CoreMLBackend(KVCacheMixin):
     def __init__(self, bundle_dir: str | Path, manifest: Manifest, device: str | None = "auto",
                  compute_units: str | None = None, models: dict[str, Any] | None = None):
         self.bundle = Path(bundle_dir)
@@ -133,16 +133,17 @@ class CoreMLBackend:
                 raise BundleError(f"{self.bundle}: the manifest has no {name!r} part, which the Core ML backend "
                                   "needs. Re-export with --format coreml.")
         self.models = models if models is not None else _load_models(self.bundle, parts, device, compute_units)
-        self.vision_extra: dict[str, Any] = dict(parts["vision"].extra) if "vision" in parts else {}
-        self.image_token_id = int(parts["embedding"].extra["image_token_id"])
-        dec = parts["decoder"].extra
-        self.max_context = int(dec["max_context"])
+        self.vision_info = manifest.vision
+        self.vision_binding: dict[str, Any] = dict(parts["vision"].binding) if "vision" in parts else {}
+        self.image_token_id = manifest.tokenizer.image_token_id
+        dec = parts["decoder"].binding
+        self.max_context = int(manifest.text.max_context)
         self.n_past = 0
         self._masks: dict[str, int | None] = dict(dec["masks"])
         self._mask_value = float(dec["mask_value"])
-        self._offset = int(dec.get("position_offset", 0))
+        self._offset = int(manifest.text.position_offset)
         self._rope = list(dec["rope"])
-        self._logits_input = dec.get("logits_index_input", "logits_index")
+        self._logits_input = dec.get("logits_index", "logits_index")
         self._blocks = np.full(self.max_context, -1, np.int32)  # block id of every cached row
         if "functions" not in dec:
             raise BundleError(f"{self.bundle}: this Core ML decoder predates the decode/prefill functions "
@@ -159,13 +160,13 @@ class CoreMLBackend:
             raise BundleError(f"{self.bundle}: this bundle has no vision part, so it cannot take images.")
         vision = self.models["vision"]
         pixels = np.asarray(inputs["pixel_values"], np.float32)
-        derived = self.vision_extra.get("derived_inputs") or {}
-        if not derived:
+        derived = self.vision_binding.get("derived_inputs") or {}
+        if self.vision_info.kind == "image":
             return np.concatenate([vision.predict({"pixel_values": pixels[i:i + 1]})["features"]
                                    for i in range(len(pixels))], axis=0)
         tgt = np.asarray(inputs["tgt_sizes"]).astype(np.int64)
-        patch = int(self.vision_extra["patch_size"])
-        shapes = [int(s) for s in self.vision_extra["slice_patches"]]
+        patch = int(self.vision_info.patch_size)
+        shapes = [int(s) for s in self.vision_binding["slice_patches"]]
         out = []
         for i, (h, w) in enumerate(tgt.tolist()):
             real, size = h * w, smallest_fitting(shapes, h * w)
@@ -174,7 +175,7 @@ class CoreMLBackend:
             mask = np.zeros((1, size), np.float32)
             mask[:, :real] = 1.0
             feeds = {"pixel_values": padded, "patch_attention_mask": mask}
-            for name, array in derived_inputs(derived, tgt[i:i + 1], size, self.vision_extra).items():
+            for name, array in derived_inputs(derived, tgt[i:i + 1], size, self.vision_info.params).items():
                 feeds[name] = array.astype(np.int32) if array.dtype == np.int64 else array
             out.append(vision.predict(feeds)["features"])  # [1, tokens, D]
         return np.concatenate(out, axis=0).astype(np.float32)
@@ -186,9 +187,11 @@ class CoreMLBackend:
         return np.array(self.models["embedding"].predict({"input_ids": ids})["inputs_embeds"], np.float32)
 
     def forward(self, input_ids: np.ndarray, features: np.ndarray | None = None,
-                block_ids: np.ndarray | None = None, all_logits: bool = False) -> np.ndarray:
+                block_ids: np.ndarray | None = None, positions: np.ndarray | None = None,
+                all_logits: bool = False) -> np.ndarray:
         ids = check_tokens(input_ids, self.n_past, self.max_context, block_ids)
         t, past = len(ids), self.n_past
+        pos = position_ids(positions, past, t, self._offset)  # [T]
         embeds = self.embed(ids)  # [1, T, D]
         where, rows = image_rows(ids, self.image_token_id, features, embeds.shape[-1])
         embeds[0, where] = rows
@@ -196,21 +199,22 @@ class CoreMLBackend:
         out = []
         for start, n, size in plan_chunks(past, t, self._sizes, self.max_context, self._blocks):
             chunk = embeds[:, start - past:start - past + n]  # [1, n, D]
+            rows = pos[start - past:start - past + n]  # this chunk's position ids
             if not all_logits:
-                out = [self._call(chunk, start, size, n - 1)]
+                out = [self._call(chunk, start, size, n - 1, rows)]
             elif size == 1 or (self._blocks[start:start + n] < 0).all():
                 # Every row's logits, one decode call per row (causal rows: the same result as one call).
-                out += [self._call(chunk[:, r:r + 1], start + r, 1, 0) for r in range(n)]
+                out += [self._call(chunk[:, r:r + 1], start + r, 1, 0, rows[r:r + 1]) for r in range(n)]
             else:
                 # A block's rows see each other: rerun the padded chunk once per row (it rewrites the
                 # same cache rows with the same values). Slow; only evaluation asks for all logits.
-                out += [self._call(chunk, start, size, r) for r in range(n)]
+                out += [self._call(chunk, start, size, r, rows) for r in range(n)]
         self.n_past = past + t
         return np.stack(out) if all_logits else out[-1]
 
-    def _call(self, chunk: np.ndarray, start: int, size: int, row: int) -> np.ndarray:
-        """One decoder call: ``chunk`` [1, n, D] padded to ``size`` rows written at ``start``; logits [vocab]
-        of chunk row ``row``."""
+    def _call(self, chunk: np.ndarray, start: int, size: int, row: int, rows: np.ndarray) -> np.ndarray:
+        """One decoder call: ``chunk`` [1, n, D] padded to ``size`` rows written at ``start``, with position ids
+        ``rows`` [n]; logits [vocab] of chunk row ``row``."""
         n, hidden = chunk.shape[1], chunk.shape[2]
         embeds = np.zeros((1, size, hidden), np.float32)
         embeds[:, :n] = chunk
@@ -224,7 +228,8 @@ class CoreMLBackend:
             bias = np.full((1, 1, size, self.max_context), self._mask_value, np.float32)
             attention_bias(blocks, start, size, window, self._mask_value, out=bias[..., :start + size])
             feeds[name] = bias
-        positions = np.arange(start, start + size) + self._offset
+        # Padding rows continue the chunk's positions (their outputs are never read).
+        positions = np.concatenate([rows, rows[-1] + 1 + np.arange(size - n)])
         for table in self._rope:
             feeds[table["inputs"][0]], feeds[table["inputs"][1]] = rope_inputs(table["inv_freq"], table["scale"],
                                                                                positions)

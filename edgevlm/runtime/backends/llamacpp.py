@@ -1,11 +1,11 @@
 """The llama.cpp backend (llama-cpp-python's low-level C API) behind the Backend protocol.
 
-The text part is a stock GGUF (export/gguf_text.py). Tokens go to llama.cpp as ids, except rows it
+The text part is a stock GGUF (export/gguf/text.py). Tokens go to llama.cpp as ids, except rows it
 must receive as embeddings: image features, and every token of a bidirectional block, which is
 decoded as ONE batch with causal attention switched off (``llama_set_causal_attn``). llama.cpp's
 KV mask then lets the block see all of itself and everything before it: the exact prefix-LM /
-image-block mask (techspec §3, §4.8). What is family-specific is data from the manifest:
-``image_token_id`` and the text part's input scales (see export/gguf_text.input_scales).
+image-block mask (techspec §3, §4.8). What is model-specific is data from the manifest: the
+tokenizer's ``image_token_id`` and the text part's input scales (see export/gguf/text.input_scales).
 
 KV cache: allocated once for ``max_context`` tokens; ``swa_full`` keeps sliding-window layers'
 cells too, so ``rewind`` to any earlier position stays exact.
@@ -22,9 +22,9 @@ import llama_cpp as L
 from llama_cpp import _logger as _llama_logger
 
 from ...errors import BundleError, DeviceError, PromptError
-from ..backend import check_tokens
+from ..backend import KVCacheMixin, check_tokens, position_ids
 from ..backend import image_rows as image_positions
-from ...manifest import Manifest
+from ...manifest import Manifest, inside
 from .llamacpp_embd import TokenEmbeddings
 
 _DEVICES = ("cpu", "auto")
@@ -50,9 +50,10 @@ class _Batch:
         self.token = np.ctypeslib.as_array(self.raw.token, shape=(capacity,)) if not n_embd else None
         self.embd = np.ctypeslib.as_array(self.raw.embd, shape=(capacity, n_embd)) if n_embd else None
 
-    def fill(self, start_pos: int, n: int, want_logits: bool | str) -> None:
+    def fill(self, positions: np.ndarray, want_logits: bool | str) -> None:
+        n = len(positions)
         self.raw.n_tokens = n
-        self.pos[:n] = np.arange(start_pos, start_pos + n, dtype=np.int32)
+        self.pos[:n] = positions
         self.logits[:n] = 0
         if want_logits == "all":
             self.logits[:n] = 1
@@ -65,7 +66,7 @@ class _Batch:
             self.raw = None
 
 
-class LlamaCppBackend:
+class LlamaCppBackend(KVCacheMixin):
     def __init__(self, bundle_dir: str | Path, manifest: Manifest, device: str = "cpu", threads: int | None = None,
                  max_context: int | None = None, kv_type: str | None = None, batch: int | None = None,
                  verbose: bool = False):
@@ -78,13 +79,13 @@ class LlamaCppBackend:
             raise BundleError(f"{self.bundle}: the manifest has no 'text' part, which the llama.cpp backend needs. "
                               "Re-export with --format gguf.")
         text = parts["text"]
-        path = self.bundle / text.file
+        path = inside(self.bundle, text.file, "part file")
         if not path.is_file():
             raise BundleError(f"{path}: the GGUF text model is missing. Re-copy or re-export the bundle.")
-        self.image_token_id = int(manifest.text["image_token_id"])
-        self.n_embd = int(text.extra["n_embd"])
-        self.embd_input_scale = np.float32(text.extra.get("embd_input_scale", 1.0))
-        self.max_context = int(max_context or manifest.text.get("max_context", 2048))
+        self.image_token_id = manifest.tokenizer.image_token_id
+        self.n_embd = int(manifest.text.hidden_size)
+        self.embd_input_scale = np.float32(text.runtime.get("embd_input_scale", 1.0))
+        self.max_context = int(max_context or manifest.text.max_context)
         self.n_past = 0
         threads = int(threads or os.cpu_count() or 1)
 
@@ -102,7 +103,8 @@ class LlamaCppBackend:
         # A bidirectional block must be one ubatch (non-causal attention does not span ubatches), so
         # non-causal bundles get room for an image block plus a prefix; otherwise llama.cpp's default
         # 512 keeps the compute buffer (which grows with the ubatch) small.
-        block = int(manifest.vision.get("tokens_per_chunk", 0) or 0) if manifest.attention != "causal" else 0
+        vision = manifest.vision
+        block = int(vision.tokens_per_chunk) if vision is not None and manifest.attention != "causal" else 0
         self.n_batch = min(self.max_context, int(batch or max(512, block + 256)))
         cparams.n_batch = cparams.n_ubatch = self.n_batch
         cparams.n_seq_max = 1
@@ -124,13 +126,12 @@ class LlamaCppBackend:
         self._tokens = _Batch(self.n_batch)
         self._rows = _Batch(self.n_batch, self.n_embd)
         self._token_embd = None  # TokenEmbeddings, opened on first bidirectional block with text
-        self._token_embd_args = (path, float(text.extra.get("token_scale", 1.0)), float(self.embd_input_scale))
+        self._token_embd_args = (path, float(text.runtime.get("token_scale", 1.0)), float(self.embd_input_scale))
         self._vision = None
         if "vision" in parts and parts["vision"].format == "onnx":
             from .llamacpp_vision import OnnxVision
 
-            self._vision = OnnxVision(self.bundle, parts["vision"], threads,
-                                      int(manifest.vision.get("max_batch", 0) or 16))
+            self._vision = OnnxVision(self.bundle, parts["vision"], manifest.vision, threads)
 
     # -- images ---------------------------------------------------------------------------------
     def encode_images(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
@@ -167,23 +168,29 @@ class LlamaCppBackend:
             rows[~image_rows] = self._token_embd.rows(ids[~image_rows])
         return rows
 
-    def _decode(self, batch: _Batch, start_pos: int, n: int, want: bool | str) -> None:
-        batch.fill(start_pos, n, want)
+    def _decode(self, batch: _Batch, positions: np.ndarray, want: bool | str) -> None:
+        batch.fill(positions, want)
         code = L.llama_decode(self.ctx, batch.raw)
         if code != 0:
-            L.llama_memory_seq_rm(self.memory, 0, start_pos, -1)  # leave the cache as before this call
-            raise PromptError(f"llama.cpp could not decode {n} tokens at position {start_pos} (code {code}); "
-                              "the KV cache is full or the batch is too large.")
+            L.llama_memory_seq_rm(self.memory, 0, self.n_past, -1)  # leave the cache as before this call
+            raise PromptError(f"llama.cpp could not decode {len(positions)} tokens at position {positions[0]} "
+                              f"(code {code}); the KV cache is full or the batch is too large.")
 
     def _logits(self, n_out: int) -> np.ndarray:
         ptr = L.llama_get_logits(self.ctx)
         return np.ctypeslib.as_array(ptr, shape=(n_out, self.vocab)).copy()
 
     def forward(self, input_ids: np.ndarray, features: np.ndarray | None = None,
-                block_ids: np.ndarray | None = None, all_logits: bool = False) -> np.ndarray:
+                block_ids: np.ndarray | None = None, positions: np.ndarray | None = None,
+                all_logits: bool = False) -> np.ndarray:
         ids = check_tokens(input_ids, self.n_past, self.max_context, block_ids,
                            fix="load with a larger max_context")
         t, past = len(ids), self.n_past
+        # RoPE attention depends only on position differences, so llama.cpp numbers rows from 0 whatever
+        # the model's position offset; explicit positions are passed as given.
+        pos = position_ids(positions, past, t, 0)
+        if pos.ndim != 1:
+            raise PromptError(f"this GGUF backend takes one position stream per token, not {pos.shape[0]}.")
         image_rows, feats = image_positions(ids, self.image_token_id, features, self.n_embd)
         n_rows = len(feats)
         blocks = np.full(t, -1, np.int32) if block_ids is None else np.asarray(block_ids, np.int32).reshape(-1)
@@ -191,7 +198,7 @@ class LlamaCppBackend:
         # Fast path: one decode step (the generation loop).
         if t == 1 and not n_rows and blocks[0] < 0:
             self._tokens.token[0] = ids[0]
-            self._decode(self._tokens, past, 1, True)
+            self._decode(self._tokens, pos, True)
             self.n_past = past + 1
             return self._logits(1)[0]
 
@@ -214,10 +221,10 @@ class LlamaCppBackend:
                         want: bool | str = "all" if all_logits else last
                         if as_rows:
                             self._rows.embd[: e - s] = seg_rows[s - start:e - start]
-                            self._decode(self._rows, past + s, e - s, want)
+                            self._decode(self._rows, pos[s:e], want)
                         else:
                             self._tokens.token[: e - s] = ids[s:e]
-                            self._decode(self._tokens, past + s, e - s, want)
+                            self._decode(self._tokens, pos[s:e], want)
                         if all_logits:
                             outputs.append(self._logits(e - s))
                         elif last:

@@ -19,11 +19,10 @@ from .ort_vision import encode_chunks
 
 
 class OnnxVision:
-    def __init__(self, bundle: Path, part: Part, threads: int | None = None, max_batch: int = 16):
+    def __init__(self, bundle: Path, part: Part, vision: Any, threads: int | None = None):
         self.session = open_session(bundle, part, ["CPUExecutionProvider"], threads)
-        self.extra: dict[str, Any] = dict(part.extra)
-        self.max_batch = int(self.extra.get("max_batch", max_batch))
+        self.vision, self.derived = vision, part.binding.get("derived_inputs", {})
 
     def encode(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         """Processor outputs -> float32 [n_chunks, tokens_per_chunk, hidden]."""
-        return encode_chunks(lambda feeds: self.session.run(None, feeds)[0], inputs, self.extra, self.max_batch)
+        return encode_chunks(lambda feeds: self.session.run(None, feeds)[0], inputs, self.vision, self.derived)

@@ -1,8 +1,9 @@
 """The onnxruntime backend: vision, embedding and decoder ONNX parts behind the Backend protocol.
 
-Everything family-specific comes from the parts' manifest entries (export/onnx_*.py): which vision
-inputs are derived from tgt_sizes, the image token id, KV names and layout, the masks and their
-sliding windows, the position offset. No torch is imported here.
+Everything model-specific comes from the manifest (edgevlm/manifest/schema.py): the text section's
+shape and position offset, the tokenizer's image token id, the vision section and each part's
+binding (KV names, masks and their sliding windows, logits index, derived vision inputs). No torch
+is imported here.
 
 KV cache: one float32 buffer per layer and per key/value, [1, max_context, kv_heads, head_dim],
 allocated once. Each forward binds rows [0, n_past) as the past input (a zero-copy view) and binds
@@ -20,8 +21,8 @@ import numpy as np
 import onnxruntime as ort
 
 from ...errors import BundleError
-from ...manifest import Manifest, Part
-from ..backend import check_tokens, image_rows
+from ...manifest import Manifest, Part, inside
+from ..backend import KVCacheMixin, check_tokens, image_rows, position_ids
 from .ort_vision import encode_chunks
 from .ort_masks import attention_bias, first_visible_key
 from .ort_providers import resolve_providers
@@ -35,17 +36,17 @@ OPT_LEVELS = {"all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
 
 def open_session(bundle: Path, part: Part, providers: list[str], threads: int | None) -> ort.InferenceSession:
     """One part's session, with the checks and options every ONNX part gets (also GGUF bundles' vision part)."""
-    path = bundle / part.file
+    path = inside(bundle, part.file, "part file")
     if not path.is_file():
         raise BundleError(f"{path}: the ONNX file of this part is missing. Re-copy or re-export the bundle.")
-    if part.extra.get("graph") == "fused" and _version(ort.__version__) < (1, 23):
+    if part.runtime.get("graph") == "fused" and _version(ort.__version__) < (1, 23):
         raise BundleError(f"{path}: this decoder is the fused graph (opset 23 Attention), which needs onnxruntime "
                           f">= 1.23; this is {ort.__version__}. Upgrade (pip install -U onnxruntime) or re-export "
                           "with --decoder-graph portable.")
     options = ort.SessionOptions()
     # A part may ask for a lower level: onnxruntime 1.32 segfaults creating a session for an fp16
     # SigLIP graph at ORT_ENABLE_ALL (fine at "extended"); the quantizer records that in the part.
-    level = part.extra.get("ort_graph_optimization", "all")
+    level = part.runtime.get("ort_graph_optimization", "all")
     options.graph_optimization_level = OPT_LEVELS[level]
     if threads:
         options.intra_op_num_threads = int(threads)
@@ -57,7 +58,7 @@ def _version(text: str) -> tuple[int, ...]:
     return tuple(int(x) for x in text.split(".")[:2] if x.isdigit())
 
 
-class OrtBackend:
+class OrtBackend(KVCacheMixin):
     def __init__(self, bundle_dir: str | Path, manifest: Manifest, device: str = "cpu", threads: int | None = None):
         self.bundle = Path(bundle_dir)
         self.providers = resolve_providers(device)
@@ -69,27 +70,27 @@ class OrtBackend:
         self.embedding = open_session(self.bundle, parts["embedding"], self.providers, threads)
         self.decoder = open_session(self.bundle, parts["decoder"], self.providers, threads)
         self.vision = open_session(self.bundle, parts["vision"], self.providers, threads) if "vision" in parts else None
-        self.vision_extra: dict[str, Any] = dict(parts["vision"].extra) if "vision" in parts else {}
-        self.max_batch = int(manifest.vision.get("max_batch", 0) or self.vision_extra.get("max_batch", 16))
-        self.image_token_id = int(parts["embedding"].extra["image_token_id"])
+        self.vision_info = manifest.vision
+        self.vision_derived = parts["vision"].binding.get("derived_inputs", {}) if "vision" in parts else {}
+        self.image_token_id = manifest.tokenizer.image_token_id
 
-        dec = parts["decoder"]
-        self.dec = dec.extra
-        self.max_context = int(self.dec["max_context"])
+        text, dec = manifest.text, parts["decoder"].binding
+        self.max_context = int(text.max_context)
         self.n_past = 0
-        self.n_layers = int(self.dec["num_layers"])
-        self.vocab = int(self.dec["vocab_size"])
-        shape = (1, self.max_context, int(self.dec["num_kv_heads"]), int(self.dec["head_dim"]))
+        self.n_layers = int(text.num_layers)
+        self.vocab = int(text.vocab_size)
+        shape = (1, self.max_context, int(text.num_kv_heads), int(text.head_dim))
         self._row_bytes = int(np.prod(shape[2:])) * 4
         # The KV cache, allocated once per session.
         self._keys = [np.zeros(shape, np.float32) for _ in range(self.n_layers)]
         self._values = [np.zeros(shape, np.float32) for _ in range(self.n_layers)]
         self._blocks = np.full(self.max_context, -1, np.int32)  # block id of every cached row
-        self._kv_names = [(dec.kv["past_key"] % i, dec.kv["past_value"] % i,
-                           dec.kv["present_key"] % i, dec.kv["present_value"] % i) for i in range(self.n_layers)]
-        self._masks: dict[str, int | None] = dict(self.dec["masks"])
+        kv = dec["kv"]
+        self._kv_names = [(kv["past_key"] % i, kv["past_value"] % i, kv["present_key"] % i, kv["present_value"] % i)
+                          for i in range(self.n_layers)]
+        self._masks: dict[str, int | None] = dict(dec["masks"])
         # Bundles exported before ``layer_masks`` existed: every layer and mask in full (correct, just slower).
-        layer_masks = self.dec.get("layer_masks") or [None] * self.n_layers
+        layer_masks = dec.get("layer_masks") or [None] * self.n_layers
         self._windowed = {name: window for name, window in self._masks.items() if name in layer_masks}
         # (past input, present output, buffer address, the layer's mask) for every layer's keys and values.
         self._kv_row = list(shape[2:])
@@ -97,9 +98,9 @@ class OrtBackend:
         for (past_k, past_v, present_k, present_v), k, v, mask in zip(self._kv_names, self._keys, self._values,
                                                                        layer_masks):
             self._kv_bindings += [(past_k, present_k, k.ctypes.data, mask), (past_v, present_v, v.ctypes.data, mask)]
-        self._mask_value = float(self.dec.get("mask_value", np.finfo(np.float32).min))
-        self._offset = int(self.dec.get("position_offset", 0))
-        self._logits_input = self.dec.get("logits_index_input", "logits_index")
+        self._mask_value = float(dec.get("mask_value", np.finfo(np.float32).min))
+        self._offset = int(text.position_offset)
+        self._logits_input = dec.get("logits_index", "logits_index")
         self._binding = self.decoder.io_binding()
         self._last_index = np.zeros(1, np.int64)
         self._logits1 = np.empty((1, 1, self.vocab), np.float32)  # decode-step logits, reused
@@ -110,8 +111,8 @@ class OrtBackend:
         cropped to their own length (no padding compute); fixed-size images run in batches."""
         if self.vision is None:
             raise BundleError(f"{self.bundle}: this bundle has no vision part, so it cannot take images.")
-        return encode_chunks(lambda feeds: self.vision.run(None, feeds)[0], inputs, self.vision_extra,
-                             self.max_batch)
+        return encode_chunks(lambda feeds: self.vision.run(None, feeds)[0], inputs, self.vision_info,
+                             self.vision_derived)
 
     # -- text -------------------------------------------------------------------------------------
     def embed(self, input_ids: np.ndarray) -> np.ndarray:
@@ -119,7 +120,8 @@ class OrtBackend:
         return self.embedding.run(None, {"input_ids": np.asarray(input_ids, np.int64)[None]})[0]
 
     def forward(self, input_ids: np.ndarray, features: np.ndarray | None = None,
-                block_ids: np.ndarray | None = None, all_logits: bool = False) -> np.ndarray:
+                block_ids: np.ndarray | None = None, positions: np.ndarray | None = None,
+                all_logits: bool = False) -> np.ndarray:
         ids = check_tokens(input_ids, self.n_past, self.max_context, block_ids)
         t, past = len(ids), self.n_past
         embeds = self.embed(ids)  # [1, T, D]
@@ -130,7 +132,7 @@ class OrtBackend:
         b = self._binding
         # Bound numpy inputs must outlive the run: keep references until it returns.
         keep = {"inputs_embeds": embeds,
-                "position_ids": (np.arange(past, past + t, dtype=np.int64) + self._offset)[None]}
+                "position_ids": position_ids(positions, past, t, self._offset).reshape(1, -1)}
         first = {name: first_visible_key(past, self._windowed.get(name)) for name in self._masks}
         first[None] = 0
         for name, window in self._masks.items():

@@ -6,24 +6,25 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..vision_inputs import derived_inputs
+from ...processing.vision_inputs import derived_inputs
 
 
 def encode_chunks(run: Callable[[dict[str, np.ndarray]], np.ndarray], inputs: dict[str, np.ndarray],
-                  extra: dict[str, Any], max_batch: int) -> np.ndarray:
+                  vision: Any, derived: dict[str, str]) -> np.ndarray:
     """Processor outputs -> features float32 [n_chunks, tokens_per_chunk, hidden].
 
-    ``run(feeds)`` runs the vision graph once. Fixed-size images run in batches of ``max_batch``;
-    sliced images (a part with ``derived_inputs``) run grouped by grid, each group as one batch
-    cropped to its own length, so no compute is spent on padding.
+    ``run(feeds)`` runs the vision graph once; ``vision`` is the manifest's vision section, ``derived``
+    the part's derived inputs. Fixed-size images run in batches of ``vision.max_batch``; patch
+    sequences run grouped by grid, each group as one batch cropped to its own length, so no compute
+    is spent on padding.
     """
     pixels = np.asarray(inputs["pixel_values"], np.float32)
-    derived = extra.get("derived_inputs") or {}
-    if not derived:
+    max_batch = max(1, int(vision.max_batch))
+    if vision.kind == "image":
         outs = [run({"pixel_values": pixels[i:i + max_batch]}) for i in range(0, len(pixels), max_batch)]
         return np.concatenate(outs, axis=0)
     tgt = np.asarray(inputs["tgt_sizes"]).astype(np.int64)
-    patch = int(extra["patch_size"])
+    patch = int(vision.patch_size)
     groups: dict[tuple[int, int], list[int]] = {}
     for i, (h, w) in enumerate(tgt.tolist()):
         groups.setdefault((h, w), []).append(i)
@@ -34,7 +35,7 @@ def encode_chunks(run: Callable[[dict[str, np.ndarray]], np.ndarray], inputs: di
             idx = members[start:start + max_batch]
             feeds = {"pixel_values": np.ascontiguousarray(pixels[idx, :, :, : n * patch]),  # [b, 3, p, n*p]
                      "patch_attention_mask": np.ones((len(idx), n), dtype=bool)}
-            feeds.update(derived_inputs(derived, tgt[idx], n, extra))
+            feeds.update(derived_inputs(derived, tgt[idx], n, vision.params))
             out = run(feeds)  # [b, tokens, D]
             for j, i in enumerate(idx):
                 result[i] = out[j]

@@ -1,0 +1,75 @@
+"""The family contract: what export, quantize and the tests may ask of a model family.
+
+A family is a folder ``edgevlm/families/<folder>/`` whose ``__init__.py`` defines ``FAMILY``, an
+instance of ``Family``. Everything only that family knows lives in the folder; the generic code
+(export/, quantize/, runtime/) calls these methods and never names a family. This module imports
+neither torch nor transformers: the registry, ``bundle_spec`` and ``matches`` must work in the
+torch-free runtime install, so heavy modules are imported inside the methods that need them.
+
+What a family answers (see DESIGN.md, "How to add a family"):
+- ``matches(config)``: is this checkpoint's config.json mine?
+- ``bundle_spec(config)``: processor, image layout, chat template, stop tokens, sampling defaults
+  (plain data; it becomes the manifest, which is all the runtime and the Android core ever read);
+- ``load_reference(ckpt, dtype)``: the PyTorch reference (a ``ReferenceVLM``), which also hands the
+  exporters its vision graph (``ref.vision_graph()``) and its text model;
+- ``write_mmproj(ref, path, dtype)``: its vision part in llama.cpp's mtmd format, where llama.cpp has one;
+- ``make_tiny(name, out, ...)``: tiny deterministic checkpoints in the published Hugging Face layout.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class BundleSpec:
+    """A family's per-model data for the manifest: how to preprocess, lay out prompts and stop."""
+
+    processor: Any  # edgevlm.processing.config.ProcessorConfig
+    layout: Any  # edgevlm.processing.config.ImageLayout
+    chat_template: Any  # edgevlm.processing.config.ChatTemplate
+    eos_tokens: list[str]  # generation ends at any of these
+    generation: dict[str, Any] = field(default_factory=dict)  # model-recommended sampling settings
+
+    def tokenizer_record(self, tokenizer_json: Path) -> dict[str, Any]:
+        """The manifest's ``tokenizer`` section: the single home of every token id the runtime needs."""
+        from tokenizers import Tokenizer
+
+        tok = Tokenizer.from_file(str(tokenizer_json))
+        eos_ids = [tok.token_to_id(t) for t in self.eos_tokens if tok.token_to_id(t) is not None]
+        return {"file": "tokenizer.json", "eos_ids": eos_ids, "eos_tokens": self.eos_tokens,
+                "vocab_size": tok.get_vocab_size(),
+                "image_token_id": tok.token_to_id(self.layout.feature_token)}
+
+
+class Family:
+    """One model family. Subclasses live in their family folder and set the class attributes."""
+
+    name: str = ""  # manifest ``family``
+    folder: str = ""  # edgevlm/families/<folder>/
+    tiny_names: tuple[str, ...] = ()  # make_tiny names this family builds
+    description: str = ""
+
+    def matches(self, config: dict[str, Any]) -> bool:
+        raise NotImplementedError
+
+    def bundle_spec(self, config: dict[str, Any]) -> BundleSpec:
+        raise NotImplementedError
+
+    def load_reference(self, ckpt: str | Path, dtype: Any = None) -> Any:
+        """The PyTorch reference of a checkpoint directory (imports torch and transformers)."""
+        raise NotImplementedError
+
+    def write_mmproj(self, ref: Any, path: Path, dtype: str = "fp16") -> Any:
+        """Write the vision part as llama.cpp's mtmd projector GGUF and return its Part, or None when
+        llama.cpp has no projector for this family (the GGUF bundle then carries an ONNX vision part only)."""
+        return None
+
+    def make_tiny(self, name: str, out: Path, seed: int = 0, **options: Any) -> Path:
+        """Write tiny checkpoint ``name`` (one of ``tiny_names``) to ``out`` in the published layout."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"<family {self.name}>"

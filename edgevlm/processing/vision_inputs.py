@@ -1,0 +1,67 @@
+"""Vision-graph inputs that the runtime computes with numpy from each chunk's patch grid ``tgt_sizes``.
+
+Some vision towers take tables that depend on a chunk's (h, w) grid through bucketing or per-chunk
+tables that do not trace into a graph. The graph takes them as inputs instead; the manifest's
+vision section names which graph input is which kind (``derived_inputs``) and carries the
+parameters, so the backends stay model-agnostic. No torch here: this runs at inference time, and the
+PyTorch references use these same functions (they are the definition, see DESIGN.md).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def bucketed_position_ids(tgt_sizes: np.ndarray, max_patches: int, per_side: int) -> np.ndarray:
+    """Rows of a learned per_side x per_side position table per patch, int64 [B, max_patches] (padding rows 0).
+
+    Patch (i, j) of an h x w grid gets floor(per_side*i/h) * per_side + floor(per_side*j/w): the exact
+    bucket of i/h among the boundaries k/per_side. Upstream computes it with a float32 arange, which
+    rounds i/h just below the boundary at some exact ties (DESIGN.md, "Navit position buckets"); the
+    integer form is the definition here, in the reference and in the Android core.
+    """
+    out = np.zeros((len(tgt_sizes), max_patches), dtype=np.int64)
+    for b, (h, w) in enumerate(np.asarray(tgt_sizes).tolist()):
+        rows = per_side * np.arange(h) // h  # [h]
+        cols = per_side * np.arange(w) // w  # [w]
+        out[b, : h * w] = (rows[:, None] * per_side + cols[None, :]).reshape(-1)
+    return out
+
+
+def sincos_2d(height: int, width: int, dim: int) -> np.ndarray:
+    """A 2D sin/cos table, float32 [height, width, dim]: concat(emb(col), emb(row)).
+
+    omega[k] = 1 / 10000^(k / (dim/4)); emb(p) = [sin(p*omega), cos(p*omega)] (techspec §1.7).
+    """
+    quarter = dim // 4
+    omega = 1.0 / 10000 ** (np.arange(quarter, dtype=np.float64) / quarter)  # [dim/4]
+    cols = np.arange(width, dtype=np.float64)[:, None] * omega[None, :]  # [W, dim/4]
+    rows = np.arange(height, dtype=np.float64)[:, None] * omega[None, :]  # [H, dim/4]
+    col_emb = np.concatenate([np.sin(cols), np.cos(cols)], axis=1)  # [W, dim/2]
+    row_emb = np.concatenate([np.sin(rows), np.cos(rows)], axis=1)  # [H, dim/2]
+    table = np.concatenate([np.broadcast_to(col_emb[None], (height, width, dim // 2)),
+                            np.broadcast_to(row_emb[:, None], (height, width, dim // 2))], axis=2)
+    return table.astype(np.float32)
+
+
+def sincos_2d_keys(tgt_sizes: np.ndarray, dim: int, max_patches: int) -> np.ndarray:
+    """Per-chunk 2D sin/cos rows of every patch, zero-padded: float32 [B, max_patches, dim]."""
+    out = np.zeros((len(tgt_sizes), max_patches, dim), dtype=np.float32)
+    for b, (h, w) in enumerate(np.asarray(tgt_sizes).tolist()):
+        out[b, : h * w] = sincos_2d(h, w, dim).reshape(h * w, dim)
+    return out
+
+
+# derived-input kind (manifest) -> how to compute it from (tgt_sizes, max_patches, vision section)
+DERIVED = {
+    "bucketed_position_ids": lambda tgt, n, vision: bucketed_position_ids(tgt, n, int(vision["position_table_side"])),
+    "sincos_2d_keys": lambda tgt, n, vision: sincos_2d_keys(tgt, int(vision["key_pos_dim"]), n),
+}
+
+
+def derived_inputs(spec: dict[str, str], tgt_sizes: np.ndarray, max_patches: int,
+                   vision: dict[str, Any]) -> dict[str, np.ndarray]:
+    """{graph input name: array} for every derived input a vision part declares."""
+    return {name: DERIVED[kind](tgt_sizes, max_patches, vision) for name, kind in spec.items()}
