@@ -243,7 +243,9 @@ def bench_vision(threads: int | None, n_slices: int, rounds: int) -> dict:
     import torch
 
     from edgevlm.export.onnx.vision import export_vision
-    from edgevlm.families.minicpmv import MiniCPMV, random_config
+    from edgevlm.export import vision_info
+    from edgevlm.families.minicpmv.reference import MiniCPMV
+    from edgevlm.families.minicpmv.tiny import random_config
 
     out = CACHE / "vision"
     if not (out / "parts.json").exists():
@@ -257,12 +259,13 @@ def bench_vision(threads: int | None, n_slices: int, rounds: int) -> dict:
         ref.image_token_id = 0
         out.mkdir(parents=True, exist_ok=True)
         part = export_vision(ref, out / "vision.onnx")
-        (out / "parts.json").write_text(json.dumps({"vision": vars(part)}))
+        (out / "parts.json").write_text(json.dumps({"vision": vars(part), "info": vars(vision_info(ref, 16))}))
         del ref
-    from edgevlm.manifest import Part
+    from edgevlm.manifest import Part, VisionInfo
     from edgevlm.runtime.backends.onnxruntime import OrtBackend
 
-    part = Part(**json.loads((out / "parts.json").read_text())["vision"])
+    saved = json.loads((out / "parts.json").read_text())
+    part, info = Part(**saved["vision"]), VisionInfo(**saved["info"])
     be = OrtBackend.__new__(OrtBackend)  # vision only: build the pieces encode_images needs
     import onnxruntime as ort
 
@@ -270,7 +273,7 @@ def bench_vision(threads: int | None, n_slices: int, rounds: int) -> dict:
     if threads:
         opts.intra_op_num_threads = threads
     be.vision = ort.InferenceSession(str(out / "vision.onnx"), opts, providers=["CPUExecutionProvider"])
-    be.vision_extra = part.extra
+    be.vision_info, be.vision_derived = info, part.binding.get("derived_inputs", {})
     be.bundle = out
     tgt = np.array([[32, 32]] * n_slices, np.int32)
     pixels = np.random.default_rng(0).standard_normal((n_slices, 3, 14, 1024 * 14)).astype(np.float32)
@@ -278,7 +281,7 @@ def bench_vision(threads: int | None, n_slices: int, rounds: int) -> dict:
     res = {"slices": n_slices, "slice_px": 448, "rounds": rounds}
     # Warm-up at the largest batch: the first run of a shape grows onnxruntime's memory arena (page
     # faults); measured cold, the batched run pays that once (170 s vs 108 s warm, 3 slices, loaded host).
-    be.max_batch = n_slices
+    be.vision_info.max_batch = n_slices
     be.encode_images(inputs)
     times: dict[str, list[float]] = {"sequential": [], "batched": []}
     # CPU seconds of this process (all its threads) as well as wall time: on a shared host the wall
@@ -287,7 +290,7 @@ def bench_vision(threads: int | None, n_slices: int, rounds: int) -> dict:
     # Alternate the two modes so that load from other processes hits both alike.
     for _ in range(rounds):
         for label, batch in (("sequential", 1), ("batched", n_slices)):
-            be.max_batch = batch
+            be.vision_info.max_batch = batch
             t0, c0 = time.perf_counter(), time.process_time()
             feats = be.encode_images(inputs)
             times[label].append(time.perf_counter() - t0)

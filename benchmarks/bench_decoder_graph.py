@@ -73,7 +73,8 @@ def graph_profile(bundle: Path, threads: int, ctx: int = 128) -> dict[str, objec
 
     from edgevlm.manifest import read_manifest
 
-    part = read_manifest(bundle).parts["decoder"]
+    manifest = read_manifest(bundle)
+    part, text = manifest.parts["decoder"], manifest.text
     with tempfile.TemporaryDirectory() as tmp:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
@@ -81,14 +82,13 @@ def graph_profile(bundle: Path, threads: int, ctx: int = 128) -> dict[str, objec
         options.enable_profiling = True
         options.profile_file_prefix = str(Path(tmp) / "profile")
         session = ort.InferenceSession(str(bundle / part.file), options, providers=["CPUExecutionProvider"])
-        e = part.extra
-        feeds = {"inputs_embeds": np.random.default_rng(0).standard_normal((1, 1, e["hidden_size"]), np.float32),
+        feeds = {"inputs_embeds": np.random.default_rng(0).standard_normal((1, 1, text.hidden_size), np.float32),
                  "position_ids": np.array([[ctx]], np.int64), "logits_index": np.array([0], np.int64)}
-        for name in e["masks"]:
+        for name in part.binding["masks"]:
             feeds[name] = np.zeros((1, 1, 1, ctx + 1), np.float32)
-        for i in range(e["num_layers"]):
+        for i in range(text.num_layers):
             for kind in ("key", "value"):
-                feeds[f"past_{kind}.{i}"] = np.zeros((1, ctx, e["num_kv_heads"], e["head_dim"]), np.float32)
+                feeds[f"past_{kind}.{i}"] = np.zeros((1, ctx, text.num_kv_heads, text.head_dim), np.float32)
         runs = 10
         for _ in range(runs):
             session.run(None, feeds)

@@ -334,7 +334,7 @@ def _image_token_ids(model: str) -> frozenset[int]:
     manifest = models.CACHE / model / "onnx-fp32" / "manifest.json"
     if not manifest.is_file():
         return frozenset()
-    return frozenset({int(json.loads(manifest.read_text())["text"]["image_token_id"])})
+    return frozenset({int(json.loads(manifest.read_text())["tokenizer"]["image_token_id"])})
 
 
 def run_engine(name: str, model: str, runs: int = 3, steps: int = 16, threads: int = 2) -> dict[str, Any]:

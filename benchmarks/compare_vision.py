@@ -75,7 +75,7 @@ def bench_ours(model: str, recipe: str, runs: int, threads: int, modes: tuple[st
 
     vlm = edgevlm.load(str(models.onnx_bundle(model, recipe)), threads=threads)
     be, image = vlm.backend, _image()
-    default_batch = be.max_batch
+    default_batch = be.vision_info.max_batch
     be.encode_images(prepare_image(_image().resize((224, 224)), vlm.processor).inputs)  # warm-up, one small chunk
     out: dict[str, Any] = {}
     slicing = []
@@ -87,7 +87,7 @@ def bench_ours(model: str, recipe: str, runs: int, threads: int, modes: tuple[st
     out["preprocessing_ms"] = _summary(slicing)
     out["chunks"] = prepared.n_chunks
     for mode in modes:
-        be.max_batch = 1 if mode == "sequential" else default_batch
+        be.vision_info.max_batch = 1 if mode == "sequential" else default_batch
         out[f"{mode}_ms"] = _summary([_timed(lambda: be.encode_images(prepared.inputs)) for _ in range(runs)])
     vlm.close()
     return out
@@ -105,11 +105,11 @@ def bench_ours_fixed(model: str, recipe: str, runs: int, threads: int) -> dict[s
     manifest = read_manifest(bundle, verify=False)
     part = manifest.parts["vision"]
     session = open_session(bundle, part, ["CPUExecutionProvider"], threads)
-    extra, cfg, image = dict(part.extra), ProcessorConfig.from_dict(manifest.processor), _image()
-    max_batch = int(manifest.vision.get("max_batch", 0) or extra.get("max_batch", 16))
+    cfg, image = ProcessorConfig.from_dict(manifest.processor), _image()
+    derived = part.binding.get("derived_inputs", {})
 
     def encode(prepared: Any) -> np.ndarray:
-        return encode_chunks(lambda feeds: session.run(None, feeds)[0], prepared.inputs, extra, max_batch)
+        return encode_chunks(lambda feeds: session.run(None, feeds)[0], prepared.inputs, manifest.vision, derived)
 
     encode(prepare_image(image, cfg))  # warm-up (the same size: every image is resized to one size)
     slicing, prepared = [], None

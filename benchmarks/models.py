@@ -148,7 +148,7 @@ def text_checkpoint(name: str) -> Path:
     config = read_config(ckpt)
     out.mkdir(parents=True, exist_ok=True)
     if s.kind == "minicpmv":
-        from edgevlm.families.minicpmv import text_config
+        from edgevlm.families.minicpmv.reference import text_config
 
         prefix, text_cfg = "llm.", text_config(config).to_dict()
         text_cfg["architectures"] = ["Qwen2ForCausalLM"]

@@ -26,13 +26,10 @@ torch = pytest.importorskip("torch")
 from edgevlm.errors import EdgeVLMError  # noqa: E402
 from edgevlm.export.coreml.common import (function_io_spec, function_names, io_spec, load_spec,  # noqa: E402
                                           mil_op_counts)
-from edgevlm.export.coreml.check import module_backend  # noqa: E402
-from edgevlm.export.coreml.decoder import (StatefulDecoder, declared_functions, decoder_extra,  # noqa: E402
+from edgevlm.export.coreml.check import module_backend, module_manifest  # noqa: E402
+from edgevlm.export.coreml.decoder import (StatefulDecoder, declared_functions,  # noqa: E402
                                            prefill_sizes)
-from edgevlm.export.coreml.embedding import embedding_extra  # noqa: E402
-from edgevlm.export.coreml.vision import is_navit, vision_extra  # noqa: E402
 from edgevlm.families import TINY_NAMES, load_reference  # noqa: E402
-from edgevlm.manifest import Part  # noqa: E402
 from edgevlm.runtime.backends.coreml import plan_chunks  # noqa: E402
 
 MINICPMV = [n for n in TINY_NAMES if n.startswith("minicpmv")]
@@ -44,13 +41,8 @@ ON_MAC = platform.system() == "Darwin"
 def torch_backend(ref, cache_dtype=torch.float32, max_context=TORCH_CONTEXT, sizes=None):
     """A CoreMLBackend whose three models are the converter's PyTorch modules (Part records computed
     by the exporters' own helpers, without converting; ``sizes`` = the prefill lengths)."""
-    decoder = StatefulDecoder(ref.language_model, max_context)
     sizes = prefill_sizes(max_context, sizes) if sizes else None
-    parts = {"vision": Part("vision.mlpackage/Manifest.json", "mlpackage", extra=vision_extra(ref)),
-             "embedding": Part("embedding.mlpackage/Manifest.json", "mlpackage", extra=embedding_extra(ref)),
-             "decoder": Part("decoder.mlpackage/Manifest.json", "mlpackage",
-                             extra=decoder_extra(decoder, ref, sizes))}
-    return module_backend(ref, parts, cache_dtype)
+    return module_backend(ref, module_manifest(ref, max_context, sizes), cache_dtype)
 
 
 def _record_calls(backend):
@@ -187,7 +179,7 @@ def test_navit_vision_padded_to_enumerated_shape_matches_reference(refs, name):
     got = backend.encode_images({"pixel_values": pixels.numpy(), "patch_attention_mask": mask.numpy(),
                                  "tgt_sizes": tgt})
     diff = float(np.abs(got - want).max())
-    print(f"{name}: slice shapes {backend.vision_extra['slice_patches']}, features max abs diff {diff:.2e}")
+    print(f"{name}: slice shapes {backend.vision_binding['slice_patches']}, features max abs diff {diff:.2e}")
     assert got.shape == want.shape and diff < 1e-4
 
 
@@ -210,7 +202,7 @@ def test_minicpmv_image_prompt_greedy_matches_reference(refs, name):
 
 def test_too_large_chunk_names_the_fix(refs):
     backend = torch_backend(refs("minicpmv-2.6"))
-    n = max(backend.vision_extra["slice_patches"]) + 14
+    n = max(backend.vision_binding["slice_patches"]) + 14
     with pytest.raises(EdgeVLMError, match="largest vision shape"):
         backend.encode_images({"pixel_values": np.zeros((1, 3, 14, n * 14), np.float32),
                                "patch_attention_mask": np.ones((1, n), bool), "tgt_sizes": np.array([[1, n]])})
@@ -250,26 +242,26 @@ def test_converted_packages_declare_inputs_outputs_states_and_shapes(bundle, nam
     t = ref.text
     parts = manifest.parts
     for part_name, part in parts.items():
-        package = out / part.extra["package"]
-        assert part.file == f"{part.extra['package']}/Manifest.json" and (out / part.file).is_file()
+        package = out / part.data_files[0]
+        assert part.file == f"{part.data_files[0]}/Manifest.json" and (out / part.file).is_file()
         spec = load_spec(package)
         assert spec.WhichOneof("Type") == "mlProgram" and spec.specificationVersion >= 9  # iOS 18 / macOS 15
-        assert part.extra["compute_units"] == "cpu_and_ne"
-        assert io_spec(package) == (part.inputs, part.outputs, part.extra.get("states", {}))
+        assert part.runtime["compute_units"] == "cpu_and_ne"
+        assert io_spec(package) == (part.inputs, part.outputs, part.binding.get("states", {}))
 
     dec = parts["decoder"]
-    package = out / dec.extra["package"]
+    package = out / dec.data_files[0]
     module = StatefulDecoder(ref.language_model, MAX_CONTEXT)
-    sizes = dec.extra["prefill_sizes"]
+    sizes = dec.binding["prefill_sizes"]
     assert sizes == prefill_sizes(MAX_CONTEXT) == [16, 64, 128, 256, MAX_CONTEXT]
     # two functions, decode by default; what the manifest records is what the package declares
-    assert function_names(package) == ["decode", "prefill"] and dec.extra["default_function"] == "decode"
+    assert function_names(package) == ["decode", "prefill"] and dec.binding["default_function"] == "decode"
     assert load_spec(package).description.defaultFunctionName == "decode"
     cache_shape = [t.num_layers, 1, t.num_kv_heads, MAX_CONTEXT, t.head_dim]
     states = {"key_cache": {"dtype": "float16", "shape": cache_shape},
               "value_cache": {"dtype": "float16", "shape": cache_shape}}
     declared = declared_functions(module, sizes)
-    for fn, record in dec.extra["functions"].items():
+    for fn, record in dec.binding["functions"].items():
         assert function_io_spec(package, fn) == (record["inputs"], record["outputs"], record["states"])
         assert record["inputs"] == declared[fn]["inputs"] and record["states"] == states  # one state, shared
         assert list(record["inputs"]) == module.input_names()
@@ -278,13 +270,13 @@ def test_converted_packages_declare_inputs_outputs_states_and_shapes(bundle, nam
         # the cache really is state: read, updated in place per layer (K and V) at the position input
         assert ops.get("read_state", 0) >= 2 * t.num_layers and ops.get("write_state", 0) == 2 * t.num_layers
         assert ops.get("slice_update", 0) == 2 * t.num_layers
-    decode, prefill = dec.extra["functions"]["decode"]["inputs"], dec.extra["functions"]["prefill"]["inputs"]
+    decode, prefill = dec.binding["functions"]["decode"]["inputs"], dec.binding["functions"]["prefill"]["inputs"]
     assert decode["attention_bias"] == {"dtype": "float32", "shape": [1, 1, 1, MAX_CONTEXT]}  # fixed width
     assert decode["inputs_embeds"]["shape"] == [1, 1, t.hidden_size] and "enumerated" not in decode["inputs_embeds"]
     assert decode["position"] == {"dtype": "int32", "shape": [1]}
     assert prefill["attention_bias"]["enumerated"] == [[1, 1, n, MAX_CONTEXT] for n in sizes]
     assert prefill["inputs_embeds"]["enumerated"] == [[1, n, t.hidden_size] for n in sizes]
-    assert (dec.inputs, dec.outputs, dec.extra["states"]) == io_spec(package)  # the default function's
+    assert (dec.inputs, dec.outputs, dec.binding["states"]) == io_spec(package)  # the default function's
     # weights are stored once for both functions (save_multifunction deduplicates them)
     weights = sum(f.stat().st_size for f in package.rglob("weights/*"))
     used = [*module.core.model.layers.parameters(), *module.core.model.norm.parameters(), module.core.lm_head.weight]
@@ -293,21 +285,21 @@ def test_converted_packages_declare_inputs_outputs_states_and_shapes(bundle, nam
     assert "key_cache" not in dec.inputs and "key_cache" not in dec.outputs
 
     vis = parts["vision"]
-    if is_navit(ref):
-        shapes = vis.extra["slice_patches"]
-        p, d = vis.extra["patch_size"], vis.extra["embed_dim"]
+    if manifest.vision.kind == "patch_sequence":
+        shapes = vis.binding["slice_patches"]
+        p, d = manifest.vision.patch_size, manifest.vision.params["key_pos_dim"]
         assert sorted(s[1] for s in vis.inputs["patch_attention_mask"]["enumerated"]) == shapes
         assert sorted(s[3] for s in vis.inputs["pixel_values"]["enumerated"]) == [n * p for n in shapes]
         assert sorted(s[1] for s in vis.inputs["position_ids"]["enumerated"]) == shapes
         assert sorted(map(tuple, vis.inputs["key_pos"]["enumerated"])) == [(1, n, d) for n in shapes]
         assert vis.inputs["position_ids"]["dtype"] == "int32"
     else:
-        size = vis.extra["image_size"]
+        size = manifest.vision.image_size
         assert vis.inputs == {"pixel_values": {"dtype": "float32", "shape": [1, 3, size, size]}}
-    assert vis.outputs["features"]["shape"] == [1, vis.extra["tokens_per_chunk"], t.hidden_size]
+    assert vis.outputs["features"]["shape"] == [1, manifest.vision.tokens_per_chunk, t.hidden_size]
     print(f"{name}: decoder functions {function_names(package)}, prefill {sizes}, inputs {list(dec.inputs)}, "
           f"states {cache_shape}, weights {weights} bytes for {params} parameters; vision "
-          f"{vis.extra.get('slice_patches') or vis.extra['image_size']}")
+          f"{vis.binding.get('slice_patches') or manifest.vision.image_size}")
 
 
 def test_export_parity_check_with_converter_modules(bundle, tiny):
@@ -350,7 +342,7 @@ def test_quantized_package_has_compressed_weight_ops_and_shrinks(bundle, tmp_pat
     from edgevlm.quantize.coreml import _weight_consts, quantize_coreml_part
 
     _, manifest, out = bundle("minicpmv-2.6")
-    src = out / manifest.parts[part].extra["package"]
+    src = out / manifest.parts[part].data_files[0]
     dst = tmp_path / f"{part}.mlpackage"
     record = quantize_coreml_part(src, dst, method, block_size=32)
     functions = function_names(src)  # the decoder: decode + prefill, quantized one by one, then combined

@@ -19,7 +19,7 @@ gguf = pytest.importorskip("gguf")
 from edgevlm.families.minicpmv.mmproj import export_mmproj  # noqa: E402
 from edgevlm.export.gguf.text import export_text_gguf  # noqa: E402
 from edgevlm.families import load_reference  # noqa: E402
-from edgevlm.families.minicpmv import VERSIONS  # noqa: E402
+from edgevlm.families.minicpmv.spec import VERSIONS  # noqa: E402
 from edgevlm.processing.config import ProcessorConfig  # noqa: E402
 from edgevlm.runtime.backends.llamacpp_mtmd import MtmdImageEncoder  # noqa: E402
 from edgevlm.runtime.images import prepare_image  # noqa: E402
@@ -32,12 +32,12 @@ def encoder(tiny, tmp_path_factory):
     """(name, mmproj dtype) -> (reference, MtmdImageEncoder, mmproj path)."""
     cache = {}
 
-    def get(name, dtype="f16"):
+    def get(name, dtype="fp16"):
         if (name, dtype) not in cache:
             ckpt = tiny(name)
             ref = load_reference(ckpt)
             out = tmp_path_factory.mktemp(f"mmproj-{name}")
-            export_text_gguf(ref, ckpt, out / "text.gguf", "f32")
+            export_text_gguf(ref, ckpt, out / "text.gguf", "fp32")
             export_mmproj(ref, out / f"mmproj-{dtype}.gguf", dtype)
             cache[(name, dtype)] = (ref, MtmdImageEncoder(out / "text.gguf", out / f"mmproj-{dtype}.gguf"),
                                     out / f"mmproj-{dtype}.gguf")
@@ -67,8 +67,8 @@ def _cosines(a, b):
     return (a * b).sum(-1) / np.linalg.norm(a, axis=-1) / np.linalg.norm(b, axis=-1)
 
 
-@pytest.mark.parametrize("name,size,dtype", [("minicpmv-2.5", (1344, 1344), "f16"), ("minicpmv-2.6", (800, 600), "f16"),
-                                             ("minicpmv-4.5", (640, 480), "f32")])
+@pytest.mark.parametrize("name,size,dtype", [("minicpmv-2.5", (1344, 1344), "fp16"), ("minicpmv-2.6", (800, 600), "fp16"),
+                                             ("minicpmv-4.5", (640, 480), "fp32")])
 def test_mtmd_embeddings_match_reference(encoder, name, size, dtype):
     ref, enc, _ = encoder(name, dtype)
     rgb = smooth_rgb(*size)

@@ -30,7 +30,7 @@ FILE_TYPES = {"Q8_0": 7, "Q4_0": 2, "Q4_K_M": 15, "Q5_K_M": 17}
 def f32_gguf(tiny, tmp_path_factory):
     ckpt = tiny("minicpmv-2.6")
     path = tmp_path_factory.mktemp("quant") / "text-f32.gguf"
-    export_text_gguf(load_reference(ckpt), ckpt, path, "f32")
+    export_text_gguf(load_reference(ckpt), ckpt, path, "fp32")
     return path
 
 
@@ -91,8 +91,8 @@ def test_mmproj_q8_0_still_matches_in_mtmd(tiny, tmp_path):
 
     ckpt = tiny("minicpmv-2.6")
     ref = load_reference(ckpt)
-    export_text_gguf(ref, ckpt, tmp_path / "text.gguf", "f32")
-    export_mmproj(ref, tmp_path / "mmproj.gguf", "f32")
+    export_text_gguf(ref, ckpt, tmp_path / "text.gguf", "fp32")
+    export_mmproj(ref, tmp_path / "mmproj.gguf", "fp32")
     record = quantize_mmproj_q8_0(tmp_path / "mmproj.gguf", tmp_path / "mmproj-q8.gguf")
     enc = MtmdImageEncoder(tmp_path / "text.gguf", tmp_path / "mmproj-q8.gguf")
     try:

@@ -50,7 +50,7 @@ def f16_gguf(real, tmp_path_factory):
     from edgevlm.export.gguf.text import export_text_gguf
 
     path = tmp_path_factory.mktemp("real-gguf") / "text-f16.gguf"
-    export_text_gguf(real["ref"], real["vlm"], path, "f16")
+    export_text_gguf(real["ref"], real["vlm"], path, "fp16")
     return path
 
 

@@ -31,7 +31,7 @@ def exported(tiny, tmp_path_factory):
     """(name, dtype) -> (reference, gguf path, Part), each exported once."""
     cache = {}
 
-    def get(name, dtype="f32"):
+    def get(name, dtype="fp32"):
         if (name, dtype) not in cache:
             ckpt = tiny(name)
             ref = cache.get(name) or load_reference(ckpt)
@@ -72,7 +72,7 @@ def test_llama_cpp_logits_and_greedy_match_reference(exported, tiny, name):
         tokens.append(token)
         llm.eval([token])
     want = ref.greedy(torch.tensor([ids]), None, 16)
-    print(f"{name} ({part.extra['arch']}): logits max abs {diff:.2e}, relative {rel:.2e}; greedy {tokens[:8]}...")
+    print(f"{name} ({part.info['arch']}): logits max abs {diff:.2e}, relative {rel:.2e}; greedy {tokens[:8]}...")
     assert rel <= 1e-3
     assert tokens == want
 
@@ -93,7 +93,7 @@ def test_gguf_metadata(exported, name):
     assert "token_embd.weight" in names and "blk.0.attn_q.weight" in names
     # Gemma ties lm_head to the embeddings: llama.cpp reuses token_embd, so no output tensor is written.
     assert ("output.weight" in names) == (not arch.startswith("gemma"))
-    assert (part.extra["token_scale"], part.extra["embd_input_scale"]) == input_scales(arch, ref.text.hidden_size)
+    assert (part.runtime["token_scale"], part.runtime["embd_input_scale"]) == input_scales(arch, ref.text.hidden_size)
 
 
 @pytest.mark.parametrize("name", ["minicpmv-2.5", "minicpmv-2.6", "paligemma", "gemma3"])
@@ -114,8 +114,8 @@ def test_llama_cpp_tokenizes_like_tokenizer_json(exported, tiny, name):
 
 
 def test_f16_export_is_smaller_and_close(exported, tiny):
-    ref, path32, _ = exported("minicpmv-2.6", "f32")
-    _, path16, part = exported("minicpmv-2.6", "f16")
+    ref, path32, _ = exported("minicpmv-2.6", "fp32")
+    _, path16, part = exported("minicpmv-2.6", "fp16")
     ids = _prompt_ids(tiny, "minicpmv-2.6")
     runs = []
     for path in (path32, path16):
@@ -134,5 +134,5 @@ def test_unsupported_dtype_is_a_clear_error(exported, tiny, tmp_path):
     from edgevlm.errors import CheckpointError
 
     ref, _, _ = exported("gemma3")
-    with pytest.raises(CheckpointError, match="choose one of f32, f16"):
+    with pytest.raises(CheckpointError, match="choose one of fp32, fp16"):
         export_text_gguf(ref, tiny("gemma3"), tmp_path / "x.gguf", "q4")

@@ -164,5 +164,5 @@ def test_a_live_writer_keeps_its_partial_folder(tmp_path):
 def test_a_new_bundle_never_goes_inside_its_source(bundle):
     with pytest.raises(BundleError, match="inside the source bundle"):
         BundleWriter(bundle / "inner", source=bundle)
-    with pytest.raises(BundleError, match="inside the source bundle"):
+    with pytest.raises(BundleError, match="is the source bundle"):
         BundleWriter(bundle, overwrite=True, source=bundle)

@@ -19,9 +19,9 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
 from edgevlm.errors import DeviceError, PromptError  # noqa: E402
+from edgevlm.export import bare_manifest  # noqa: E402
 from edgevlm.export.onnx import export_onnx_parts  # noqa: E402
 from edgevlm.families import TINY_NAMES, load_reference  # noqa: E402
-from edgevlm.manifest import Manifest, Part  # noqa: E402
 from edgevlm.runtime.backends.onnxruntime import OrtBackend  # noqa: E402
 from edgevlm.runtime.backends.ort_providers import resolve_providers  # noqa: E402
 
@@ -30,9 +30,8 @@ MAX_CONTEXT = 512
 
 
 def _manifest(ref, parts):
-    """The fields OrtBackend reads; the rest of a real manifest is the export orchestration's job."""
-    return Manifest(format="onnx", family=ref.family, attention=ref.attention, text={}, vision={"max_batch": 8},
-                    processor={}, layout={}, chat_template={}, tokenizer={}, parts=parts)
+    """The sections OrtBackend reads; the rest of a real manifest is the export orchestration's job."""
+    return bare_manifest(ref, "onnx", parts, MAX_CONTEXT, max_batch=8)
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +43,7 @@ def bundle(tiny, tmp_path_factory):
         if name not in cache:
             ref = load_reference(tiny(name))
             out = tmp_path_factory.mktemp(f"ortb-{name}")
-            parts = export_onnx_parts(ref, out, max_context=MAX_CONTEXT)
+            parts = export_onnx_parts(ref, out)
             cache[name] = (ref, OrtBackend(out, _manifest(ref, parts)), out, parts)
         return cache[name]
 
@@ -160,8 +159,8 @@ def test_sliding_layers_read_only_their_window(bundle):
     rows before it are poisoned with NaN and the next step is unchanged; a NaN there in a global layer
     (which must see every row) does reach the logits, so the poison would show if it were read."""
     ref, backend, out, parts = bundle("gemma3")
-    layer_masks = parts["decoder"].extra["layer_masks"]
-    window = parts["decoder"].extra["masks"]["attention_bias_sliding"]
+    layer_masks = parts["decoder"].binding["layer_masks"]
+    window = parts["decoder"].binding["masks"]["attention_bias_sliding"]
     local = [i for i, m in enumerate(layer_masks) if m == "attention_bias_sliding"]
     assert local and len(local) < len(layer_masks)
     ids = np.random.default_rng(4).integers(3, 300, 60)
@@ -191,7 +190,7 @@ def test_sliding_layers_read_only_their_window(bundle):
     import copy
 
     old_parts = copy.deepcopy(parts)
-    del old_parts["decoder"].extra["layer_masks"]
+    del old_parts["decoder"].binding["layer_masks"]
     old = OrtBackend(out, _manifest(ref, old_parts))
     old.forward(ids[:59])
     np.testing.assert_allclose(old.forward(ids[59:]), clean, atol=1e-4)
@@ -229,11 +228,11 @@ def test_batched_slices_equal_one_at_a_time(bundle):
     _, backend, _, _ = bundle("minicpmv-4.5")
     image = _navit_image(seed=1)
     batched = backend.encode_images(image)
-    backend.max_batch, saved = 1, backend.max_batch
+    backend.vision_info.max_batch, saved = 1, backend.vision_info.max_batch
     try:
         single = backend.encode_images(image)
     finally:
-        backend.max_batch = saved
+        backend.vision_info.max_batch = saved
     diff = float(np.abs(batched - single).max())
     print(f"batched vs single-chunk encoding max abs diff {diff:.2e}")
     assert diff < 1e-5
@@ -280,15 +279,17 @@ def test_fused_decoder_on_an_old_onnxruntime_names_the_fix(bundle, monkeypatch):
 
 def test_runtime_does_not_import_torch(bundle):
     ref, _, out, parts = bundle("gemma3")
-    (out / "parts.json").write_text(json.dumps({k: vars(v) for k, v in parts.items()}))
+    from edgevlm.manifest import record_files
+
+    manifest = _manifest(ref, parts)
+    manifest.files = record_files(out)
+    (out / "manifest.json").write_text(json.dumps(manifest.to_dict()))
     script = f"""
 import json, sys, numpy as np
 from pathlib import Path
-from edgevlm.manifest import Manifest, Part
+from edgevlm.manifest import Manifest
 from edgevlm.runtime.backends.onnxruntime import OrtBackend
-parts = {{k: Part(**v) for k, v in json.loads(Path({str(out)!r}, "parts.json").read_text()).items()}}
-m = Manifest(format="onnx", family="gemma3", attention="bidirectional_image", text={{}}, vision={{}}, processor={{}},
-             layout={{}}, chat_template={{}}, tokenizer={{}}, parts=parts)
+m = Manifest.from_dict(json.loads(Path({str(out)!r}, "manifest.json").read_text()))
 b = OrtBackend({str(out)!r}, m)
 feats = b.encode_images({{"pixel_values": np.zeros((1, 3, 224, 224), np.float32)}})
 ids = np.array([2] + [b.image_token_id] * feats.shape[1] + [40, 41])

@@ -50,7 +50,7 @@ def test_head_bits_choose_the_output_heads_precision(source, tmp_path):
     fast = edgevlm.quantize(str(source), str(tmp_path / "h4"), recipe="w4", head_bits=4, progress=None)
     assert head_bits(tmp_path / "h4") == ({4}, {4}) and fast.quantization["decoder"]["head_bits"] == 4
     assert fast.quantization["decoder"]["size_after"] < default.quantization["decoder"]["size_after"]
-    with pytest.raises(EdgeVLMError, match="head-bits must be 4 or 8"):
+    with pytest.raises(EdgeVLMError, match="--head-bits 3 is not one of 4, 8"):
         edgevlm.quantize(str(source), str(tmp_path / "h3"), recipe="w4", head_bits=3, progress=None)
 
 
@@ -65,9 +65,9 @@ def test_manifest_names_each_parts_external_data_file(source, tmp_path, monkeypa
     for manifest, root in ((inline, tmp_path / "inline"), (split, tmp_path / "split")):
         for part in manifest.parts.values():
             data = root / (part.file + ".data")
-            assert part.extra.get("external_data") == (data.name if data.exists() else None), (root.name, part.file)
-    assert inline.parts["decoder"].extra["external_data"] is None
-    assert split.parts["decoder"].extra["external_data"] == "decoder.onnx.data"
+            assert part.data_files == ([data.name] if data.exists() else []), (root.name, part.file)
+    assert inline.parts["decoder"].data_files == []
+    assert split.parts["decoder"].data_files == ["decoder.onnx.data"]
     assert len(edgevlm.load(str(tmp_path / "split")).generate("Describe.", max_new_tokens=2).token_ids) == 2
 
 
@@ -149,6 +149,6 @@ def test_static_qdq_vision_with_calibration_images(source, tmp_path):
 def test_fp16_bundle_loads_and_agrees(source, tmp_path):
     """fp16 parts run (onnxruntime 1.32 crashed at ORT_ENABLE_ALL on the fp16 vision graph) and agree."""
     manifest = edgevlm.quantize(str(source), str(tmp_path / "fp16"), recipe="fp16", progress=None)
-    assert manifest.parts["vision"].extra["ort_graph_optimization"] == "extended"
+    assert manifest.parts["vision"].runtime["ort_graph_optimization"] == "extended"
     table = edgevlm.quantize.report(str(source), str(tmp_path / "fp16"), greedy_tokens=8)
     assert table["top1_agreement"] > 0.97 and table["vision_cosine_min"] > 0.9999

@@ -53,7 +53,7 @@ def test_text_only_greedy_equals_transformers(fp32_bundle, tmp_path_factory):
     ref = load_reference(ckpt)
     # The runtime never samples the image placeholder nor the zero padding rows past the tokenizer's
     # vocabulary (a zero row's logit 0 beats all-negative real logits); give transformers the same rule.
-    never = [int(vlm.manifest.tokenizer["image_token_id"])] + list(range(vlm.vocab_limit, ref.text.vocab_size))
+    never = [int(vlm.manifest.tokenizer.image_token_id)] + list(range(vlm.vocab_limit, ref.text.vocab_size))
     theirs = ref.reference_generate(24, input_ids=torch.from_numpy(ids)[None],
                                     attention_mask=torch.ones(1, len(ids), dtype=torch.long), suppress_tokens=never)
     eos = set(vlm.stop_ids)

@@ -63,8 +63,8 @@ def test_two_turn_chat_reuses_the_cache_and_equals_one_prompt(vlm):
     assert second.stats.reused_tokens > first.stats.prompt_tokens  # earlier turn not recomputed
     assert second.stats.prompt_tokens < 40 and second.stats.vision_ms == 0
     # One prompt holding both turns, recomputed from scratch: same logits path, same answer.
-    ids = np.concatenate([seg[0] for seg in chat.fed[:-len(second.token_ids) + 1 or None]])
-    rows = np.concatenate([seg[1] for seg in chat.fed if seg[1] is not None])
+    ids = np.concatenate([seg[0] for seg in chat.conv.fed[:-len(second.token_ids) + 1 or None]])
+    rows = np.concatenate([seg[1] for seg in chat.conv.fed if seg[1] is not None])
     backend = vlm.backend
     backend.rewind(0)
     vlm._owner = None
@@ -153,3 +153,90 @@ def test_runtime_imports_no_torch():
             "edgevlm.load; bad = [m for m in ('torch', 'transformers') if m in sys.modules]; print(bad)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_one_model_from_many_threads_gives_each_the_answer_it_gets_alone(vlm):
+    """Six threads (three with an image, three without) on one VLM: each answer equals the same call made
+    alone (turns are serialised; before, 5 of 6 answers came out wrong without a word)."""
+    import threading
+
+    calls = [("Describe it.", [make_image(320, 240, seed=s)]) if s % 2 else ("Say something.", []) for s in range(6)]
+    alone = [vlm.generate(text, images=images, max_new_tokens=10).token_ids for text, images in calls]
+    got: list = [None] * len(calls)
+
+    def run(i):
+        got[i] = vlm.generate(calls[i][0], images=calls[i][1], max_new_tokens=10).token_ids
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert got == alone
+
+
+def test_a_second_turn_while_streaming_on_the_same_thread_is_an_error(vlm):
+    from edgevlm.errors import EdgeVLMError
+
+    stream = vlm.stream("Say something.", max_new_tokens=8)
+    next(stream, None)
+    with pytest.raises(EdgeVLMError, match="already streaming"):
+        vlm.generate("Another.", max_new_tokens=2)
+    stream.close()
+    assert len(vlm.generate("Another.", max_new_tokens=2).token_ids) == 2  # the model is free again
+
+
+def test_raw_completion_feeds_bos_and_the_text_only(bundles):
+    vlm = edgevlm.load(str(bundles["paligemma"]))
+    text = "The capital of France is"
+    result = vlm.generate(text, raw=True, max_new_tokens=4)
+    bos = vlm.tokenizer.encode(vlm.template.bos) if vlm.template.bos else []
+    assert result.stats.prompt_tokens == len(bos) + len(vlm.tokenizer.encode(text))
+    chat = vlm.generate(text, max_new_tokens=4)  # the template adds its own text
+    assert chat.stats.prompt_tokens != result.stats.prompt_tokens
+    with_image = vlm.generate(text, images=[make_image()], raw=True, max_new_tokens=2)
+    assert with_image.stats.prompt_tokens == result.stats.prompt_tokens + 256 + 1  # placeholder + <bos> after it
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "{bundle}", "--prompt", "hi", "--max-tokens", "-1"], "greater than or equal to 0"),
+    (["quantize", "{bundle}", "-o", "{bundle}/inner"], "inside the source bundle"),
+    (["quantize", "{bundle}", "-o", "{tmp}/q", "--recipe", "w4", "--part", "decoder"], "write NAME=METHOD"),
+    (["export", "{bundle}", "-o", "{tmp}/x"], "no config.json"),
+])
+def test_cli_bad_input_is_one_clear_line(bundles, tmp_path, args, message):
+    args = [a.format(bundle=bundles["minicpmv-2.6"], tmp=tmp_path) for a in args]
+    out = subprocess.run([sys.executable, "-m", "edgevlm.cli", *args], capture_output=True, text=True)
+    assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr, out.stderr
+    assert not (bundles["minicpmv-2.6"] / "inner").exists()
+
+
+def test_damaged_checkpoint_is_one_line(tiny, tmp_path):
+    import shutil
+
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(tiny("paligemma"), ckpt)
+    weights = ckpt / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    out = subprocess.run([sys.executable, "-m", "edgevlm.cli", "export", str(ckpt), "-o", str(tmp_path / "b")],
+                         capture_output=True, text=True)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "model.safetensors: cannot read these weights" in out.stderr and "damaged or truncated" in out.stderr
+    assert not (tmp_path / "b").exists() and [p.name for p in tmp_path.iterdir()] == ["ckpt"]
+
+
+def test_run_chat_inspect_and_bench_work_without_torch_or_transformers(bundles, tmp_path):
+    """The runtime-only install: torch and transformers made unimportable, every runtime command works."""
+    bundle = str(bundles["minicpmv-2.6"])
+    image = tmp_path / "pic.png"
+    make_image(320, 240).save(image)
+    block = ("import sys; sys.modules['torch'] = None; sys.modules['transformers'] = None; "
+             "from edgevlm.cli import app; sys.argv = ['edgevlm'] + sys.argv[1:]; app()")
+    commands = [["run", bundle, "--prompt", "Describe.", "--image", str(image), "--max-tokens", "3", "--json"],
+                ["inspect", bundle], ["bench", bundle, "--runs", "1", "--max-tokens", "2", "--json"]]
+    for args in commands:
+        out = subprocess.run([sys.executable, "-c", block, *args], capture_output=True, text=True)
+        assert out.returncode == 0, f"{args[0]}: {out.stderr[-1500:]}"
+    out = subprocess.run([sys.executable, "-c", block, "chat", bundle, "--max-tokens", "3"], input="Hello\n/quit\n",
+                         capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip(), out.stderr[-1500:]

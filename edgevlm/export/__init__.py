@@ -9,7 +9,6 @@ manifest, then rename the directory into place. A failed check leaves no bundle 
 from __future__ import annotations
 
 import platform
-import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -20,17 +19,32 @@ from ..manifest import BundleWriter, Manifest, TextInfo, TokenizerInfo, VisionIn
 from ..manifest.schema import LAYER_TYPES
 
 
-def _stderr_progress(message: str) -> None:
-    print(f"[edgevlm] {message}", file=sys.stderr, flush=True)
+TERMINAL = "terminal"  # default progress: a live line per stage on a terminal, plain lines otherwise
 
 
 def export(checkpoint: str | Path, out: str | Path, format: str = "onnx", dtype: str | None = None,
            max_context: int = 2048, overwrite: bool = False, validate: bool = True,
-           progress: Callable[[str], None] | None = _stderr_progress, decoder_graph: str | None = None,
+           progress: Callable[[str], None] | str | None = TERMINAL, decoder_graph: str | None = None,
            **options: Any) -> Manifest:
     """Options a format takes (edgevlm/formats.py): ``decoder_graph`` (onnx: "fused", the default, needs
     onnxruntime >= 1.23; "portable", elementary ops for NPU providers; docs/decoder_graph.md),
-    ``mmproj_dtype`` (gguf), ``slice_patches`` (coreml)."""
+    ``mmproj_dtype`` (gguf), ``slice_patches`` (coreml). ``progress``: a callable taking each stage's
+    message, None for silence, or the default live terminal lines (edgevlm/progress.py)."""
+    from ..progress import Progress, quiet_third_party
+
+    shown = Progress() if progress == TERMINAL else None
+    try:
+        with quiet_third_party():
+            return _export(checkpoint, out, format, dtype, max_context, overwrite, validate,
+                           shown or progress, decoder_graph, **options)
+    finally:
+        if shown is not None:
+            shown.close()
+
+
+def _export(checkpoint: str | Path, out: str | Path, format: str, dtype: str | None, max_context: int,
+            overwrite: bool, validate: bool, progress: Callable[[str], None] | None, decoder_graph: str | None,
+            **options: Any) -> Manifest:
     from ..families import family_for, read_config
     from ..formats import check_options, export_dtype, get_format, resolve
     from .job import ExportJob
@@ -57,15 +71,8 @@ def export(checkpoint: str | Path, out: str | Path, format: str = "onnx", dtype:
         (writer.path("tokenizer.json")).write_bytes((ckpt / "tokenizer.json").read_bytes())
         job = ExportJob(ref, family, ckpt, writer.tmp, dtype, max_context, options, say)
         parts = resolve(fmt.exporter)(job)
-        graph = ref.vision_graph()
         manifest = Manifest(
-            format=format, family=family.name, text=text,
-            vision=VisionInfo(kind=graph.record["kind"], tokens_per_chunk=graph.tokens_per_chunk(),
-                              hidden_size=ref.text.hidden_size, max_batch=1 if format == "coreml" else 16,
-                              patch_size=int(graph.record.get("patch_size", spec.processor.patch_size)),
-                              image_size=graph.record.get("image_size"),
-                              params={k: v for k, v in graph.record.items()
-                                      if k not in ("kind", "tokens_per_chunk", "patch_size", "image_size")}),
+            format=format, family=family.name, text=text, vision=vision_info(ref, 1 if format == "coreml" else 16),
             tokenizer=TokenizerInfo(**spec.tokenizer_record(ckpt / "tokenizer.json")),
             processor=spec.processor.to_dict(), layout=spec.layout.to_dict(),
             chat_template=spec.chat_template.to_dict(), parts=parts,
@@ -101,10 +108,32 @@ def text_info(ref: Any, max_context: int) -> TextInfo:
                     position_offset=int(getattr(ref, "position_offset", 0)), details=details)
 
 
+def vision_info(ref: Any, max_batch: int) -> VisionInfo:
+    """The manifest's vision section from the family's vision graph."""
+    graph = ref.vision_graph()
+    record = graph.record
+    return VisionInfo(kind=record["kind"], tokens_per_chunk=graph.tokens_per_chunk(), hidden_size=ref.text.hidden_size,
+                      max_batch=max_batch, patch_size=int(record.get("patch_size", 14)),
+                      image_size=record.get("image_size"),
+                      params={k: v for k, v in record.items()
+                              if k not in ("kind", "tokens_per_chunk", "patch_size", "image_size")})
+
+
+def bare_manifest(ref: Any, format: str, parts: dict[str, Any], max_context: int, max_batch: int = 16) -> Manifest:
+    """A manifest for parts written without the bundle around them (tests and benchmarks drive a backend
+    with it): the sections a backend reads, no processing data."""
+    return Manifest(format=format, family=ref.family, text=text_info(ref, max_context), vision=vision_info(ref, max_batch),
+                    tokenizer=TokenizerInfo(file="tokenizer.json", vocab_size=ref.text.vocab_size,
+                                            image_token_id=int(ref.image_token_id)),
+                    processor={}, layout={}, chat_template={}, parts=parts)
+
+
 def validate_export(ref: Any, ckpt: Path, root: Path, manifest: Any, say: Callable[[str], None]) -> dict[str, Any]:
     """The parity check of a bundle being written (``root``): through its format's backend, or on
     systems that cannot run the format (Core ML off macOS) through the converted modules."""
+    from ..processing.tokenizer import Tokenizer
     from ..runtime import open_backend
+    from .validate import validate_bundle
 
     if manifest.format == "coreml" and platform.system() != "Darwin":
         from .coreml.check import validate_with_modules

@@ -151,9 +151,10 @@ class BundleWriter:
             src = Path(source).absolute().resolve()
             target = self.out.resolve() if self.out.exists() else self.out
             if target == src or src in target.parents:
-                raise BundleError(f"{self.out} is inside the source bundle {src}; a new bundle never goes into its "
-                                  "source (the source's file list would no longer match). Choose a directory "
-                                  "outside it.")
+                where = "the source bundle" if target == src else f"inside the source bundle {src}"
+                raise BundleError(f"{self.out} is {where}; this writes a new bundle and never changes its input "
+                                  "(the source's file list would no longer match): choose an -o directory outside "
+                                  "the source.")
         if self.out.exists() and not overwrite:
             raise BundleError(f"{self.out} already exists. Choose another output directory or pass --overwrite.")
         self.out.parent.mkdir(parents=True, exist_ok=True)

@@ -147,8 +147,9 @@ class Manifest:
             raise BundleError(f"{where}: the manifest has unknown fields {', '.join(unknown)}. "
                               "Re-export the bundle or upgrade edgevlm.")
         kwargs = dict(data)
-        if not isinstance(data["parts"], dict):
-            raise BundleError(f"{where}: parts is not a JSON object. Re-export the bundle.")
+        for key in ("parts", "processor", "layout", "chat_template"):
+            if not isinstance(data[key], dict):
+                raise BundleError(f"{where}: {key} is not a JSON object. Re-export the bundle.")
         kwargs["parts"] = {name: Part.from_dict(p, f"{where}: part {name!r}") for name, p in data["parts"].items()}
         kwargs["text"] = TextInfo.from_dict(data["text"], f"{where}: text")
         kwargs["vision"] = None if data["vision"] is None else VisionInfo.from_dict(data["vision"], f"{where}: vision")
@@ -175,7 +176,17 @@ class Manifest:
                               f"(it knows {', '.join(LAYER_TYPES)}). Upgrade edgevlm.")
         if self.vision is not None and self.vision.kind not in VISION_KINDS:
             raise BundleError(f"{where}: vision.kind {self.vision.kind!r} is not one of {VISION_KINDS}. Upgrade edgevlm.")
+        from ..processing.vision_inputs import DERIVED, PARAMETERS
+
         for name, part in self.parts.items():
+            for graph_input, kind in part.binding.get("derived_inputs", {}).items():
+                if kind not in DERIVED:
+                    raise BundleError(f"{where}: part {name!r} input {graph_input!r} is derived as {kind!r}, which this "
+                                      f"edgevlm does not compute (it knows {', '.join(DERIVED)}). Upgrade edgevlm.")
+                lacking = [k for k in PARAMETERS[kind] if self.vision is None or k not in self.vision.params]
+                if lacking:
+                    raise BundleError(f"{where}: vision.params lacks {', '.join(lacking)}, which input {graph_input!r} "
+                                      "needs. Re-export the bundle.")
             if part.format not in PART_FORMATS:
                 raise BundleError(f"{where}: part {name!r} has format {part.format!r}, not one of {PART_FORMATS}.")
             if part.file not in self.files:

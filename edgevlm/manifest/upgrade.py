@@ -35,6 +35,8 @@ SCHEMA_VERSION = 2  # the version this edgevlm writes (manifest/schema.py)
 def upgrade(data: dict[str, Any], where: str) -> dict[str, Any]:
     """A schema-2 dict for any schema version this edgevlm reads (a copy; the input is not changed)."""
     version = data.get("schema_version")
+    if isinstance(version, bool):  # JSON true is not a version (True == 1 in Python)
+        version = repr(version)
     if version == SCHEMA_VERSION:
         return data
     if version == 1:

@@ -61,6 +61,10 @@ DERIVED = {
 }
 
 
+# derived-input kind -> the vision-section parameters it reads (checked when a manifest is read)
+PARAMETERS = {"bucketed_position_ids": ("position_table_side",), "sincos_2d_keys": ("key_pos_dim",)}
+
+
 def derived_inputs(spec: dict[str, str], tgt_sizes: np.ndarray, max_patches: int,
                    vision: dict[str, Any]) -> dict[str, np.ndarray]:
     """{graph input name: array} for every derived input a vision part declares."""

@@ -9,7 +9,6 @@ accuracy report against the source bundle.
 from __future__ import annotations
 
 import shutil
-import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -20,19 +19,33 @@ from .recipes import RECIPES
 from .report import report as _accuracy_report
 
 
-def _stderr_progress(message: str) -> None:
-    print(f"[edgevlm] {message}", file=sys.stderr, flush=True)
+TERMINAL = "terminal"  # default progress: a live line per stage on a terminal, plain lines otherwise
 
 
 def quantize(bundle: str | Path, out: str | Path, recipe: str = "w4", overrides: dict[str, str] | None = None,
              block_size: int | None = None, symmetric: bool | None = None, report: bool = False,
              calibration: str | None = None, overwrite: bool = False,
-             progress: Callable[[str], None] | None = _stderr_progress, head_bits: int | None = None) -> Manifest:
+             progress: Callable[[str], None] | str | None = TERMINAL, head_bits: int | None = None) -> Manifest:
     """A quantized copy of ``bundle`` in ``out``. The options a format takes are in edgevlm/formats.py:
     ``block_size``, ``symmetric``, ``head_bits`` (ONNX w4: bits of the output head, 8 keeps Gemma 3 270M's
     top-1 agreement at 0.727 instead of 0.661; 4 reads half the head's bytes per token,
     docs/quantization.md), ``calibration`` (ONNX qdq8/qdq16); an option a format does not take is an error.
-    ``overrides``: part name -> method (GGUF parts: text, mmproj)."""
+    ``overrides``: part name -> method (GGUF parts: text, mmproj). ``progress`` as for ``export``."""
+    from ..progress import Progress, quiet_third_party
+
+    shown = Progress() if progress == TERMINAL else None
+    try:
+        with quiet_third_party():
+            return _quantize(bundle, out, recipe, overrides, block_size, symmetric, report, calibration, overwrite,
+                             shown or progress, head_bits)
+    finally:
+        if shown is not None:
+            shown.close()
+
+
+def _quantize(bundle: str | Path, out: str | Path, recipe: str, overrides: dict[str, str] | None,
+              block_size: int | None, symmetric: bool | None, report: bool, calibration: str | None, overwrite: bool,
+              progress: Callable[[str], None] | None, head_bits: int | None) -> Manifest:
     from ..formats import check_options, get_format, resolve
     from .job import QuantizeJob
 

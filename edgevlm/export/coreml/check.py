@@ -78,6 +78,21 @@ def module_backend(ref: Any, manifest: Any, cache_dtype: torch.dtype = torch.flo
     return CoreMLBackend(Path("."), manifest, models=models)
 
 
+def module_manifest(ref: Any, max_context: int, sizes: list[int] | None = None) -> Any:
+    """The manifest a Core ML export of ``ref`` would write, computed without converting (tests drive the
+    converter modules with it): the same bindings the exporters record."""
+    from ...manifest import Part
+    from .. import bare_manifest
+    from .decoder import decoder_binding
+    from .vision import vision_binding
+
+    decoder = StatefulDecoder(ref.language_model, max_context)
+    parts = {"vision": Part("vision.mlpackage/Manifest.json", "mlpackage", binding=vision_binding(ref.vision_graph())),
+             "embedding": Part("embedding.mlpackage/Manifest.json", "mlpackage"),
+             "decoder": Part("decoder.mlpackage/Manifest.json", "mlpackage", binding=decoder_binding(decoder, sizes))}
+    return bare_manifest(ref, "coreml", parts, max_context, max_batch=1)
+
+
 def validate_with_modules(ref: Any, ckpt: str | Path, root: Path, manifest: Any,
                           say: Any = None) -> dict[str, Any]:
     """The export parity check (export/validate.py) with the converter modules instead of Core ML.
