@@ -1,6 +1,6 @@
 """The Android demo's pure-JVM core (android_demo/core) against golden vectors written by the current Python code.
 
-The golden files are regenerated here from this checkout (edgevlm/tools/android_golden.py), so a change in
+The golden files are regenerated here from this checkout (edgevlm/testing/android_golden/), so a change in
 the Python behaviour that the Java port does not follow fails this test. Each JVM test class runs as its
 own pytest case (TestRunner's name filter). Skipped only when no JDK (javac + java) is installed; CI runs
 ``bash android_demo/core/build.sh --install-deps`` first, which installs one from Debian.
@@ -46,9 +46,10 @@ def golden(tiny, tmp_path_factory) -> Path:
 
 
 def test_golden_files_are_complete(golden):
+    from edgevlm.testing.android_golden import FILES
+
     names = {p.name for p in golden.iterdir()}
-    for required in ("slicing.json", "vision_inputs.json", "prompts.json", "token_layouts.json", "sampler.json",
-                     "manifests.json", "generation.json"):
+    for required in FILES:
         assert required in names, f"{required} was not written"
 
 

@@ -9,7 +9,7 @@ java {
 }
 
 // The tests use their own runner (no JUnit): run them against golden vectors written by
-//   python -m edgevlm.tools.android_golden GOLDEN_DIR
+//   python -m edgevlm.testing.android_golden GOLDEN_DIR
 // with: ./gradlew :core:goldenTest -Pgolden=GOLDEN_DIR   (core/build.sh --test GOLDEN_DIR does the same without Gradle)
 tasks.register<JavaExec>("goldenTest") {
     group = "verification"

@@ -102,7 +102,7 @@ class MainActivity : AppCompatActivity() {
                     Providers.configure(options, choice, Runtime.getRuntime().availableProcessors().coerceAtMost(4))
                     engine = OrtEngine(env, dir, m, options)
                     vision = if ("vision" in m.parts) OrtVision(env, dir, m, options) else null
-                    tokenizer = HfTokenizer(File(dir, m.tokenizer["file"] as? String ?: "tokenizer.json"))
+                    tokenizer = HfTokenizer(BundleReader.inside(dir.toPath(), m.tokenizer.file, "tokenizer file").toFile())
                     manifest = m
                     "Loaded ${m.source["checkpoint"] ?: dir.name} (${m.format}, ${m.part("decoder").dtype}) on ${choice.label}, " +
                         "context ${engine!!.maxContext()} tokens."

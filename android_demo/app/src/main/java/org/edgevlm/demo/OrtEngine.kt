@@ -4,6 +4,7 @@ import ai.onnxruntime.OnnxTensor
 import ai.onnxruntime.OrtEnvironment
 import ai.onnxruntime.OrtSession
 import org.edgevlm.core.BundleException
+import org.edgevlm.core.BundleReader
 import org.edgevlm.core.InferenceEngine
 import org.edgevlm.core.Manifest
 import org.edgevlm.core.PromptException
@@ -15,12 +16,15 @@ import java.nio.LongBuffer
 
 /**
  * The core's [InferenceEngine] over the bundle's ONNX embedding + decoder parts, following
- * edgevlm/runtime/backends/onnxruntime.py: everything model-specific comes from the decoder part's manifest
- * entry (KV names and shape, masks and their sliding windows, position offset, logits index input).
+ * edgevlm/runtime/backends/onnxruntime.py: everything model-specific comes from the manifest (schema 2): the
+ * text model's shape and position offset from `text`, the image token id from `tokenizer`, and the decoder
+ * part's `binding` (KV names, masks and their sliding windows, which mask each layer uses, logits index input),
+ * read and checked by the core's [DecoderBinding].
  *
  * KV cache: one direct float buffer per layer and per key/value, [1, max_context, kv_heads, head_dim] (BSNH),
- * allocated once. Each step passes rows [0, n_past) as zero-copy tensors over that buffer and copies the
- * T new rows the decoder returns ("kv_outputs": "new_tokens_only") in place after them.
+ * allocated once. Each step passes the rows a layer can still see, [first, n_past) (first > 0 only for a
+ * sliding-window layer at long context), as zero-copy tensors over that buffer and copies the T new rows the
+ * decoder returns (only the new tokens' keys/values) in place after them.
  */
 class OrtEngine(
     private val env: OrtEnvironment,
@@ -28,33 +32,32 @@ class OrtEngine(
     manifest: Manifest,
     options: OrtSession.SessionOptions,
 ) : InferenceEngine {
+    // Checked before any session opens, so a bundle the app cannot run leaks nothing.
+    private val text = manifest.text
+    private val binding = manifest.decoderBinding()
+
+    init {
+        if (text.positionStreams != 1) {
+            throw BundleException("this model takes ${text.positionStreams} position ids per token (M-RoPE); the app " +
+                "feeds one. Use the Python runtime for this bundle.")
+        }
+    }
+
     private val embedding = session(env, bundle, manifest, "embedding", options)
     private val decoder = session(env, bundle, manifest, "decoder", options)
-    private val dec = manifest.part("decoder")
-    private val maxContext = intOf(dec.extra, "max_context")
-    private val layers = intOf(dec.extra, "num_layers")
-    private val kvHeads = intOf(dec.extra, "num_kv_heads")
-    private val headDim = intOf(dec.extra, "head_dim")
-    private val hidden = intOf(dec.extra, "hidden_size")
-    private val vocab = intOf(dec.extra, "vocab_size")
-    private val imageTokenId = (manifest.part("embedding").extra["image_token_id"] as Number).toLong()
-    private val offset = (dec.extra["position_offset"] as? Number)?.toLong() ?: 0L
-    private val maskValue = (dec.extra["mask_value"] as? Number)?.toFloat() ?: -Float.MAX_VALUE
-    private val logitsInput = dec.extra["logits_index_input"] as? String ?: "logits_index"
-    @Suppress("UNCHECKED_CAST")
-    private val masks: Map<String, Int?> = (dec.extra["masks"] as Map<String, Any?>).mapValues { (it.value as? Number)?.toInt() }
+    private val maxContext = text.maxContext
+    private val layers = text.numLayers
+    private val kvHeads = text.numKvHeads
+    private val headDim = text.headDim
+    private val hidden = text.hiddenSize
+    private val vocab = text.vocabSize
+    private val imageTokenId: Long? = manifest.tokenizer.imageTokenId // null: a text-only bundle
+    private val offset = text.positionOffset.toLong()
     private val row = kvHeads * headDim // floats per cached token per layer
     private val keys = Array(layers) { directFloats(maxContext * row) }
     private val values = Array(layers) { directFloats(maxContext * row) }
     private val blocks = IntArray(maxContext) { -1 } // block id of every cached row
     private var nPast = 0
-
-    init {
-        if (dec.extra["kv_layout"] != "BSNH" || dec.extra["kv_outputs"] != "new_tokens_only") {
-            throw BundleException("this decoder keeps its KV cache as ${dec.extra["kv_layout"]}/${dec.extra["kv_outputs"]}; " +
-                "the app supports BSNH with new_tokens_only outputs. Re-export the bundle with this edgevlm version.")
-        }
-    }
 
     override fun maxContext() = maxContext
 
@@ -71,7 +74,7 @@ class OrtEngine(
         val embeds = embed(ids) // [T * hidden]
         var r = 0
         for (i in 0 until t) {
-            if (ids[i] != imageTokenId) continue
+            if (imageTokenId == null || ids[i] != imageTokenId) continue
             val rows = features ?: throw PromptException("image placeholder tokens but no image features were given")
             if (r >= rows.size) throw PromptException("more image placeholder tokens than image feature rows")
             System.arraycopy(rows[r++], 0, embeds, i * hidden, hidden)
@@ -86,20 +89,23 @@ class OrtEngine(
         try {
             inputs["inputs_embeds"] = OnnxTensor.createTensor(env, FloatBuffer.wrap(embeds), longArrayOf(1, t.toLong(), hidden.toLong()))
             inputs["position_ids"] = OnnxTensor.createTensor(env, LongBuffer.wrap(LongArray(t) { past + it + offset }), longArrayOf(1, t.toLong()))
-            for ((name, window) in masks) {
-                val bias = AttentionBias.build(blocks, past, t, window, maskValue)
-                inputs[name] = OnnxTensor.createTensor(env, FloatBuffer.wrap(bias), longArrayOf(1, 1, t.toLong(), (past + t).toLong()))
+            for ((name, window) in binding.masks) {
+                val first = binding.firstVisibleKey(name, past) // keys [first, past + t)
+                val bias = AttentionBias.build(blocks, past, t, window, binding.maskValue, first)
+                inputs[name] = OnnxTensor.createTensor(env, FloatBuffer.wrap(bias),
+                    longArrayOf(1, 1, t.toLong(), (past + t - first).toLong()))
             }
-            inputs[logitsInput] = OnnxTensor.createTensor(env, LongBuffer.wrap(longArrayOf(t - 1L)), longArrayOf(1))
-            val pastShape = longArrayOf(1, past.toLong(), kvHeads.toLong(), headDim.toLong())
+            inputs[binding.logitsIndex] = OnnxTensor.createTensor(env, LongBuffer.wrap(longArrayOf(t - 1L)), longArrayOf(1))
             for (layer in 0 until layers) {
-                inputs[dec.kvName("past_key", layer)] = OnnxTensor.createTensor(env, rows(keys[layer], 0, past), pastShape)
-                inputs[dec.kvName("past_value", layer)] = OnnxTensor.createTensor(env, rows(values[layer], 0, past), pastShape)
+                val first = binding.firstVisibleKey(binding.layerMasks[layer], past) // rows this layer can still see
+                val pastShape = longArrayOf(1, (past - first).toLong(), kvHeads.toLong(), headDim.toLong())
+                inputs[binding.kvName("past_key", layer)] = OnnxTensor.createTensor(env, rows(keys[layer], first, past - first), pastShape)
+                inputs[binding.kvName("past_value", layer)] = OnnxTensor.createTensor(env, rows(values[layer], first, past - first), pastShape)
             }
             decoder.run(inputs).use { result ->
                 for (layer in 0 until layers) {
-                    copyRows(result, dec.kvName("present_key", layer), keys[layer], past, t)
-                    copyRows(result, dec.kvName("present_value", layer), values[layer], past, t)
+                    copyRows(result, binding.kvName("present_key", layer), keys[layer], past, t)
+                    copyRows(result, binding.kvName("present_value", layer), values[layer], past, t)
                 }
                 val logits = (result.get("logits").get() as OnnxTensor).floatBuffer // [1, 1, vocab]
                 nPast = past + t
@@ -151,11 +157,9 @@ class OrtEngine(
         fun directFloats(n: Int): FloatBuffer =
             ByteBuffer.allocateDirect(n * 4).order(ByteOrder.nativeOrder()).asFloatBuffer()
 
-        fun intOf(extra: Map<String, Any?>, key: String): Int =
-            (extra[key] as? Number)?.toInt() ?: throw BundleException("the decoder part lacks $key. Re-export the bundle.")
-
         fun session(env: OrtEnvironment, bundle: File, manifest: Manifest, part: String, options: OrtSession.SessionOptions): OrtSession {
-            val file = File(bundle, manifest.part(part).file)
+            // inside the bundle (BundleReader refused any path leaving it; this checks again for this one)
+            val file = BundleReader.inside(bundle.toPath(), manifest.part(part).file, "part '$part' file").toFile()
             if (!file.isFile) {
                 throw BundleException("$file: the ONNX file of the $part part is missing. Re-copy or re-export the bundle.")
             }

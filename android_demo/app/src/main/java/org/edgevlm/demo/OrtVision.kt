@@ -14,10 +14,12 @@ import java.nio.FloatBuffer
 import java.nio.LongBuffer
 
 /**
- * The core's [VisionEncoder] over the bundle's vision part (edgevlm/runtime/backends/onnxruntime.py encode_images).
- * Sliced images: chunks of the same patch grid run as one batch at their own length (no padding compute), with the
- * derived inputs the manifest names (navit position ids, resampler key positions) computed by the core.
- * Fixed-size images: pixel_values [1, 3, S, S].
+ * The core's [VisionEncoder] over the bundle's vision part (edgevlm/runtime/backends/ort_vision.py encode_chunks),
+ * fed as the manifest's `vision.kind` says:
+ *  - "image": pixel_values [b, 3, S, S], chunks in batches of `vision.max_batch`;
+ *  - "patch_sequence": chunks of the same patch grid run as one batch at their own length (no padding compute),
+ *    with the derived inputs the vision part's `binding.derived_inputs` names, computed by the core
+ *    ([VisionInputs.compute], parameters from `vision.params`).
  */
 class OrtVision(
     private val env: OrtEnvironment,
@@ -25,16 +27,37 @@ class OrtVision(
     manifest: Manifest,
     options: OrtSession.SessionOptions,
 ) : VisionEncoder, AutoCloseable {
+    private val vision = manifest.vision
+        ?: throw BundleException("the manifest has a vision part but no vision section. Re-export the bundle.")
+    private val derived = manifest.part("vision").derivedInputs() // graph input name -> kind
+    private val maxBatch = maxOf(1, vision.maxBatch)
+
+    init { // before the session opens, so a bundle the app cannot run leaks nothing
+        if (vision.kind != "image" && vision.kind != "patch_sequence") {
+            throw BundleException("the vision part takes '${vision.kind}' inputs, which this app does not know. Update the app.")
+        }
+    }
+
     private val session = OrtEngine.session(env, bundle, manifest, "vision", options)
-    private val extra = manifest.part("vision").extra
-    @Suppress("UNCHECKED_CAST")
-    private val derived = (extra["derived_inputs"] as? Map<String, String>).orEmpty()
-    private val maxBatch = ((manifest.vision["max_batch"] ?: extra["max_batch"]) as? Number)?.toInt()?.takeIf { it > 0 } ?: 16
 
     override fun encode(image: PreparedImage): Array<FloatArray> {
-        if (!image.sliced()) {
+        if (vision.kind == "image") {
+            if (image.sliced()) {
+                throw BundleException("the vision part takes fixed-size images but the processor made patch sequences; " +
+                    "the bundle's processor and vision sections disagree. Re-export the bundle.")
+            }
             val s = image.imageSize.toLong()
-            return run(mapOf("pixel_values" to tensor(image.chunks[0], longArrayOf(1, 3, s, s))))
+            val rows = ArrayList<FloatArray>()
+            for (batch in (0 until image.nChunks()).chunked(maxBatch)) {
+                val pixels = FloatArray(batch.size * image.chunks[0].size)
+                batch.forEachIndexed { j, i -> System.arraycopy(image.chunks[i], 0, pixels, j * image.chunks[i].size, image.chunks[i].size) }
+                rows.addAll(run(mapOf("pixel_values" to tensor(pixels, longArrayOf(batch.size.toLong(), 3, s, s)))))
+            }
+            return rows.toTypedArray()
+        }
+        if (!image.sliced()) {
+            throw BundleException("the vision part takes patch sequences but the processor made fixed-size images; " +
+                "the bundle's processor and vision sections disagree. Re-export the bundle.")
         }
         val result = arrayOfNulls<Array<FloatArray>>(image.nChunks())
         val groups = (0 until image.nChunks()).groupBy { image.tgtSizes[it].toList() } // first-seen order
@@ -49,16 +72,11 @@ class OrtVision(
                 feeds["pixel_values"] = tensor(pixels, longArrayOf(batch.size.toLong(), 3, p.toLong(), (n * p).toLong()))
                 feeds["patch_attention_mask"] = OnnxTensor.createTensor(env, Array(batch.size) { BooleanArray(n) { true } })
                 for ((name, kind) in derived) {
-                    feeds[name] = when (kind) {
-                        "navit_position_ids" -> OnnxTensor.createTensor(env,
-                            LongBuffer.wrap(VisionInputs.navitPositionIds(tgt, n, intOf("patches_per_side"))),
-                            longArrayOf(batch.size.toLong(), n.toLong()))
-                        "resampler_key_pos" -> {
-                            val dim = intOf("embed_dim")
-                            tensor(VisionInputs.resamplerKeyPos(tgt, dim, n), longArrayOf(batch.size.toLong(), n.toLong(), dim.toLong()))
-                        }
-                        else -> throw BundleException("the vision part asks for derived input kind '$kind', which this app " +
-                            "does not know. Update the app or re-export the bundle.")
+                    val input = VisionInputs.compute(kind, tgt, n, vision.params)
+                    feeds[name] = if (input.int64 != null) {
+                        OnnxTensor.createTensor(env, LongBuffer.wrap(input.int64), input.shape)
+                    } else {
+                        tensor(input.float32, input.shape)
                     }
                 }
                 val rows = run(feeds) // [b * tokens][hidden]
@@ -85,9 +103,6 @@ class OrtVision(
     }
 
     private fun tensor(values: FloatArray, shape: LongArray) = OnnxTensor.createTensor(env, FloatBuffer.wrap(values), shape)
-
-    private fun intOf(key: String) = (extra[key] as? Number)?.toInt()
-        ?: throw BundleException("the vision part lacks $key. Re-export the bundle.")
 
     override fun close() = session.close()
 }

@@ -10,9 +10,13 @@ import java.nio.file.Path;
 import java.nio.file.Paths;
 import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
+import java.util.Arrays;
 import java.util.Map;
 
-/** Reads {@code bundle/manifest.json} and verifies every listed file's size and sha256 (edgevlm.manifest.read_manifest). */
+/**
+ * Reads {@code bundle/manifest.json}, refuses any path it names that leaves the bundle, and verifies every listed
+ * file's size and sha256: edgevlm/manifest/files.py {@code read_manifest}, same order and messages.
+ */
 public final class BundleReader {
     public static final String MANIFEST_NAME = "manifest.json";
 
@@ -43,6 +47,9 @@ public final class BundleReader {
             throw new BundleException(path + ": cannot be read (" + ex.getMessage() + "). Check the file permissions.");
         }
         Manifest manifest = Manifest.fromJson(json, path.toString());
+        for (String[] named : manifest.paths()) {
+            inside(root, named[1], named[0]);
+        }
         if (verify) {
             verifyFiles(root, manifest);
         }
@@ -52,7 +59,7 @@ public final class BundleReader {
     /** Every listed file exists with the recorded size and sha256, in the manifest's order. */
     public static void verifyFiles(Path root, Manifest manifest) {
         for (Map.Entry<String, Manifest.FileRecord> e : manifest.files.entrySet()) {
-            Path file = root.resolve(e.getKey());
+            Path file = inside(root, e.getKey(), "file");
             if (!Files.isRegularFile(file)) {
                 throw new BundleException(root + ": file " + e.getKey() + " listed in the manifest is missing. The bundle "
                         + "was copied incompletely: copy the whole directory again or re-export it.");
@@ -72,6 +79,52 @@ public final class BundleReader {
                 throw new BundleException(file + ": sha256 does not match the manifest. The file was modified or "
                         + "corrupted: re-copy the bundle or re-export it.");
             }
+        }
+    }
+
+    /**
+     * {@code root/rel} if it stays inside the bundle {@code root} (symlinks followed), else a BundleException naming
+     * it (manifest/files.py {@code inside}): a tampered manifest cannot make the app read {@code ../x.onnx}, an
+     * absolute path, or a file a link inside the bundle points out to.
+     */
+    public static Path inside(Path root, String rel, String what) {
+        if (rel == null || rel.isEmpty() || rel.startsWith("/") || Arrays.asList(rel.split("/")).contains("..")) {
+            throw new BundleException(root + ": the manifest names " + what + " " + Py.repr(rel) + ", a path outside the "
+                    + "bundle. Every file a bundle uses must be inside its directory: the bundle was tampered with; "
+                    + "re-export it.");
+        }
+        Path path = root.resolve(rel);
+        Path real = realPath(path, 0);
+        if (!real.startsWith(realPath(root, 0))) {
+            throw new BundleException(path + ": " + what + " " + Py.repr(rel) + " is a link to " + real + ", outside the "
+                    + "bundle. Every file a bundle uses must be inside its directory: the bundle was tampered with; "
+                    + "re-export it.");
+        }
+        return path;
+    }
+
+    /**
+     * Python's {@code os.path.realpath} (not strict): every link resolved, and a path that does not exist resolved
+     * as far as it exists (a missing file is reported by the verification, not here).
+     */
+    private static Path realPath(Path path, int depth) {
+        try {
+            return path.toRealPath();
+        } catch (IOException missingOrLoop) {
+            Path abs = path.toAbsolutePath();
+            Path parent = abs.getParent();
+            if (parent == null || abs.getFileName() == null || depth > 40) { // 40: the kernel's limit on links followed
+                return abs;
+            }
+            Path joined = realPath(parent, depth + 1).resolve(abs.getFileName());
+            if (Files.isSymbolicLink(joined)) { // a dangling link: where it points
+                try {
+                    return realPath(joined.resolveSibling(Files.readSymbolicLink(joined)), depth + 1);
+                } catch (IOException ex) {
+                    return joined;
+                }
+            }
+            return joined;
         }
     }
 

@@ -7,11 +7,14 @@ import java.util.List;
 import java.util.Set;
 
 /**
- * One conversation over an {@link InferenceEngine}, ported from runtime/vlm.py {@code Chat.stream}: images are
- * planned first (so the prompt length is known), the turn is laid out and checked against the context, images
- * are prepared and encoded, only the new tokens are prefilled (earlier turns stay in the KV cache), then tokens
- * are sampled until an end id or the token budget. The last sampled token of a turn that hit its budget is
- * kept pending and fed at the start of the next turn, exactly as Python does.
+ * One conversation over an {@link InferenceEngine}, ported from runtime/vlm.py {@code Chat.stream} and the turn
+ * layers it composes: prepare the turn (runtime/turn.py: images planned first so the prompt length is known, the
+ * turn laid out and checked against the context, images prepared and encoded), feed only the new tokens (earlier
+ * turns stay in the KV cache), then generate step by step (runtime/generate.py: logits processors, then the
+ * sampler) until an end id or the token budget. The last sampled token of a turn that hit its budget is kept
+ * pending and fed at the start of the next turn, exactly as Python does. Positions are implicit: the engine
+ * numbers tokens from its cache length plus the text model's position offset, which equals the 1-D positions
+ * Python's turn layer hands its backends (the golden replay checks it).
  *
  * <p>Nothing here knows a model family: placeholders, chat turns and attention blocks come from the manifest.
  * The generator assumes it is the only user of its engine (Python's multi-chat cache rebuild is not ported).
@@ -30,6 +33,7 @@ public final class Generator {
     private final int vocabLimit; // ids from here on are embedding-table padding, not tokens: never generated
 
     private int turns;
+    private int images; // images of earlier turns: image ids continue across turns
     private int fedTokens; // tokens the KV cache holds for this conversation
     private final List<Long> pending = new ArrayList<>(); // sampled, not yet fed
     private final List<Long> history = new ArrayList<>(); // every token id of the conversation
@@ -49,17 +53,27 @@ public final class Generator {
         }
         this.featureId = feature;
         // Generation ends at an end-of-sequence id or at a stop string that is one special token.
-        stopIds.addAll(manifest.eosIds());
+        stopIds.addAll(manifest.tokenizer.eosIds);
         for (String s : manifest.chatTemplate.stopStrings) {
             Long id = tokenizer.tokenToId(s);
             if (id != null) {
                 stopIds.add(id);
             }
         }
-        Object imageToken = manifest.tokenizer.get("image_token_id");
-        suppressIds = imageToken == null ? new long[0] : new long[] {JsonMap.asLong(imageToken, "image_token_id")};
-        Object vocab = manifest.tokenizer.get("vocab_size");
-        vocabLimit = vocab == null ? Integer.MAX_VALUE : (int) JsonMap.asLong(vocab, "vocab_size");
+        Long imageToken = manifest.tokenizer.imageTokenId;
+        suppressIds = imageToken == null ? new long[0] : new long[] {imageToken};
+        vocabLimit = manifest.tokenizer.vocabSize > 0 ? manifest.tokenizer.vocabSize : Integer.MAX_VALUE;
+    }
+
+    /** VLM.logits_processors: suppressed ids, the vocabulary cap, and the repetition penalty unless it is 1. */
+    private List<LogitsProcessor> processors(double repetitionPenalty) {
+        List<LogitsProcessor> out = new ArrayList<>();
+        out.add(LogitsProcessor.suppressTokens(suppressIds));
+        out.add(LogitsProcessor.capVocabulary(vocabLimit));
+        if (repetitionPenalty != 1.0) {
+            out.add(LogitsProcessor.penalizeRepetition(repetitionPenalty));
+        }
+        return out;
     }
 
     public Set<Long> stopIds() {
@@ -70,7 +84,9 @@ public final class Generator {
     public GenerationResult send(String text, List<RgbImage> images, GenerationOptions options, TokenListener listener) {
         GenerationOptions opts = options != null ? options : new GenerationOptions();
         int maxNewTokens = opts.maxNewTokens(manifest.generation);
-        Sampler sampler = new Sampler(opts.params(manifest.generation));
+        SamplingParams params = opts.params(manifest.generation);
+        Sampler sampler = new Sampler(params);
+        List<LogitsProcessor> processors = processors(params.repetitionPenalty);
         GenerationStats stats = new GenerationStats();
         long start = System.nanoTime();
 
@@ -84,7 +100,7 @@ public final class Generator {
         }
 
         // 2. this turn's tokens, and the context check
-        String turnText = turns == 0 ? prompts.build(text, grids, system) : prompts.followUp(text, grids);
+        String turnText = turns == 0 ? prompts.build(text, grids, system) : prompts.followUp(text, grids, this.images);
         TokenLayout layout = TokenLayout.of(tokenizer.encode(turnText), featureId, manifest.layout, chunks);
         long[] ids = concat(pending, layout.inputIds);
         int[] blocks = new int[ids.length];
@@ -130,15 +146,14 @@ public final class Generator {
         String finish = "length";
         long tDecode = System.nanoTime();
         for (int step = 0; step < maxNewTokens; step++) {
-            for (long id : suppressIds) {
-                if (id < logits.length) {
-                    logits[(int) id] = Float.NEGATIVE_INFINITY;
-                }
+            double[] scores = new double[logits.length]; // [V] float64, as generate_step's logits.astype(np.float64)
+            for (int i = 0; i < scores.length; i++) {
+                scores[i] = logits[i];
             }
-            for (int id = vocabLimit; id < logits.length; id++) {
-                logits[id] = Float.NEGATIVE_INFINITY;
+            for (LogitsProcessor processor : processors) {
+                processor.process(scores, history);
             }
-            long token = sampler.sample(logits, history);
+            long token = sampler.sample(scores);
             if (step == 0) {
                 stats.timeToFirstTokenMs = (System.nanoTime() - start) / 1e6;
             }
@@ -162,6 +177,7 @@ public final class Generator {
         stats.decodeMs = decodeS * 1e3;
         stats.decodeTokensPerS = decodeS > 0 && !generated.isEmpty() ? generated.size() / decodeS : 0.0;
         turns++;
+        this.images += images.size();
         return new GenerationResult(generated, finish, stats);
     }
 

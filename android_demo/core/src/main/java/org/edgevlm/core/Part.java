@@ -2,56 +2,68 @@ package org.edgevlm.core;
 
 import java.util.Arrays;
 import java.util.Collections;
-import java.util.HashSet;
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.Set;
 
-/** One exported component of a bundle (vision, embedding, decoder ...), as edgevlm/manifest.py's Part. */
+/**
+ * One exported component of a bundle (vision, embedding, decoder ...), as manifest/schema.py's Part: its file, how
+ * its graph names bind ({@link #binding}), how to open it ({@link #runtime}) and what is only informational
+ * ({@link #info}, never read to run).
+ */
 public final class Part {
-    static final List<String> FIELDS = Arrays.asList("file", "format", "inputs", "outputs", "kv", "dtype", "extra");
+    static final List<String> REQUIRED = Arrays.asList("file", "format");
+    static final List<String> OPTIONAL = Arrays.asList("dtype", "inputs", "outputs", "data_files", "binding", "runtime",
+            "info");
 
-    public final String file;
+    public final String file; // inside the bundle (null only in a manifest the bundle reader refuses)
     public final String format; // onnx | gguf | mlpackage
+    public final String dtype; // "fp32", "fp16" or the quantization method
     public final Map<String, Object> inputs; // name -> {"dtype", "shape"}
     public final Map<String, Object> outputs;
-    public final Map<String, Object> kv; // %d templates, e.g. {"past_key": "past_key.%d"}
-    public final String dtype;
-    public final Map<String, Object> extra; // part-specific data (max_context, masks, derived inputs ...)
+    public final List<String> dataFiles; // side files / package folders this part owns
+    public final Map<String, Object> binding; // graph names the runtime binds (DecoderBinding, derived inputs)
+    public final Map<String, Object> runtime; // how to open it (graph kind, optimization level ...)
+    public final Map<String, Object> info; // informational only
 
-    private Part(Map<String, Object> m) {
-        file = JsonMap.getString(m, "file", null);
-        format = JsonMap.getString(m, "format", null);
-        inputs = Collections.unmodifiableMap(JsonMap.getMap(m, "inputs"));
-        outputs = Collections.unmodifiableMap(JsonMap.getMap(m, "outputs"));
-        kv = Collections.unmodifiableMap(JsonMap.getMap(m, "kv"));
-        dtype = JsonMap.getString(m, "dtype", "fp32");
-        extra = Collections.unmodifiableMap(JsonMap.getMap(m, "extra"));
+    private Part(Section s) {
+        file = s.string("file", null);
+        format = s.string("format", null);
+        dtype = s.string("dtype", "fp32");
+        inputs = Collections.unmodifiableMap(s.map("inputs"));
+        outputs = Collections.unmodifiableMap(s.map("outputs"));
+        dataFiles = Collections.unmodifiableList(s.strings("data_files", true));
+        binding = Collections.unmodifiableMap(s.map("binding"));
+        runtime = Collections.unmodifiableMap(s.map("runtime"));
+        info = Collections.unmodifiableMap(s.map("info"));
     }
 
-    /** Reads one part entry; the detail of an IllegalArgumentException says what is wrong with it. */
-    static Part fromJson(String name, Object value) {
-        Map<String, Object> m = JsonMap.map(value, "part " + Py.repr(name));
-        Set<String> unknown = new HashSet<>(m.keySet());
-        unknown.removeAll(FIELDS);
-        if (!unknown.isEmpty()) {
-            throw new IllegalArgumentException("part " + Py.repr(name) + " has unknown keys " + unknown);
+    /** {@code where} names the part, e.g. "bundle/manifest.json: part 'decoder'". */
+    static Part read(Object json, String where) {
+        return new Part(Section.read(json, "Part", where, REQUIRED, OPTIONAL));
+    }
+
+    /**
+     * The vision graph's inputs the runtime computes from each chunk's patch grid: graph input name -> kind
+     * ({@code binding.derived_inputs}; {@link VisionInputs#compute}), in the manifest's order.
+     */
+    public Map<String, String> derivedInputs() {
+        Object spec = binding.get("derived_inputs");
+        Map<String, String> out = new LinkedHashMap<>();
+        if (spec == null) {
+            return out;
         }
-        for (String required : Arrays.asList("file", "format")) {
-            if (!m.containsKey(required)) {
-                throw new IllegalArgumentException("part " + Py.repr(name) + " lacks " + Py.repr(required));
+        if (!(spec instanceof Map)) {
+            throw new BundleException("part " + Py.repr(file) + ": binding.derived_inputs is not a JSON object. "
+                    + "Re-export the bundle.");
+        }
+        for (Map.Entry<String, Object> e : JsonMap.map(spec, "derived_inputs").entrySet()) {
+            if (!(e.getValue() instanceof String)) {
+                throw new BundleException("part " + Py.repr(file) + ": binding.derived_inputs names kind "
+                        + Py.repr(e.getValue()) + " for " + Py.repr(e.getKey()) + ", not a string. Re-export the bundle.");
             }
+            out.put(e.getKey(), (String) e.getValue());
         }
-        return new Part(m);
-    }
-
-    /** The %d template of a KV-cache tensor name for one layer, e.g. kvName("past_key", 3) = "past_key.3". */
-    public String kvName(String kind, int layer) {
-        Object template = kv.get(kind);
-        if (!(template instanceof String)) {
-            throw new BundleException("part " + file + " has no KV name for " + Py.repr(kind)
-                    + ". Re-export the bundle with this edgevlm version.");
-        }
-        return ((String) template).replace("%d", Integer.toString(layer));
+        return out;
     }
 }

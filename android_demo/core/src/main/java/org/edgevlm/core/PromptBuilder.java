@@ -159,6 +159,11 @@ public final class PromptBuilder {
 
     /** Replaces the i-th marker by image i's placeholder; puts after_last_image after the last one. */
     public String expandImages(String text, List<int[]> grids) {
+        return expandImages(text, grids, 0);
+    }
+
+    /** {@code firstIndex}: images already in the conversation (image ids continue across turns). */
+    public String expandImages(String text, List<int[]> grids, int firstIndex) {
         List<String> chunks = splitAll(text, layout.marker);
         if (chunks.size() - 1 != grids.size()) {
             throw new PromptException("the prompt has " + (chunks.size() - 1) + " image marker(s) " + Py.repr(layout.marker)
@@ -166,7 +171,7 @@ public final class PromptBuilder {
         }
         StringBuilder out = new StringBuilder(chunks.get(0));
         for (int i = 0; i < grids.size(); i++) {
-            out.append(imagePlaceholder(grids.get(i), i));
+            out.append(imagePlaceholder(grids.get(i), firstIndex + i));
             if (i == grids.size() - 1) {
                 out.append(layout.afterLastImage);
             }
@@ -201,8 +206,11 @@ public final class PromptBuilder {
         return suffix == null ? "" : suffix + template.eos;
     }
 
-    /** Text of a follow-up chat turn (vlm.Chat._turn_text, turns > 0): close the answer, user turn, generation cue. */
-    public String followUp(String text, List<int[]> grids) {
+    /**
+     * Text of a follow-up chat turn (runtime/turn.py turn_text after the first turn): close the answer, user turn,
+     * generation cue; {@code imagesBefore}: images of earlier turns, so this turn's image ids continue after theirs.
+     */
+    public String followUp(String text, List<int[]> grids, int imagesBefore) {
         List<String[]> turns = messageTurns(java.util.Collections.singletonList(Message.text("user", text)), grids.size());
         String content = turns.get(0)[1];
         if (!template.stripContent.equals("none")) {
@@ -211,6 +219,6 @@ public final class PromptBuilder {
         int at = template.assistantTemplate.indexOf("{content}");
         String close = template.assistantTemplate.substring(at + "{content}".length()); // e.g. "<|im_end|>\n"
         String turn = close + Py.format(template.userTemplate, "content", content) + template.generationPrompt;
-        return grids.isEmpty() ? turn : expandImages(turn, grids);
+        return grids.isEmpty() ? turn : expandImages(turn, grids, imagesBefore);
     }
 }

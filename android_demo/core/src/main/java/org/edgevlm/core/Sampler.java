@@ -1,15 +1,13 @@
 package org.edgevlm.core;
 
 import java.security.SecureRandom;
-import java.util.Collection;
-import java.util.HashSet;
-import java.util.Set;
 
 /**
- * Next-token choice, ported operation by operation from runtime/sampling.py so the same logits and seed
- * give the same tokens: float64 scores; repetition penalty on the set of seen ids; temperature; a stable
- * descending order (ties: lower id first); top-k; softmax normalised with numpy's pairwise sum; top-p keeps
- * the smallest prefix whose cumulative mass reaches top_p; inverse CDF with one SplitMix64 draw.
+ * Next-token choice, ported operation by operation from runtime/sampling.py so the same scores and seed give the
+ * same tokens. It takes the float64 scores the logits processors left ({@link LogitsProcessor}: suppressed ids,
+ * vocabulary cap, repetition penalty); then temperature; a stable descending order (ties: lower id first); top-k;
+ * softmax normalised with numpy's pairwise sum; top-p keeps the smallest prefix whose cumulative mass reaches top_p;
+ * inverse CDF with one SplitMix64 draw.
  */
 public final class Sampler {
     private final SamplingParams params;
@@ -21,20 +19,9 @@ public final class Sampler {
         this.rng = new SplitMix64(seed);
     }
 
-    /** logits float32 [vocab] -> the next token id. */
-    public int sample(float[] logits, Collection<Long> history) {
-        int vocab = logits.length;
-        double[] scores = new double[vocab];
-        for (int i = 0; i < vocab; i++) {
-            scores[i] = logits[i];
-        }
-        if (params.repetitionPenalty != 1.0) {
-            Set<Long> seen = new HashSet<>(history);
-            for (long id : seen) {
-                double v = scores[(int) id];
-                scores[(int) id] = v > 0 ? v / params.repetitionPenalty : v * params.repetitionPenalty;
-            }
-        }
+    /** scores float64 [vocab] (after the logits processors; divided by the temperature in place) -> the next token id. */
+    public int sample(double[] scores) {
+        int vocab = scores.length;
         if (params.temperature == 0.0) {
             return argmax(scores);
         }

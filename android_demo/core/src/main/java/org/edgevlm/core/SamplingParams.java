@@ -1,6 +1,6 @@
 package org.edgevlm.core;
 
-/** Sampling settings (runtime/sampling.py SamplingParams). Order: repetition penalty, temperature, top-k, top-p. */
+/** Sampling settings (runtime/sampling.py SamplingParams); the Generator turns the repetition penalty into a logits processor. */
 public final class SamplingParams {
     public final double temperature; // 0 = greedy
     public final int topK; // 0 = off

@@ -1,18 +1,65 @@
 package org.edgevlm.core;
 
+import java.util.Arrays;
+import java.util.List;
+import java.util.Map;
+
 /**
- * The MiniCPM-V vision graph's derived inputs, computed per chunk from its patch grid (runtime/vision_inputs.py).
- * The vision part's manifest entry names which graph input is which ({@code extra.derived_inputs}).
+ * Vision-graph inputs computed per chunk from its patch grid (processing/vision_inputs.py). The vision part's
+ * {@code binding.derived_inputs} names which graph input is which kind; the parameters come from the manifest's
+ * {@code vision.params}. {@link #compute} is the dispatcher the app calls, as Python's {@code derived_inputs}.
  */
 public final class VisionInputs {
+    /** Every kind this core computes (processing/vision_inputs.py DERIVED). */
+    public static final List<String> KINDS = Arrays.asList("bucketed_position_ids", "sincos_2d_keys");
+
     private VisionInputs() {
     }
 
+    /** One computed input: int64 or float32 values (the other is null), row-major with {@link #shape}. */
+    public static final class Derived {
+        public final long[] shape;
+        public final long[] int64;
+        public final float[] float32;
+
+        Derived(long[] shape, long[] int64, float[] float32) {
+            this.shape = shape;
+            this.int64 = int64;
+            this.float32 = float32;
+        }
+    }
+
+    /** The input of kind {@code kind} for chunks of grids {@code tgtSizes}, padded to {@code maxPatches} patches. */
+    public static Derived compute(String kind, int[][] tgtSizes, int maxPatches, Map<String, Object> params) {
+        long batch = tgtSizes.length;
+        switch (kind) {
+            case "bucketed_position_ids":
+                return new Derived(new long[] {batch, maxPatches},
+                        bucketedPositionIds(tgtSizes, maxPatches, param(params, "position_table_side", kind)), null);
+            case "sincos_2d_keys": {
+                int dim = param(params, "key_pos_dim", kind);
+                return new Derived(new long[] {batch, maxPatches, dim}, null, sincos2dKeys(tgtSizes, dim, maxPatches));
+            }
+            default:
+                throw new BundleException("the vision part asks for derived input kind " + Py.repr(kind) + ", which this "
+                        + "app does not know (it knows " + String.join(", ", KINDS) + "). Update the app or re-export the bundle.");
+        }
+    }
+
+    private static int param(Map<String, Object> params, String key, String kind) {
+        Object v = params.get(key);
+        if (!(v instanceof Long)) {
+            throw new BundleException("the manifest's vision.params has " + key + " = " + Py.repr(v) + ", but derived input "
+                    + "kind " + Py.repr(kind) + " needs an integer there. Re-export the bundle.");
+        }
+        return (int) (long) (Long) v;
+    }
+
     /**
-     * Rows of the learned position table per patch, int64 [B, maxPatches] (padding 0): patch (i, j) of an h x w
-     * grid gets floor(perSide*i/h) * perSide + floor(perSide*j/w), the exact buckets (runtime/vision_inputs.py).
+     * Rows of a learned perSide x perSide position table per patch, int64 [B, maxPatches] (padding 0): patch (i, j)
+     * of an h x w grid gets floor(perSide*i/h) * perSide + floor(perSide*j/w), the exact buckets.
      */
-    public static long[] navitPositionIds(int[][] tgtSizes, int maxPatches, int perSide) {
+    public static long[] bucketedPositionIds(int[][] tgtSizes, int maxPatches, int perSide) {
         long[] out = new long[tgtSizes.length * maxPatches];
         for (int b = 0; b < tgtSizes.length; b++) {
             int h = tgtSizes[b][0];
@@ -28,12 +75,12 @@ public final class VisionInputs {
     }
 
     /**
-     * The resampler's 2D sin/cos key table per chunk, float32 [B, maxPatches, dim] zero-padded:
+     * 2D sin/cos rows of every patch per chunk, float32 [B, maxPatches, dim] zero-padded:
      * concat(emb(col), emb(row)), emb(p) = [sin(p*omega), cos(p*omega)], omega[k] = 1 / 10000^(k / (dim/4)).
      * Computed in float64 and rounded to float32 like numpy (StrictMath: the same on every device; it can differ
      * from numpy's libm by 1 float32 ulp on rare values, which the golden test bounds).
      */
-    public static float[] resamplerKeyPos(int[][] tgtSizes, int dim, int maxPatches) {
+    public static float[] sincos2dKeys(int[][] tgtSizes, int dim, int maxPatches) {
         int quarter = dim / 4;
         double[] omega = new double[quarter];
         for (int k = 0; k < quarter; k++) {

@@ -76,10 +76,17 @@ public final class CoreUnitTest {
     }
 
     private static Manifest textOnlyManifest(String attention) {
-        String json = "{\"schema_version\": 1, \"format\": \"onnx\", \"family\": \"x\", \"attention\": \"causal\", \"text\": {},"
-                + " \"vision\": {}, \"processor\": {}, \"layout\": {\"feature_token\": \"<f>\", \"attention\": \"" + attention
-                + "\"}, \"chat_template\": {}, \"tokenizer\": {\"eos_ids\": [7], \"image_token_id\": 9}, \"parts\": {},"
-                + " \"files\": {}}";
+        return textOnlyManifest(attention, 16);
+    }
+
+    /** A schema-2 manifest of a text-only bundle: no vision section, no parts or files needed by the Generator. */
+    private static Manifest textOnlyManifest(String attention, int vocabSize) {
+        String json = "{\"schema_version\": 2, \"format\": \"onnx\", \"family\": \"x\", \"text\": {\"arch\": \"x\","
+                + " \"hidden_size\": 8, \"num_layers\": 1, \"num_heads\": 1, \"num_kv_heads\": 1, \"head_dim\": 8,"
+                + " \"vocab_size\": 16, \"max_context\": 64}, \"vision\": null, \"processor\": {},"
+                + " \"layout\": {\"feature_token\": \"<f>\", \"attention\": \"" + attention + "\"}, \"chat_template\": {},"
+                + " \"tokenizer\": {\"file\": \"tokenizer.json\", \"vocab_size\": " + vocabSize + ", \"eos_ids\": [7],"
+                + " \"image_token_id\": 9}, \"parts\": {}, \"files\": {}}";
         return Manifest.fromJson(Json.parse(json), "test");
     }
 
@@ -118,13 +125,46 @@ public final class CoreUnitTest {
         Check.isTrue(g.pending().isEmpty(), "nothing pending after eos");
     }
 
-    /** The image placeholder id (manifest tokenizer.image_token_id) is never sampled, as vlm.py's suppress_ids. */
+    /** The image placeholder id (manifest tokenizer.image_token_id) is never sampled (generate.py suppress_tokens). */
     public void testGeneratorNeverSamplesTheImageToken() {
         GenerationOptions two = new GenerationOptions();
         two.maxNewTokens = 2;
         GenerationResult r = new Generator(textOnlyManifest(), new Scripted(64, 9, 5), img -> new float[0][], TOKENS, null)
                 .send("hi", List.of(), two, null);
         Check.equal("[0, 5]", r.tokenIds.toString(), "the scripted image token 9 is replaced by the next best id");
+    }
+
+    /** Ids from the tokenizer's vocabulary size on are embedding-table padding: never sampled (cap_vocabulary). */
+    public void testGeneratorNeverSamplesPaddingIds() {
+        GenerationOptions two = new GenerationOptions();
+        two.maxNewTokens = 2;
+        GenerationResult r = new Generator(textOnlyManifest("causal", 12), new Scripted(64, 13, 5), img -> new float[0][],
+                TOKENS, null).send("hi", List.of(), two, null);
+        Check.equal("[0, 5]", r.tokenIds.toString(), "the scripted padding id 13 is replaced by the next best id");
+    }
+
+    /** The decoder binding is checked against the text model: one mask per layer, each among the masks. */
+    public void testDecoderBindingIsChecked() {
+        TextInfo text = textOnlyManifest().text; // one layer
+        String kv = "\"kv\": {\"past_key\": \"pk.%d\", \"past_value\": \"pv.%d\", \"present_key\": \"k.%d\","
+                + " \"present_value\": \"v.%d\"}";
+        DecoderBinding ok = DecoderBinding.of(part("{" + kv + ", \"masks\": {\"full\": null, \"local\": 4},"
+                + " \"layer_masks\": [\"local\"]}"), text);
+        Check.equal("pv.0", ok.kvName("past_value", 0), "kv name");
+        Check.equal(7, ok.firstVisibleKey("local", 10), "a windowed layer sees the last 4 rows (7..10)");
+        Check.equal(0, ok.firstVisibleKey("full", 10), "a full mask sees every row");
+        Check.equal("logits_index", ok.logitsIndex, "default logits index input");
+        DecoderBinding unsaid = DecoderBinding.of(part("{" + kv + ", \"masks\": {\"local\": 4}}"), text);
+        Check.equal(0, unsaid.firstVisibleKey(unsaid.layerMasks.get(0), 10), "no layer_masks: every layer bound in full");
+        for (String bad : new String[] {"{\"masks\": {}}", "{" + kv + "}", "{" + kv + ", \"masks\": {\"m\": null}, \"layer_masks\": [\"m\", \"m\"]}",
+                "{" + kv + ", \"masks\": {\"m\": null}, \"layer_masks\": [\"other\"]}", "{" + kv + ", \"masks\": {\"m\": \"4\"}}"}) {
+            BundleException ex = Check.raises(BundleException.class, () -> DecoderBinding.of(part(bad), text), bad);
+            Check.isTrue(ex.getMessage().startsWith("the decoder part's binding "), ex.getMessage());
+        }
+    }
+
+    private static Part part(String binding) {
+        return Part.read(Json.parse("{\"file\": \"d.onnx\", \"format\": \"onnx\", \"binding\": " + binding + "}"), "test");
     }
 
     public void testGeneratorRefusesPromptsOverTheContext() {

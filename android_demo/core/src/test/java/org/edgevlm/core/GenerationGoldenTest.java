@@ -9,7 +9,8 @@ import java.util.Map;
  * Replays a chat recorded from the Python runtime on a tiny exported bundle (generation.json). The engine and
  * vision encoder here are a replay of that recording: each call must receive exactly the inputs Python fed
  * (ids, block ids, feature rows bit for bit, the pixel checksum of the JVM's own preprocessing) and gets
- * back the logits Python got. The Generator, sampler, prompt builder, token layout and image processing
+ * back the logits Python got. Python's turn layer hands its backend explicit positions; the app's engine numbers
+ * tokens itself (cache length + text.position_offset), so the replay checks that the two agree. The Generator, sampler, prompt builder, token layout and image processing
  * under test are the real ones; the tokens must equal Python's.
  */
 public final class GenerationGoldenTest {
@@ -27,9 +28,11 @@ public final class GenerationGoldenTest {
         int next;
         int nPast;
         final int maxContext;
+        final int positionOffset;
 
-        Replay(int maxContext) {
+        Replay(int maxContext, int positionOffset) {
             this.maxContext = maxContext;
+            this.positionOffset = positionOffset;
         }
 
         private Map<String, Object> expect(String op) {
@@ -68,6 +71,14 @@ public final class GenerationGoldenTest {
             Object blocks = call.get("block_ids");
             Check.equal(blocks == null ? null : Arrays.toString(JsonMap.intArray(blocks, "blocks")),
                     blockIds == null ? null : Arrays.toString(blockIds), where + " block ids");
+            Object positions = call.get("positions");
+            if (positions != null) {
+                long[] implicit = new long[ids.length];
+                for (int i = 0; i < ids.length; i++) {
+                    implicit[i] = nPast + positionOffset + i;
+                }
+                Check.equal(JsonMap.longArray(positions, "positions"), implicit, where + " positions (the engine's own)");
+            }
             Object rows = call.get("features");
             Check.equal(rows == null, features == null, where + " has image features");
             if (rows != null) {
@@ -121,7 +132,9 @@ public final class GenerationGoldenTest {
 
     public void testRecordedChatReplaysExactly() {
         Manifest manifest = BundleReader.read(JsonMap.getString(data, "bundle", null), true);
-        Replay replay = new Replay(JsonMap.getInt(data, "max_context", 0));
+        Check.equal(JsonMap.getLong(data, "max_context", -1), manifest.text.maxContext, "max_context");
+        Check.equal(JsonMap.getLong(data, "position_offset", -1), manifest.text.positionOffset, "position offset");
+        Replay replay = new Replay(manifest.text.maxContext, manifest.text.positionOffset);
         RecordedTokenizer tokenizer = new RecordedTokenizer(JsonMap.getMap(data, "token_to_id"));
         Generator generator = new Generator(manifest, replay, replay, tokenizer, null);
         Check.equal(new java.util.TreeSet<>(Arrays.asList(box(JsonMap.longArray(data.get("stop_ids"), "stop")))),

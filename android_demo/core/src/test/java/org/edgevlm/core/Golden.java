@@ -11,7 +11,7 @@ import java.security.NoSuchAlgorithmException;
 import java.util.List;
 import java.util.Map;
 
-/** Reads the golden files written by edgevlm/tools/android_golden.py (JSON + raw little-endian .bin arrays). */
+/** Reads the golden files written by edgevlm/testing/android_golden/ (JSON + raw little-endian .bin arrays). */
 final class Golden {
     final Path dir;
 
@@ -24,7 +24,7 @@ final class Golden {
             return JsonMap.map(Json.parse(new String(Files.readAllBytes(dir.resolve(name)), StandardCharsets.UTF_8)), name);
         } catch (IOException ex) {
             throw new IllegalStateException("golden file " + dir.resolve(name) + " is missing: run "
-                    + "`python -m edgevlm.tools.android_golden " + dir + "` first", ex);
+                    + "`python -m edgevlm.testing.android_golden " + dir + "` first", ex);
         }
     }
 

@@ -1,6 +1,6 @@
 package org.edgevlm.core;
 
-/** The golden test images: the same formula as android_golden.test_pattern (ramps + 7-bit hash noise, mod 2^32). */
+/** The golden test images: the same formula as android_golden/common.py test_pattern (ramps + 7-bit hash noise, mod 2^32). */
 final class PatternImage {
     private PatternImage() {
     }

@@ -57,7 +57,8 @@ public final class PromptGoldenTest {
             PromptBuilder builder = builder(family);
             String name = family + " " + Py.repr(String.valueOf(c.get("messages") != null ? c.get("messages") : c.get("text")));
             if (JsonMap.getBool(c, "followup", false)) {
-                Check.equal(c.get("text_out"), builder.followUp(JsonMap.getString(c, "text", null), grids(c.get("grids"))),
+                Check.equal(c.get("text_out"), builder.followUp(JsonMap.getString(c, "text", null), grids(c.get("grids")),
+                        JsonMap.getInt(c, "images_before", 0)),
                         name + " follow-up turn");
             } else if (c.containsKey("error")) {
                 PromptException ex = Check.raises(PromptException.class, () -> build(builder, c), name);

@@ -3,7 +3,10 @@ package org.edgevlm.core;
 import java.util.List;
 import java.util.Map;
 
-/** The MiniCPM-V vision graph's derived inputs against runtime/vision_inputs.py (vision_inputs.json). */
+/**
+ * The vision graph's derived inputs against processing/vision_inputs.py (vision_inputs.json), through the same
+ * dispatcher the app calls ({@link VisionInputs#compute}: kind names and parameters as the manifest gives them).
+ */
 public final class VisionInputsGoldenTest {
     private final Golden golden;
     private final Map<String, Object> data;
@@ -22,11 +25,34 @@ public final class VisionInputsGoldenTest {
         return out;
     }
 
-    public void testNavitPositionIdsAreExact() {
+    /** The graph input of kind {@code kind} in case {@code c}, computed as the app computes it. */
+    private static VisionInputs.Derived compute(Map<String, Object> c, String kind) {
+        String input = null;
+        for (Map.Entry<String, Object> e : JsonMap.getMap(c, "derived_inputs").entrySet()) {
+            input = kind.equals(e.getValue()) ? e.getKey() : input;
+        }
+        Check.isTrue(input != null, "no graph input of kind " + kind);
+        int max = JsonMap.getInt(c, "max_patches", 0);
+        VisionInputs.Derived d = VisionInputs.compute(kind, tgt(c), max, JsonMap.getMap(c, "params"));
+        Check.equal(kind.equals("sincos_2d_keys") ? 3 : 2, d.shape.length, kind + " rank");
+        Check.equal(tgt(c).length, d.shape[0], kind + " batch");
+        Check.equal(max, d.shape[1], kind + " patches");
+        return d;
+    }
+
+    public void testEveryKindIsKnown() {
+        Check.equal(JsonMap.getList(data, "kinds"), new java.util.ArrayList<Object>(VisionInputs.KINDS), "derived-input kinds");
+        BundleException ex = Check.raises(BundleException.class,
+                () -> VisionInputs.compute("navit_position_ids", new int[][] {{1, 1}}, 1, java.util.Collections.emptyMap()),
+                "a schema-1 kind name");
+        Check.isTrue(ex.getMessage().contains("does not know"), ex.getMessage());
+    }
+
+    public void testBucketedPositionIdsAreExact() {
         for (Object item : JsonMap.getList(data, "cases")) {
             Map<String, Object> c = JsonMap.map(item, "case");
             int max = JsonMap.getInt(c, "max_patches", 0);
-            long[] ids = VisionInputs.navitPositionIds(tgt(c), max, JsonMap.getInt(c, "patches_per_side", 0));
+            long[] ids = compute(c, "bucketed_position_ids").int64;
             List<Object> rows = JsonMap.getList(c, "position_ids");
             for (int b = 0; b < rows.size(); b++) {
                 long[] expected = JsonMap.longArray(rows.get(b), "row");
@@ -37,14 +63,14 @@ public final class VisionInputsGoldenTest {
     }
 
     /** float64 sin/cos/pow may differ from numpy's libm in the last bit; after float32 rounding we allow 1 ulp. */
-    public void testResamplerKeyPosWithinOneUlp() {
+    public void testSincos2dKeysWithinOneUlp() {
         int values = 0;
         int differing = 0;
         double maxDiff = 0;
         for (Object item : JsonMap.getList(data, "cases")) {
             Map<String, Object> c = JsonMap.map(item, "case");
             float[] expected = golden.floats(c.get("key_pos"));
-            float[] actual = VisionInputs.resamplerKeyPos(tgt(c), JsonMap.getInt(c, "embed_dim", 0), JsonMap.getInt(c, "max_patches", 0));
+            float[] actual = compute(c, "sincos_2d_keys").float32;
             Check.equal(expected.length, actual.length, "key_pos size");
             for (int i = 0; i < expected.length; i++) {
                 double diff = Math.abs((double) expected[i] - actual[i]);

@@ -1,0 +1,127 @@
+"""Golden records for image preprocessing: LLaVA-UHD slice plans and pixels, fixed-size resizes, the
+normalisation tables (``slicing.json``), and the vision graph's derived inputs (``vision_inputs.json``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from edgevlm.processing.config import ProcessorConfig
+from edgevlm.processing.normalize import _lookup_table
+from edgevlm.processing.preprocess import preprocess_fixed, preprocess_slices
+from edgevlm.processing.slicing import plan_slices, resize_for_plan
+from edgevlm.processing.vision_inputs import DERIVED, derived_inputs
+
+from .common import pattern_image, sha256, write_bin
+
+
+# -- slicing, resizing, normalisation -----------------------------------------------------------
+def slicing_sizes() -> list[tuple[int, int]]:
+    """>= 60 sizes: degenerate, square, phone/camera aspect ratios, extreme strips, and random ones."""
+    fixed = [(1, 1), (2, 3), (13, 7), (14, 14), (27, 29), (100, 100), (224, 224), (447, 449), (448, 448),
+             (449, 448), (500, 500), (640, 480), (480, 640), (800, 600), (896, 896), (1000, 1), (1, 1000),
+             (1024, 768), (1280, 720), (720, 1280), (1344, 1344), (1600, 900), (1920, 1080), (1080, 1920),
+             (2000, 50), (50, 2000), (3000, 100), (100, 3000), (2048, 1536), (1536, 2048), (2560, 1440),
+             (4032, 3024), (1500, 1499), (999, 1001), (672, 448), (1344, 448), (448, 1344)]
+    rng = np.random.RandomState(20260510)
+    randoms = [(int(w), int(h)) for w, h in zip(rng.randint(16, 1600, 31), rng.randint(16, 1600, 31))]
+    return fixed + randoms
+
+
+def slicing_cases() -> list[dict[str, Any]]:
+    cases = []
+    for index, (w, h) in enumerate(slicing_sizes()):
+        cases.append({"width": w, "height": h, "seed": index % 5, "max_slice_nums": 9})
+    # other settings on a few sizes: fewer/more slices, no split, MiniCPM-V 4.6-style alignment
+    for w, h in [(640, 480), (1920, 1080), (1080, 1920), (1600, 1200), (3000, 100), (900, 700)]:
+        for extra in ({"max_slice_nums": 4}, {"max_slice_nums": 16}, {"max_slice_nums": 1},
+                      {"never_split": True}, {"resize_align": 28}, {"resize_align": 56}):
+            cases.append({"width": w, "height": h, "seed": 7, "max_slice_nums": 9, **extra})
+    return cases
+
+
+def slicing_record(case: dict[str, Any]) -> dict[str, Any]:
+    cfg = ProcessorConfig(max_slice_nums=case["max_slice_nums"], never_split=case.get("never_split", False),
+                          resize_align=case.get("resize_align"))
+    image = pattern_image(case["width"], case["height"], case["seed"])
+    align = cfg.resize_align or cfg.patch_size
+    plan = plan_slices(image.size, cfg.max_slice_nums, cfg.scale_resolution, align, cfg.never_split)
+    sliced = preprocess_slices(image, cfg)
+    pixel_values, mask = sliced.batched()  # [n, 3, p, L_max] float32, [n, L_max/p] bool
+    return {
+        **case,
+        "processor": cfg.to_dict(),
+        "image_sha256": sha256(np.asarray(image)),
+        "overview_size": list(plan.overview_size),
+        "grid": plan.grid,
+        "refine_size": None if plan.refine_size is None else list(plan.refine_size),
+        "slice_size": None if plan.slice_size is None else list(plan.slice_size),
+        "tgt_sizes": sliced.tgt_sizes.tolist(),
+        "pixel_values_shape": list(pixel_values.shape),
+        "pixel_values_sha256": sha256(pixel_values),
+        "patch_mask_sha256": sha256(mask.astype(np.uint8)),
+        **_resized_hashes(image, plan),
+    }
+
+
+def _resized_hashes(image: Image.Image, plan) -> dict[str, Any]:
+    """sha256 of the resized uint8 images, for small inputs only: they say which resize differs when the
+    float32 hash (which already covers them: the lookup table is one-to-one) does not match."""
+    if image.size[0] * image.size[1] > 1_000_000:
+        return {}
+    overview, refine = resize_for_plan(image, plan)
+    return {"overview_sha256": sha256(np.asarray(overview)),
+            "refine_sha256": None if refine is None else sha256(np.asarray(refine))}
+
+
+def fixed_records() -> list[dict[str, Any]]:
+    out = []
+    for w, h, seed in [(640, 480, 0), (224, 224, 1), (50, 2000, 2), (1, 1, 3), (1919, 1081, 4), (300, 301, 0)]:
+        for size, resample in [(224, "bicubic"), (448, "bicubic"), (896, "bilinear"), (64, "bilinear")]:
+            cfg = ProcessorConfig(kind="fixed", image_size=size, resample=resample)
+            image = pattern_image(w, h, seed)
+            pixels = preprocess_fixed(image, cfg)  # float32 [3, S, S]
+            resized = np.asarray(image.resize((size, size), resample=getattr(Image.Resampling, resample.upper())))
+            out.append({"width": w, "height": h, "seed": seed, "processor": cfg.to_dict(),
+                        "resized_sha256": sha256(resized), "pixel_values_sha256": sha256(pixels)})
+    return out
+
+
+def normalize_tables() -> list[dict[str, Any]]:
+    out = []
+    for rescale, mean, std in [(1 / 255, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+                               (1 / 255, (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)),
+                               (0.00392156862745098, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))]:
+        table = _lookup_table(float(rescale), tuple(mean), tuple(std))  # float32 [3, 256]
+        out.append({"rescale_factor": rescale, "mean": list(mean), "std": list(std),
+                    "table": [[float(v) for v in row] for row in table]})
+    return out
+
+
+def slicing_records() -> dict[str, Any]:
+    return {"slices": [slicing_record(c) for c in slicing_cases()], "fixed": fixed_records(),
+            "normalize": normalize_tables()}
+
+
+# -- the vision graph's derived inputs ------------------------------------------------------------
+def vision_input_records(out: Path) -> dict[str, Any]:
+    """Every derived-input kind the runtime knows, through the same dispatcher the backends call
+    (``derived_inputs``: graph input name -> kind, parameters from the manifest's ``vision.params``)."""
+    spec = {"position_ids": "bucketed_position_ids", "key_pos": "sincos_2d_keys"}
+    assert set(spec.values()) == set(DERIVED), "a derived-input kind without golden cases: add it here and in Java"
+    records = []
+    for index, (sizes, side, dim, pad) in enumerate([([[32, 32]], 70, 128, 0), ([[23, 45], [45, 23]], 70, 64, 0),
+                                                      ([[1, 1], [7, 3]], 70, 128, 5), ([[10, 63]], 16, 32, 0),
+                                                      ([[70, 70]], 70, 16, 0)]):
+        tgt = np.asarray(sizes, dtype=np.int64)
+        max_patches = int(max(h * w for h, w in sizes)) + pad
+        params = {"position_table_side": side, "key_pos_dim": dim}
+        arrays = derived_inputs(spec, tgt, max_patches, params)
+        ids = arrays["position_ids"]  # int64 [B, max_patches]
+        key_pos = arrays["key_pos"]  # float32 [B, max_patches, dim]
+        records.append({"tgt_sizes": sizes, "params": params, "max_patches": max_patches, "derived_inputs": spec,
+                        "position_ids": ids.tolist(), "key_pos": write_bin(out, f"key_pos_{index}.bin", key_pos)})
+    return {"kinds": sorted(DERIVED), "cases": records}
