@@ -158,10 +158,11 @@ def main() -> None:
         print(f"run {r + 1}: " + ", ".join(f"extra_bufts={f}: prefill {v[-1][0]:.1f} decode {v[-1][1]:.1f} tok/s"
                                            for f, v in runs.items()))
     med = {f: (statistics.median(p for p, _ in v), statistics.median(d for _, d in v)) for f, v in runs.items()}
+    cost = [100 * (1 - med[False][i] / med[True][i]) for i in (0, 1)]  # [prefill, decode] %
     print(f"median over {args.repeats} runs ({len(ids)} prompt tokens, {args.decode} decoded, {args.threads} threads): "
           f"extra_bufts on: prefill {med[True][0]:.1f} / decode {med[True][1]:.1f} tok/s; off (the guard): prefill "
-          f"{med[False][0]:.1f} / decode {med[False][1]:.1f} tok/s; the guard costs {100 * (1 - med[False][0] / med[True][0]):.1f}% "
-          f"prefill, {100 * (1 - med[False][1] / med[True][1]):.1f}% decode; same tokens: {tokens[True] == tokens[False]}")
+          f"{med[False][0]:.1f} / decode {med[False][1]:.1f} tok/s; the guard costs {cost[0]:.1f}% prefill, "
+          f"{cost[1]:.1f}% decode; same tokens: {tokens[True] == tokens[False]}")
     for engine in engines.values():
         engine.close()
 

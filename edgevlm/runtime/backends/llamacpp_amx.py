@@ -52,7 +52,8 @@ def rebuild_command() -> str:
     except Exception:
         version = ""
     return (f"CMAKE_ARGS=\"-DCMAKE_C_FLAGS='{NO_AMX_FLAGS}' -DCMAKE_CXX_FLAGS='{NO_AMX_FLAGS}'\" python -m pip "
-            f"install --force-reinstall --no-deps --no-cache-dir --no-binary llama-cpp-python llama-cpp-python{version}")
+            "install --force-reinstall --no-deps --no-cache-dir --no-binary llama-cpp-python "
+            f"llama-cpp-python{version}")
 
 
 def amx_build() -> bool:
