@@ -135,6 +135,20 @@ def test_gguf_bundle_of_a_grown_model_stays_exact_with_images(grown):
     assert manifest.validation["passed"] and manifest.validation["greedy"]["tokens"] > 0
 
 
+def test_accuracy_report_compares_onnx_and_gguf_bundles_of_a_grown_model(grown):
+    """The quantization report across formats (as benchmarks/quant_report.py's gguf:<type> rows do): the
+    ONNX bundle keeps every row, the GGUF one only the text vocabulary; both run in f32, so they agree."""
+    from edgevlm.quantize.report import compare
+
+    gguf_bundle = grown["root"] / "bundle-report-gguf"
+    edgevlm.export(str(grown["vlm"]), str(gguf_bundle), format="gguf", validate=False, progress=None)
+    onnx_bundle = grown["root"] / "bundle-report-onnx"
+    edgevlm.export(str(grown["vlm"]), str(onnx_bundle), format="onnx", validate=False, progress=None)
+    table = compare(onnx_bundle, gguf_bundle, max_positions=64, greedy_tokens=8)
+    print(table)
+    assert table["positions"] > 0 and table["top1_agreement"] >= 0.95 and table["mean_kl"] < 1e-3
+
+
 # -- slow tier: real Gemma 3 270M ----------------------------------------------------------------------------
 def _llama_cpp_converter() -> Path:
     """llama.cpp's convert_hf_to_gguf.py of the installed llama-cpp-python's sdist (vendor/llama.cpp)."""
