@@ -127,6 +127,7 @@ def bench_bundle(bundle: Path, threads: int, prompt_words: int, decode: int, rep
     import llama_cpp
 
     import edgevlm.runtime as runtime
+    from edgevlm.runtime.backends.llamacpp_amx import open_llama
 
     words = SENTENCE.split()
     prompt = " ".join((words * (prompt_words // len(words) + 1))[:prompt_words])
@@ -141,12 +142,12 @@ def bench_bundle(bundle: Path, threads: int, prompt_words: int, decode: int, rep
     ids = chat.fed[0][0]  # the first forward: the whole prompt
     text_part = vlm.manifest.parts["text"]
     exact = text_part.dtype == "fp32"
-    llm = llama_cpp.Llama(model_path=str(bundle / text_part.file), n_ctx=backend.max_context,
-                          n_batch=backend.n_batch, n_ubatch=backend.n_batch, n_threads=threads,
-                          n_threads_batch=threads, swa_full=True, verbose=False,
-                          type_k=llama_cpp.GGML_TYPE_F32 if exact else llama_cpp.GGML_TYPE_F16,
-                          type_v=llama_cpp.GGML_TYPE_F32 if exact else llama_cpp.GGML_TYPE_F16,
-                          flash_attn=text_part.dtype not in ("fp32", "fp16"))  # as LlamaCppBackend
+    llm = open_llama(str(bundle / text_part.file), n_ctx=backend.max_context,
+                     n_batch=backend.n_batch, n_ubatch=backend.n_batch, n_threads=threads,
+                     n_threads_batch=threads, swa_full=True, verbose=False,
+                     type_k=llama_cpp.GGML_TYPE_F32 if exact else llama_cpp.GGML_TYPE_F16,
+                     type_v=llama_cpp.GGML_TYPE_F32 if exact else llama_cpp.GGML_TYPE_F16,
+                     flash_attn=text_part.dtype not in ("fp32", "fp16"))  # as LlamaCppBackend
     runs = {"ours": [], "backend": [], "direct": []}
     tokens = {}
     for r in range(repeats):

@@ -87,11 +87,11 @@ class LlamaCppEngine(Engine):
     """llama-cpp-python's high-level ``Llama`` with its defaults (what a user of llama.cpp would run)."""
 
     def __init__(self, gguf: Path, threads: int):
-        import llama_cpp
         import roofline
+        from edgevlm.runtime.backends.llamacpp_amx import open_llama
 
-        self.llm = llama_cpp.Llama(model_path=str(gguf), n_ctx=models.MAX_CONTEXT, n_batch=512, n_threads=threads,
-                                   n_threads_batch=threads, n_gpu_layers=0, verbose=False)
+        self.llm = open_llama(str(gguf), n_ctx=models.MAX_CONTEXT, n_batch=512, n_threads=threads,
+                              n_threads_batch=threads, n_gpu_layers=0, verbose=False)
         self.n_vocab = self.llm.n_vocab()
         self.size_bytes = gguf.stat().st_size
         self.weights_bytes, self.kv_bytes_per_token = roofline.gguf_decode_bytes(gguf, kv_dtype_bytes=2)

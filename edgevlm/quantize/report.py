@@ -66,7 +66,10 @@ def report(source: str | Path, candidate: str | Path, candidate_manifest: Manife
             vlm.backend.rewind(0)
             logits.append(vlm.backend.forward(ids, None, None, all_logits=True))  # [T, V]
             vlm.backend.rewind(0)
-        la, lb = logits
+        # A GGUF text part may leave out trailing zero rows no token uses (export/gguf/text.sampled_rows):
+        # compare the vocabulary both bundles have.
+        n_vocab = min(x.shape[-1] for x in logits)
+        la, lb = (x[:, :n_vocab] for x in logits)
         pa, pb = _log_softmax(la), _log_softmax(lb)
         kl = (np.exp(pa) * (pa - pb)).sum(-1)  # [T]
         top1 = float((la.argmax(-1) == lb.argmax(-1)).mean())

@@ -18,7 +18,7 @@ import numpy as np
 from ...errors import CheckpointError
 from ...manifest import Part
 from ...text_archs import TextArch, text_arch
-from .tokenizer import add_tokenizer
+from .tokenizer import add_tokenizer, vocab_tokens
 from .writer import write_tensors
 
 DTYPES = ("fp32", "fp16")
@@ -121,6 +121,24 @@ def text_tensors(ref, arch: TextArch) -> dict[str, np.ndarray]:
     return out
 
 
+def sampled_rows(tensors: dict[str, np.ndarray], n_tokens: int, placeholder_ids: set[int]) -> int:
+    """How many vocabulary rows to write for llama.cpp: all but a trailing run that can never be right.
+
+    An embedding table grown for a VLM (a text-only checkpoint + the image placeholder, padded to a multiple
+    of 64: see families/gemma3/tiny.py) ends in zero rows. A zero row of the output head scores exactly 0 whatever
+    the input, so stock llama.cpp samples it whenever every real logit is negative (Gemma 3 270M: the
+    placeholder over and over). Our runtime never samples these ids (runtime/generate.py suppresses them) and
+    feeds the placeholder as embedding rows, never as an id, so the GGUF leaves them out, as llama.cpp's
+    own converter drops a Gemma 3 table's out-of-vocabulary rows. Only rows that are all zero AND belong to
+    no text token (past the tokenizer's ``n_tokens``, or an image placeholder) go: a trained row, or a text
+    token the prompt may contain, always stays.
+    """
+    head = tensors.get("output.weight", tensors["token_embd.weight"])  # [n_vocab, n_embd]
+    keep = head.shape[0]
+    while keep > 0 and (keep - 1 >= n_tokens or keep - 1 in placeholder_ids) and not head[keep - 1].any():
+        keep -= 1
+    return keep
+
 
 def export_text_gguf(ref, ckpt: str | Path, path: str | Path, dtype: str = "fp32",
                      generation_config: dict[str, Any] | None = None) -> Part:
@@ -141,7 +159,10 @@ def export_text_gguf(ref, ckpt: str | Path, path: str | Path, dtype: str = "fp32
     writer.add_name(Path(ckpt).name)
     writer.add_file_type(gguf.LlamaFileType.ALL_F32 if dtype == "fp32" else gguf.LlamaFileType.MOSTLY_F16)
     _write_hparams(writer, arch, spec, cfg)
-    n_vocab = tensors["token_embd.weight"].shape[0]
+    n_vocab = sampled_rows(tensors, len(vocab_tokens(ckpt)), {int(ref.image_token_id)})
+    for name in ("token_embd.weight", "output.weight"):
+        if name in tensors:
+            tensors[name] = tensors[name][:n_vocab]  # [n_vocab, n_embd]
     tokenizer = add_tokenizer(writer, ckpt, n_vocab, generation_config)
     write_tensors(writer, tensors, lambda name, data: dtype == "fp16" and data.ndim >= 2)
     token_scale, embd_scale = input_scales(arch.name, spec.hidden_size)

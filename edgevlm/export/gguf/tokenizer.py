@@ -93,6 +93,11 @@ def _vocab_list(tok: dict[str, Any]) -> list[str]:
     return [by_id.get(i, f"[PAD{i}]") for i in range(size)]
 
 
+def vocab_tokens(ckpt: str | Path) -> list[str]:
+    """The checkpoint's tokens by id, as the GGUF vocabulary lists them (before padding to the table)."""
+    return _vocab_list(read_tokenizer_files(ckpt)[0])
+
+
 def _spm_scores(tok: dict[str, Any], tokens: list[str]) -> list[float]:
     model = tok["model"]
     if model["type"] == "Unigram":

@@ -25,6 +25,7 @@ from ...errors import BundleError, DeviceError, PromptError
 from ..backend import KVCacheMixin, check_tokens, position_ids
 from ..backend import image_rows as image_positions
 from ...manifest import Manifest, inside
+from .llamacpp_amx import model_params
 from .llamacpp_embd import TokenEmbeddings
 
 _DEVICES = ("cpu", "auto")
@@ -91,9 +92,7 @@ class LlamaCppBackend(KVCacheMixin):
 
         _llama_logger.set_verbose(verbose)
         L.llama_backend_init()
-        mparams = L.llama_model_default_params()
-        mparams.n_gpu_layers = 0
-        self.model = L.llama_model_load_from_file(str(path).encode(), mparams)
+        self.model = L.llama_model_load_from_file(str(path).encode(), model_params(n_gpu_layers=0))
         if not self.model:
             raise BundleError(f"{path}: llama.cpp could not load this GGUF (damaged, or written for a newer "
                               "llama.cpp). Re-export, or upgrade llama-cpp-python.")

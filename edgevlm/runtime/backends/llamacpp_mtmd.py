@@ -19,6 +19,7 @@ from llama_cpp import _logger as _llama_logger
 from llama_cpp import mtmd_cpp as M
 
 from ...errors import BundleError
+from .llamacpp_amx import model_params
 
 
 class MtmdImageEncoder:
@@ -30,9 +31,7 @@ class MtmdImageEncoder:
         M.mtmd_log_set(_llama_logger.llama_log_callback, ctypes.c_void_p(0))
         M.mtmd_helper_log_set(_llama_logger.llama_log_callback, ctypes.c_void_p(0))
         L.llama_backend_init()
-        params = L.llama_model_default_params()
-        params.n_gpu_layers = 0
-        self.model = L.llama_model_load_from_file(str(text_gguf).encode(), params)
+        self.model = L.llama_model_load_from_file(str(text_gguf).encode(), model_params(n_gpu_layers=0))
         if not self.model:
             raise BundleError(f"{text_gguf}: llama.cpp could not load this GGUF.")
         cparams = M.mtmd_context_params_default()
