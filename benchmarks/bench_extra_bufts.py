@@ -136,7 +136,7 @@ def main() -> None:
     if args.gguf:
         path = Path(args.gguf)
     else:
-        from edgevlm.families.real_weights import gemma3_270m_gguf
+        from edgevlm.testing.real_weights import gemma3_270m_gguf
 
         path = gemma3_270m_gguf(Path.home() / ".cache" / "edgevlm" / "gemma3-270m" / "gguf")
     L.llama_backend_init()

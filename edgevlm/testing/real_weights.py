@@ -56,6 +56,8 @@ def gemma3_270m_checkpoint(out_dir: str | Path) -> Path:
     config = model.config.to_dict()
     config.pop("quantization_config", None)
     config["dtype"] = "float32"
+    # transformers' GGUF loader leaves ``architectures`` empty; llama.cpp's converter needs it to pick the model.
+    config["architectures"] = config.get("architectures") or [type(model).__name__]
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     model.generation_config.save_pretrained(str(out))
     tokenizer.save_pretrained(str(out))
