@@ -100,6 +100,20 @@ class Chat:
         assert self.last_result is not None
         return self.last_result
 
+    def add_exchange(self, text: str, images: Sequence[ImageInput] = (), reply: str = "") -> GenerationResult:
+        """Add a user turn and the assistant's ``reply`` to it WITHOUT generating the reply.
+
+        For replaying a conversation whose earlier answers the caller already holds (an
+        OpenAI-style server receives the whole history with every request: edgevlm/serve). The
+        user turn is prefilled (images through the vision cache as usual); the reply's tokens wait,
+        like the last sampled token of a turn, and are fed at the start of the next turn.
+        """
+        result = self.send(text, images, max_new_tokens=0)  # prefill only
+        if self.vlm.template.strip_content != "none":
+            reply = reply.strip()  # as the chat template renders an assistant message
+        self.pending = self.vlm.tokenizer.encode(reply).tolist()
+        return result
+
     def stream(self, text: str, images: Sequence[ImageInput] = (), *, max_new_tokens: int | None = None,
                temperature: float | None = None, top_k: int | None = None, top_p: float | None = None,
                repetition_penalty: float | None = None, seed: int | None = None,

@@ -1,0 +1,72 @@
+"""An ``image_url`` of a chat message -> the decoded picture and a digest of its bytes.
+
+Only what needs no network: base64 ``data:`` URLs always, local ``file://`` paths when the server
+was started with ``--allow-file-urls``. http(s) URLs are refused (the server never fetches).
+Images are decoded here, before the request is queued, so an undecodable one is a 400 at once.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import re
+from dataclasses import dataclass
+from urllib.parse import unquote, urlparse
+
+from PIL import Image
+
+from ..errors import ImageError
+from ..processing.images import load_image
+from .errors import invalid
+
+_WHITESPACE = re.compile(rb"\s+")
+
+
+@dataclass(frozen=True)
+class RequestImage:
+    digest: str  # sha256 of the encoded bytes: the image's identity in conversation keys
+    image: Image.Image  # decoded, upright RGB
+
+
+def _data_url_bytes(url: str, param: str) -> bytes:
+    header, comma, payload = url.partition(",")
+    if not comma or not header.endswith(";base64"):
+        raise invalid(f"{param}: a data: URL must be base64, like data:image/png;base64,iVBOR...", param)
+    try:
+        return base64.b64decode(_WHITESPACE.sub(b"", payload.encode("ascii")), validate=True)
+    except (binascii.Error, UnicodeEncodeError):
+        raise invalid(f"{param}: the data: URL's payload is not valid base64", param) from None
+
+
+def _file_url_bytes(url: str, param: str, allow_file_urls: bool) -> bytes:
+    if not allow_file_urls:
+        raise invalid(f"{param}: file:// image URLs are off on this server; send the image as a base64 data: URL "
+                      "or start the server with --allow-file-urls", param)
+    parsed = urlparse(url)
+    if parsed.netloc not in ("", "localhost"):
+        raise invalid(f"{param}: file:// URLs must name a local path (file:///path/to/image.png)", param)
+    path = unquote(parsed.path)
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as exc:
+        raise invalid(f"{param}: cannot read {path} ({exc.strerror or exc}); check the path", param) from None
+
+
+def read_image_url(url: str, param: str, allow_file_urls: bool, max_pixels: int | None) -> RequestImage:
+    scheme = url.split(":", 1)[0].lower() if ":" in url else ""
+    if scheme == "data":
+        data = _data_url_bytes(url, param)
+    elif scheme == "file":
+        data = _file_url_bytes(url, param, allow_file_urls)
+    elif scheme in ("http", "https"):
+        raise invalid(f"{param}: this server does not fetch remote images (no network access); send the image "
+                      "as a base64 data: URL", param)
+    else:
+        raise invalid(f"{param}: unsupported image URL {url[:40]!r}; send a base64 data: URL", param)
+    try:
+        image = load_image(data, max_pixels)
+    except ImageError as exc:
+        raise invalid(f"{param}: {exc}", param, "invalid_image") from None
+    return RequestImage(hashlib.sha256(data).hexdigest(), image)
