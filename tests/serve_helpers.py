@@ -6,59 +6,19 @@ import base64
 import http.client
 import io
 import json
-import os
-import socket
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 from PIL import Image
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from bench_serve import ServerProcess, ours  # noqa: E402
 
 
-class Server:
-    """`python -m edgevlm.cli serve BUNDLE ...` in a subprocess, its log in a file."""
-
-    def __init__(self, bundle: Path, log: Path, *args: str):
-        self.port = free_port()
-        self.log_path = log
-        self._log = open(log, "w")
-        self.process = subprocess.Popen([sys.executable, "-m", "edgevlm.cli", "serve", str(bundle), "--port",
-                                         str(self.port), *args], stdout=self._log, stderr=subprocess.STDOUT,
-                                        env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the server exited at start:\n{self.log()}")
-            try:
-                if request(self.port, "GET", "/health")[0] == 200:
-                    return
-            except OSError:
-                time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"the server did not answer /health within 120 s:\n{self.log()}")
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    def log(self) -> str:
-        return self.log_path.read_text()
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self._log.close()
+def start_server(bundle: Path, log: Path, *args: str):
+    """`python -m edgevlm.cli serve BUNDLE --device cpu ...` on a free 127.0.0.1 port, its output in ``log``
+    (the benchmark's launcher: benchmarks/bench_serve.py)."""
+    return ServerProcess(ours(bundle, 2, *args), log)
 
 
 def request(port: int, method: str, path: str, body: bytes | dict | None = None,

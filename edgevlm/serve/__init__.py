@@ -56,7 +56,7 @@ def _is_loopback(host: str) -> bool:
 def serve(bundle: str | Path, host: str = "127.0.0.1", port: int = 8080, api_key: str | None = None,
           device: str = "auto", allow_file_urls: bool = False, *, max_queue: int = 16, max_body_mb: int = 32,
           max_images: int = 8, conversations: int = 8, vision_cache_mb: int = 256, model_name: str | None = None,
-          log_level: str = "info") -> None:
+          threads: int | None = None, log_level: str = "info") -> None:
     """Load BUNDLE and serve it until interrupted (binds 127.0.0.1 unless told otherwise).
 
     ``conversations=0`` and ``vision_cache_mb=0`` switch off the reuse across requests (every
@@ -77,7 +77,8 @@ def serve(bundle: str | Path, host: str = "127.0.0.1", port: int = 8080, api_key
     if not _is_loopback(host) and not api_key:
         log.warning("serving on %s without an API key: anyone who can reach this address can use the model; "
                     "pass --api-key", host)
-    vlm = edgevlm.load(str(bundle), device=device, vision_cache_mb=vision_cache_mb)
+    backend_options = {"threads": threads} if threads else {}
+    vlm = edgevlm.load(str(bundle), device=device, vision_cache_mb=vision_cache_mb, **backend_options)
     options = ServeOptions(api_key=api_key, model_name=model_name, allow_file_urls=allow_file_urls,
                            max_queue=max_queue, max_body_bytes=max_body_mb << 20, max_images=max_images,
                            conversations=conversations)

@@ -66,6 +66,7 @@ class ModelWorker:
         self.conversations = ConversationCache(vlm, conversations)
         self._jobs: queue.Queue[Job] = queue.Queue(maxsize=max_queue)
         self._live: Chat | None = None  # the Chat whose tokens the backend's KV cache holds
+        self._current: Job | None = None
         self.busy = False
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="edgevlm-model", daemon=True)
@@ -76,6 +77,8 @@ class ModelWorker:
 
     def stop(self) -> None:
         self._stopping.set()
+        if self._current is not None:
+            self._current.cancel()  # shutting down: do not finish a long answer nobody will read
         self._thread.join(timeout=30)
 
     def submit(self, job: Job) -> None:
@@ -99,7 +102,7 @@ class ModelWorker:
             if job.cancelled.is_set():
                 self.metrics.add("edgevlm_cancelled_total")
                 continue
-            self.busy = True
+            self.busy, self._current = True, job
             try:
                 job.emit(self._answer(job))
             except Cancelled:
@@ -112,7 +115,7 @@ class ModelWorker:
                 log.exception("internal error while answering a request")
                 job.emit(ApiError(500, f"internal error ({type(exc).__name__}); the server log has the details"))
             finally:
-                self.busy = False
+                self.busy, self._current = False, None
 
     def _answer(self, job: Job) -> Answer:
         request, vlm = job.request, self.vlm
