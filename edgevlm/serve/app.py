@@ -118,7 +118,7 @@ def create_app(vlm: VLM, options: ServeOptions | None = None) -> Starlette:
     metrics = Metrics()
     worker = ModelWorker(vlm, metrics, options.max_queue, options.conversations)
     name, created = options.model_name or vlm.bundle.name, int(time.time())
-    limits = Limits(options.max_images, options.allow_file_urls, vlm.processor.max_pixels)
+    limits = Limits(options.max_images, options.allow_file_urls)
     for gauge, help_text, read in (
             ("edgevlm_queue_depth", "Requests waiting for the model.", lambda: worker.waiting),
             ("edgevlm_busy", "1 while the model is answering a request.", lambda: float(worker.busy)),
@@ -132,7 +132,7 @@ def create_app(vlm: VLM, options: ServeOptions | None = None) -> Starlette:
 
     async def chat_completions(request: Request) -> Response:
         raw = await read_body(request, options.max_body_bytes)
-        parsed = await run_in_threadpool(parse_chat_request, raw, limits)  # decodes the images
+        parsed = await run_in_threadpool(parse_chat_request, raw, limits)  # base64 and JSON off the event loop
         job = Job(parsed, asyncio.get_running_loop())
         worker.submit(job)
         disconnect = asyncio.ensure_future(_until_disconnect(request))

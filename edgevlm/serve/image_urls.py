@@ -1,8 +1,12 @@
-"""An ``image_url`` of a chat message -> the decoded picture and a digest of its bytes.
+"""An ``image_url`` of a chat message -> the image's encoded bytes and their digest.
 
 Only what needs no network: base64 ``data:`` URLs always, local ``file://`` paths when the server
 was started with ``--allow-file-urls``. http(s) URLs are refused (the server never fetches).
-Images are decoded here, before the request is queued, so an undecodable one is a 400 at once.
+
+Only the header is read here (what is not an image at all is a 400 before the request is queued).
+The pixels are decoded by the runtime, and only for turns the model is actually fed: a follow-up
+question resends the whole conversation, and the images of turns a live conversation already holds
+are never decoded again. A truncated image is refused by the runtime's decoder, also as a 400.
 """
 
 from __future__ import annotations
@@ -10,23 +14,19 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import re
-from dataclasses import dataclass
+import io
+from dataclasses import dataclass, field
 from urllib.parse import unquote, urlparse
 
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
-from ..errors import ImageError
-from ..processing.images import load_image
 from .errors import invalid
-
-_WHITESPACE = re.compile(rb"\s+")
 
 
 @dataclass(frozen=True)
 class RequestImage:
     digest: str  # sha256 of the encoded bytes: the image's identity in conversation keys
-    image: Image.Image  # decoded, upright RGB
+    data: bytes = field(repr=False)  # encoded (JPEG, PNG, ...), as the runtime's load_image takes them
 
 
 def _data_url_bytes(url: str, param: str) -> bytes:
@@ -34,8 +34,11 @@ def _data_url_bytes(url: str, param: str) -> bytes:
     if not comma or not header.endswith(";base64"):
         raise invalid(f"{param}: a data: URL must be base64, like data:image/png;base64,iVBOR...", param)
     try:
-        return base64.b64decode(_WHITESPACE.sub(b"", payload.encode("ascii")), validate=True)
-    except (binascii.Error, UnicodeEncodeError):
+        try:
+            return base64.b64decode(payload, validate=True)
+        except binascii.Error:  # some clients wrap base64 in lines
+            return base64.b64decode("".join(payload.split()), validate=True)
+    except (binascii.Error, ValueError):
         raise invalid(f"{param}: the data: URL's payload is not valid base64", param) from None
 
 
@@ -54,7 +57,7 @@ def _file_url_bytes(url: str, param: str, allow_file_urls: bool) -> bytes:
         raise invalid(f"{param}: cannot read {path} ({exc.strerror or exc}); check the path", param) from None
 
 
-def read_image_url(url: str, param: str, allow_file_urls: bool, max_pixels: int | None) -> RequestImage:
+def read_image_url(url: str, param: str, allow_file_urls: bool) -> RequestImage:
     scheme = url.split(":", 1)[0].lower() if ":" in url else ""
     if scheme == "data":
         data = _data_url_bytes(url, param)
@@ -66,7 +69,9 @@ def read_image_url(url: str, param: str, allow_file_urls: bool, max_pixels: int 
     else:
         raise invalid(f"{param}: unsupported image URL {url[:40]!r}; send a base64 data: URL", param)
     try:
-        image = load_image(data, max_pixels)
-    except ImageError as exc:
-        raise invalid(f"{param}: {exc}", param, "invalid_image") from None
-    return RequestImage(hashlib.sha256(data).hexdigest(), image)
+        with Image.open(io.BytesIO(data)):  # reads the header only
+            pass
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise invalid(f"{param}: not a readable image ({exc}); send a JPEG, PNG, WebP, ... file", param,
+                      "invalid_image") from None
+    return RequestImage(hashlib.sha256(data).hexdigest(), data)

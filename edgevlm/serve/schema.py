@@ -27,8 +27,8 @@ class UserTurn:
     parts: tuple[Part, ...]
 
     @property
-    def images(self) -> list:
-        return [p.image for p in self.parts if isinstance(p, RequestImage)]
+    def images(self) -> list[bytes]:
+        return [p.data for p in self.parts if isinstance(p, RequestImage)]
 
     @property
     def identity(self) -> list:
@@ -54,7 +54,6 @@ class ChatRequest:
 class Limits:
     max_images: int = 8
     allow_file_urls: bool = False
-    max_pixels: int | None = None
 
 
 _TYPE_NAMES = {str: "a string", bool: "true or false", int: "an integer", float: "a number", list: "an array",
@@ -150,7 +149,7 @@ def _user_parts(content: Any, param: str, limits: Limits) -> list[Part]:
             url = image_url.get("url") if isinstance(image_url, dict) else image_url
             if not isinstance(url, str):
                 raise invalid(f"{where}.image_url must be {{\"url\": \"data:image/...;base64,...\"}}", where)
-            parts.append(read_image_url(url, f"{where}.image_url", limits.allow_file_urls, limits.max_pixels))
+            parts.append(read_image_url(url, f"{where}.image_url", limits.allow_file_urls))
         else:
             raise invalid(f"{where} must be a text part or an image_url part, not {json.dumps(part)[:60]}", where)
     return parts
