@@ -12,7 +12,7 @@ from typing import Any
 from .errors import EdgeVLMError
 
 __version__ = "0.1.0"
-__all__ = ["load", "export", "quantize", "EdgeVLMError", "__version__"]
+__all__ = ["load", "export", "quantize", "serve", "EdgeVLMError", "__version__"]
 
 
 def load(bundle: str, device: str = "cpu", **options: Any):
@@ -34,3 +34,10 @@ def quantize(bundle: str, out: str, recipe: str = "w4", **options: Any):
     from .quantize import quantize as _quantize
 
     return _quantize(bundle, out, recipe=recipe, **options)
+
+
+def serve(bundle: str, host: str = "127.0.0.1", port: int = 8080, **options: Any) -> None:
+    """Serve a bundle over an OpenAI-compatible HTTP API until interrupted (edgevlm/serve; needs edgevlm[serve])."""
+    from .serve import serve as _serve
+
+    _serve(bundle, host=host, port=port, **options)

@@ -202,6 +202,28 @@ def bench(bundle: Path, image: Optional[Path] = typer.Option(None, "--image"),
             typer.echo(f"{key:28s} {value}")
 
 
+@app.command()
+def serve(bundle: Path, host: str = typer.Option("127.0.0.1", "--host", help="address to bind (off loopback, also set --api-key)"),
+          port: int = typer.Option(8080, "--port"), api_key: Optional[str] = typer.Option(None, "--api-key", help="required as 'Authorization: Bearer KEY' on every route but /health"),
+          device: str = typer.Option("auto", "--device", help="cpu | auto | coreml | qnn | nnapi | xnnpack | cuda | dml"),
+          allow_file_urls: bool = typer.Option(False, "--allow-file-urls", help="accept image_url file:///local/paths"),
+          max_queue: int = typer.Option(16, "--max-queue", help="requests waiting for the model before 429"),
+          max_body_mb: int = typer.Option(32, "--max-body-mb"), max_images: int = typer.Option(8, "--max-images", help="per request"),
+          conversations: int = typer.Option(8, "--conversations", help="live conversations kept for reuse (0: off)"),
+          vision_cache_mb: int = typer.Option(256, "--vision-cache-mb", help="image features kept across requests (0: off)"),
+          model_name: Optional[str] = typer.Option(None, "--model-name", help="id in /v1/models (default: the bundle folder's name)"),
+          threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads of the backend (default: the backend's own)")):
+    """Serve BUNDLE over an OpenAI-compatible API (POST /v1/chat/completions) until Ctrl-C."""
+    from .serve import serve as run_serve
+
+    try:
+        run_serve(bundle, host=host, port=port, api_key=api_key, device=device, allow_file_urls=allow_file_urls,
+                  max_queue=max_queue, max_body_mb=max_body_mb, max_images=max_images, conversations=conversations,
+                  vision_cache_mb=vision_cache_mb, model_name=model_name, threads=threads)
+    except EdgeVLMError as exc:
+        _fail(exc)
+
+
 def main() -> None:  # pragma: no cover
     app()
 

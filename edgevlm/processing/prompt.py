@@ -69,7 +69,7 @@ def image_placeholder(layout: ImageLayout, grid: Grid | None, index: int) -> str
     return text + layout.image_suffix
 
 
-def _content_text(content: Content, layout: ImageLayout, strip_parts: bool) -> str:
+def content_text(content: Content, layout: ImageLayout, strip_parts: bool) -> str:
     """A message's text with one marker per image part (parts joined as the reference chat() does)."""
     if isinstance(content, str):
         return content
@@ -85,7 +85,7 @@ def message_turns(
     if isinstance(messages, str):
         messages = [{"role": "user", "content": messages}]
     strip_parts = template.strip_content == "parts"
-    turns = [(m["role"], _content_text(m["content"], layout, strip_parts)) for m in messages]
+    turns = [(m["role"], content_text(m["content"], layout, strip_parts)) for m in messages]
     n_markers = sum(text.count(layout.marker) for _, text in turns)
     if n_markers == 0 and n_images > 0:
         # No marker anywhere: the images belong to the last user turn, where the reference puts them.
