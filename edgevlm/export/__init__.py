@@ -58,7 +58,7 @@ def _export(checkpoint: str | Path, out: str | Path, format: str, dtype: str | N
     ckpt = Path(checkpoint)
     family = family_for(ckpt)
     config = read_config(ckpt)
-    spec = family.bundle_spec(config)
+    spec = family.bundle_spec(ckpt, config)
     if not (ckpt / "tokenizer.json").is_file():
         raise EdgeVLMError(f"{ckpt}: no tokenizer.json. Save the tokenizer with tokenizer.save_pretrained(dir).")
     started = time.perf_counter()

@@ -148,7 +148,7 @@ def validate_bundle(ref: Any, ckpt: str, backend: Any, manifest: Any, tokenizer:
     else:
         want_tokens = ref.greedy(torch.from_numpy(turn.ids)[None], torch.from_numpy(want), GREEDY_TOKENS, eos)
     backend.rewind(0)
-    got_tokens = greedy_tokens(backend, turn, GREEDY_TOKENS, set(eos), int(turn.positions[-1]) + 1)
+    got_tokens = greedy_tokens(backend, turn, GREEDY_TOKENS, set(eos), turn.next_position)
     want_tokens = [t for t in want_tokens][:GREEDY_TOKENS]
     # If the reference picks a row the bundle left out (a zero row's constant logit 0 beat every real token),
     # it has left the real vocabulary: compare the tokens before that.

@@ -8,8 +8,9 @@ torch-free runtime install, so heavy modules are imported inside the methods tha
 
 What a family answers (see DESIGN.md, "How to add a family"):
 - ``matches(config)``: is this checkpoint's config.json mine?
-- ``bundle_spec(config)``: processor, image layout, chat template, stop tokens, sampling defaults
-  (plain data; it becomes the manifest, which is all the runtime and the Android core ever read);
+- ``bundle_spec(ckpt, config)``: processor, image layout, chat template, stop tokens, sampling
+  defaults, read from config.json and the checkpoint's processor files (plain data; it becomes the
+  manifest, which is all the runtime and the Android core ever read);
 - ``load_reference(ckpt, dtype)``: the PyTorch reference (a ``ReferenceVLM``), which also hands the
   exporters its vision graph (``ref.vision_graph()``) and its text model;
 - ``write_mmproj(ref, path, dtype)``: its vision part in llama.cpp's mtmd format, where llama.cpp has one;
@@ -55,7 +56,8 @@ class Family:
     def matches(self, config: dict[str, Any]) -> bool:
         raise NotImplementedError
 
-    def bundle_spec(self, config: dict[str, Any]) -> BundleSpec:
+    def bundle_spec(self, ckpt: Path | None, config: dict[str, Any]) -> BundleSpec:
+        """``ckpt`` is the checkpoint directory (its processor files), None where only config.json is at hand."""
         raise NotImplementedError
 
     def load_reference(self, ckpt: str | Path, dtype: Any = None) -> Any:

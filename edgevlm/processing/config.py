@@ -88,7 +88,7 @@ class _DictMixin:
 class ProcessorConfig(_DictMixin):
     """How pixels become vision-tower input."""
 
-    kind: str = "slice"  # "slice": LLaVA-UHD overview + slices (MiniCPM-V); "fixed": one square resize (SigLIP)
+    kind: str = "slice"  # an algorithm (runtime/images.py KINDS): "slice" LLaVA-UHD overview + slices; "fixed" one square resize
     image_size: int = 448  # "fixed": output side in pixels; "slice": informational (= scale_resolution)
     patch_size: int = 14
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
@@ -99,11 +99,12 @@ class ProcessorConfig(_DictMixin):
     scale_resolution: int = 448
     never_split: bool = False
     resize_align: int | None = None  # sizes are multiples of this (None: patch_size); MiniCPM-V 4.6 uses 56 / 28
-    max_pixels: int | None = DEFAULT_MAX_PIXELS
+    max_pixels: int | None = DEFAULT_MAX_PIXELS  # decoded images larger than this are refused (a safety limit)
+    options: dict = dataclasses.field(default_factory=dict)  # settings only this kind reads (e.g. pinpoints)
 
     def __post_init__(self) -> None:
-        if self.kind not in ("slice", "fixed"):
-            raise ValueError(f"ProcessorConfig.kind must be 'slice' or 'fixed', not {self.kind!r}")
+        if not isinstance(self.kind, str) or not self.kind:
+            raise ValueError(f"ProcessorConfig.kind must name a processor kind, not {self.kind!r}")
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,7 @@ class ImageLayout(_DictMixin):
     tokens_per_chunk: int = 64
     image_id_template: str = ""  # "{index}" is the image's 0-based index in the prompt; "" for none
     overview_template: str = "<image>{features}</image>"  # "{features}" = feature_token * tokens_per_chunk
-    slice_template: str = "<slice>{features}</slice>"
+    slice_template: str = "<slice>{features}</slice>"  # may name the tile's 1-based {row} and {col}
     slices_open: str = ""  # wraps all the slice rows (2.5: "<slice>")
     slices_close: str = ""
     row_separator: str = "\n"
@@ -127,6 +128,8 @@ class ImageLayout(_DictMixin):
     auto_marker_position: str = "start"  # where markers go in the first user turn when it has none
     auto_marker_joiner: str = "\n"  # joins the auto-inserted markers and the text
     after_last_image: str = ""  # text right after the last image placeholder (PaliGemma: "<bos>")
+    image_prefix: str = ""  # before an image's chunks, after its id (InternVL: "<img>"); image_suffix closes it
+    overview_last: bool = False  # the overview (global image) follows the tiles, in the text and the features
     attention: str = "causal"  # "causal" | "prefix" (whole prompt bidirectional) | "image_blocks"
 
     def __post_init__(self) -> None:

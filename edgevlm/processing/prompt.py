@@ -15,7 +15,10 @@ import numpy as np
 
 from edgevlm.errors import PromptError
 from edgevlm.processing.config import ChatTemplate, ImageLayout
+from edgevlm.processing.plan import ImagePlan
 from edgevlm.processing.slicing import Grid
+
+PlanOrGrid = Union[ImagePlan, Grid, None]  # a grid (or None) means every chunk gives layout.tokens_per_chunk
 
 
 class _ImagePart:
@@ -57,16 +60,28 @@ def chunk_count(grid: Grid | None) -> int:
     return 1 if grid is None else 1 + grid[0] * grid[1]
 
 
-def image_placeholder(layout: ImageLayout, grid: Grid | None, index: int) -> str:
-    """Placeholder text of one image (``index`` is its 0-based position in the prompt)."""
-    features = layout.feature_token * layout.tokens_per_chunk
+def as_plan(plan: PlanOrGrid, layout: ImageLayout) -> ImagePlan:
+    return plan if isinstance(plan, ImagePlan) else ImagePlan.uniform(plan, layout.tokens_per_chunk)
+
+
+def image_placeholder(layout: ImageLayout, plan: PlanOrGrid, index: int) -> str:
+    """Placeholder text of one image (``index`` is its 0-based position in the conversation).
+
+    The overview's run of feature tokens, and for a tiled image one run per tile: ``slice_template``
+    may name the tile's 1-based ``{row}`` and ``{col}``; ``overview_last`` puts the overview after the
+    tiles (the feature rows come in the same order)."""
+    plan = as_plan(plan, layout)
     text = layout.image_id_template.format(index=index) if layout.image_id_template else ""
-    text += layout.overview_template.format(features=features)
-    if grid is not None:
-        cols, rows = grid
-        one_slice = layout.slice_template.format(features=features)
-        text += layout.slices_open + layout.row_separator.join([one_slice * cols] * rows) + layout.slices_close
-    return text + layout.image_suffix
+    overview = layout.overview_template.format(features=layout.feature_token * plan.overview_tokens)
+    tiles = ""
+    if plan.grid is not None:
+        cols, rows = plan.grid
+        lines = ["".join(layout.slice_template.format(features=layout.feature_token * plan.slice_tokens[r * cols + c],
+                                                      row=r + 1, col=c + 1) for c in range(cols))
+                 for r in range(rows)]
+        tiles = layout.slices_open + layout.row_separator.join(lines) + layout.slices_close
+    body = tiles + overview if layout.overview_last else overview + tiles
+    return text + layout.image_prefix + body + layout.image_suffix
 
 
 def content_text(content: Content, layout: ImageLayout, strip_parts: bool) -> str:
@@ -141,7 +156,7 @@ def render_chat(
     return "".join(pieces)
 
 
-def expand_images(text: str, grids: Sequence[Grid | None], layout: ImageLayout, first_index: int = 0) -> str:
+def expand_images(text: str, grids: Sequence[PlanOrGrid], layout: ImageLayout, first_index: int = 0) -> str:
     """Replace the i-th marker by image i's placeholder; put ``after_last_image`` after the last one.
 
     ``first_index``: images already in the conversation (image ids continue across turns, as when the
@@ -162,7 +177,7 @@ def expand_images(text: str, grids: Sequence[Grid | None], layout: ImageLayout, 
 
 def build_prompt(
     messages: str | Sequence[Message],
-    image_grids: Sequence[Grid | None],
+    image_grids: Sequence[PlanOrGrid],
     layout: ImageLayout,
     template: ChatTemplate,
     *,
@@ -172,8 +187,8 @@ def build_prompt(
 ) -> PromptText:
     """Full prompt text for a user message (str) or chat turns, with one grid per image in order.
 
-    ``image_grids[i]`` is the slice grid (``[cols, rows]`` or None) of the i-th image in the
-    prompt; fixed-size processors pass None. ``suffix`` (PaliGemma training/scoring) is returned
+    ``image_grids[i]`` is the plan of the i-th image in the prompt (processing/plan.py), or its slice
+    grid (``[cols, rows]`` or None) when every chunk gives ``layout.tokens_per_chunk`` rows. ``suffix`` (PaliGemma training/scoring) is returned
     separately, terminated by ``template.eos``, because it is tokenised on its own.
     """
     turns = message_turns(messages, len(image_grids), layout, template)
@@ -183,12 +198,14 @@ def build_prompt(
     return PromptText(text, suffix_text, len(image_grids))
 
 
-def layout_tokens(tokenizer, prompt: PromptText | str, layout: ImageLayout, chunks_per_image: Sequence[int] = ()) -> PromptLayout:
+def layout_tokens(tokenizer, prompt: PromptText | str, layout: ImageLayout, chunks_per_image: Sequence[int] = (),
+                  tokens_per_image: Sequence[int] = ()) -> PromptLayout:
     """Tokenise ``prompt`` and find the feature positions and attention blocks.
 
     ``tokenizer`` is an ``edgevlm.processing.tokenizer.Tokenizer`` (anything with ``encode`` and
-    ``token_to_id``). When ``chunks_per_image`` is given, the number of feature tokens must be
-    ``sum(chunks_per_image) * tokens_per_chunk``; otherwise a PromptError is raised (a user text
+    ``token_to_id``). When ``tokens_per_image`` (or ``chunks_per_image``, each chunk giving
+    ``tokens_per_chunk`` rows) is given, the number of feature tokens must be their sum; otherwise a
+    PromptError is raised (a user text
     that contains the feature token itself would silently shift every image feature).
     """
     if isinstance(prompt, str):
@@ -201,8 +218,8 @@ def layout_tokens(tokenizer, prompt: PromptText | str, layout: ImageLayout, chun
         raise PromptError(f"the tokenizer has no {layout.feature_token!r} token; the bundle's tokenizer does not match")
     is_feature = input_ids == feature_id  # [T]
     image_positions = np.flatnonzero(is_feature).astype(np.int64)  # [K]
-    if chunks_per_image:
-        expected = sum(chunks_per_image) * layout.tokens_per_chunk
+    if tokens_per_image or chunks_per_image:
+        expected = sum(tokens_per_image) if tokens_per_image else sum(chunks_per_image) * layout.tokens_per_chunk
         if len(image_positions) != expected:
             raise PromptError(
                 f"the prompt has {len(image_positions)} {layout.feature_token!r} tokens where the images need "

@@ -105,11 +105,15 @@ def check_tokens(input_ids: np.ndarray, n_past: int, max_context: int, block_ids
     return ids
 
 
-def position_ids(positions: np.ndarray | None, n_past: int, t: int, offset: int) -> np.ndarray:
-    """int64 [T] (or [S, T]): the given positions, or the next T ones after ``n_past``."""
+def position_ids(positions: np.ndarray | None, n_past: int, t: int, offset: int, streams: int = 1) -> np.ndarray:
+    """int64 [T] (or [S, T] for S position streams): the given positions, or the next T ones after
+    ``n_past`` (the same id in every stream, as text tokens take)."""
     if positions is None:
-        return np.arange(n_past, n_past + t, dtype=np.int64) + offset
+        out = np.arange(n_past, n_past + t, dtype=np.int64) + offset
+        return out if streams == 1 else np.broadcast_to(out, (streams, t)).copy()
     out = np.asarray(positions, np.int64)
+    if out.ndim == 1 and streams > 1:
+        out = np.broadcast_to(out, (streams, t)).copy()
     if out.shape[-1] != t:
         from ..errors import PromptError
 

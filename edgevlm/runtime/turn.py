@@ -18,8 +18,9 @@ import numpy as np
 
 from ..errors import PromptError
 from ..processing.images import load_image
-from ..processing.prompt import PromptText, build_prompt, chunk_count, expand_images, layout_tokens, message_turns
-from .images import grid_of, prepare_image
+from ..processing.mrope import mrope_positions
+from ..processing.prompt import PromptText, build_prompt, expand_images, layout_tokens, message_turns
+from .images import image_kind, pack_features, plan_image, prepare_image
 from .vision_cache import image_key
 
 
@@ -45,7 +46,8 @@ class PreparedTurn:
     ids: np.ndarray  # int64 [T]: the previous turn's pending token + this turn's tokens
     rows: np.ndarray | None  # float32 [K, hidden]: image features in placeholder order
     blocks: np.ndarray | None  # int32 [T] attention blocks (None: all causal)
-    positions: np.ndarray  # int64 [T] position ids
+    positions: np.ndarray  # int64 [T] (or [3, T]) position ids
+    next_position: int  # the position id after this turn's tokens
     images: int = 0
     images_from_cache: int = 0
     image_tokens: int = 0
@@ -53,25 +55,38 @@ class PreparedTurn:
     vision_ms: float = 0.0
 
 
-def turn_text(vlm: Any, conv: Conversation, text: str, grids: list, raw: bool = False) -> str:
+def turn_text(vlm: Any, conv: Conversation, text: str, plans: list, raw: bool = False) -> str:
     """Prompt text of the next turn: the whole opening on turn 1, else close + user turn + cue.
 
     ``raw``: the text as written (a completion of a base model), with the tokenizer's BOS on turn 1
     and each image's placeholder where its marker is (or before the text when there is none)."""
     template, layout = vlm.template, vlm.layout
     if raw:
-        if grids and layout.marker not in text:
-            text = layout.auto_marker_joiner.join([layout.marker] * len(grids) + [text])
-        body = expand_images(text, grids, layout, conv.images) if grids else text
+        if plans and layout.marker not in text:
+            text = layout.auto_marker_joiner.join([layout.marker] * len(plans) + [text])
+        body = expand_images(text, plans, layout, conv.images) if plans else text
         return (template.bos if conv.turns == 0 else "") + body
     if conv.turns == 0:
-        return build_prompt(text, grids, layout, template, system=conv.system).text
-    (_, content), = message_turns(text, len(grids), layout, template)
+        return build_prompt(text, plans, layout, template, system=conv.system).text
+    (_, content), = message_turns(text, len(plans), layout, template)
     if template.strip_content != "none":
         content = content.strip()
     close = template.assistant_template.split("{content}", 1)[1]  # e.g. "<|im_end|>\n"
     turn = close + template.user_template.format(content=content) + template.generation_prompt
-    return expand_images(turn, grids, layout, conv.images) if grids else turn
+    return expand_images(turn, plans, layout, conv.images) if plans else turn
+
+
+def turn_positions(vlm: Any, conv: Conversation, ids: np.ndarray, plans: list) -> tuple[np.ndarray, int]:
+    """(position ids [T] or [3, T], the next position) of a turn's tokens, continuing the conversation.
+
+    One stream: consecutive ids. Three streams (M-RoPE): an image's tokens take their grid coordinates
+    (``plan.data["position_grid"]``, in merged units), text the same id in all three (processing/mrope.py).
+    """
+    if vlm.manifest.text.position_streams == 1:
+        return np.arange(len(ids), dtype=np.int64) + conv.next_position, conv.next_position + len(ids)
+    grids = [plan.data["position_grid"] for plan in plans]
+    run = mrope_positions(ids, vlm.manifest.tokenizer.image_token_id, grids, 1, conv.next_position)
+    return run.position_ids, run.next_position
 
 
 def prepare_turn(vlm: Any, conv: Conversation, text: str, images: Sequence[Any] = (), raw: bool = False
@@ -80,13 +95,16 @@ def prepare_turn(vlm: Any, conv: Conversation, text: str, images: Sequence[Any] 
     t_load = time.perf_counter()
     pictures = [load_image(src, vlm.processor.max_pixels) for src in images]
     settings = repr(sorted(vlm.manifest.processor.items()))
-    keys = [image_key(p, settings) for p in pictures]
+    counted = f"/{len(pictures)} images" if image_kind(vlm.processor).depends_on_count else ""
+    keys = [image_key(p, settings + counted) for p in pictures]
     cached = [vlm.vision_cache.get(k) for k in keys]
-    grids = [c[1] if c is not None else grid_of(p, vlm.processor) for c, p in zip(cached, pictures)]
+    tokens = vlm.manifest.vision.tokens_per_chunk if vlm.manifest.vision is not None else 0
+    plans = [c[1] if c is not None else plan_image(p, vlm.processor, tokens, len(pictures))
+             for c, p in zip(cached, pictures)]
     load_s = time.perf_counter() - t_load
 
-    layout = layout_tokens(vlm.tokenizer, PromptText(turn_text(vlm, conv, text, grids, raw)), vlm.layout,
-                           [chunk_count(g) for g in grids])
+    layout = layout_tokens(vlm.tokenizer, PromptText(turn_text(vlm, conv, text, plans, raw)), vlm.layout,
+                           tokens_per_image=[plan.n_tokens for plan in plans])
     ids = np.concatenate([np.asarray(conv.pending, dtype=np.int64), layout.input_ids])  # [T]
     blocks = np.concatenate([np.full(len(conv.pending), -1, np.int32), layout.block_ids])  # [T]
     used = conv.n_fed
@@ -97,23 +115,23 @@ def prepare_turn(vlm: Any, conv: Conversation, text: str, images: Sequence[Any] 
             f"{vlm.max_context} allows; shorten the prompt, use fewer or smaller images (max_slice_nums), "
             "start a new chat, or export with a larger --max-context")
 
-    turn = PreparedTurn(ids, None, blocks if (blocks >= 0).any() else None,
-                        np.arange(len(ids), dtype=np.int64) + conv.next_position, images=len(pictures),
-                        image_tokens=len(layout.image_positions))
-    features, t_slice, t_vision = [], load_s, 0.0
-    for picture, key, hit in zip(pictures, keys, cached):
+    positions, next_position = turn_positions(vlm, conv, ids, plans)
+    turn = PreparedTurn(ids, None, blocks if (blocks >= 0).any() else None, positions, next_position,
+                        images=len(pictures), image_tokens=len(layout.image_positions))
+    rows, t_slice, t_vision = [], load_s, 0.0
+    for picture, key, hit, plan in zip(pictures, keys, cached, plans):
         if hit is not None:
-            features.append(hit[0])
+            rows.append(hit[0])
             turn.images_from_cache += 1
             continue
         t0 = time.perf_counter()
-        prepared = prepare_image(picture, vlm.processor)
+        prepared = prepare_image(picture, vlm.processor, plan)
         t1 = time.perf_counter()
-        feats = vlm.backend.encode_images(prepared.inputs)  # [n_chunks, tokens, hidden]
+        features = pack_features(vlm.backend.encode_images(prepared.inputs), vlm.processor, plan)  # [K_i, hidden]
         t_slice, t_vision = t_slice + t1 - t0, t_vision + time.perf_counter() - t1
-        vlm.vision_cache.put(key, feats, prepared.grid)
-        features.append(feats)
-    if features:
-        turn.rows = np.concatenate([f.reshape(-1, f.shape[-1]) for f in features])  # [K, hidden]
+        vlm.vision_cache.put(key, features, plan)
+        rows.append(features)
+    if rows:
+        turn.rows = np.concatenate(rows)  # [K, hidden]
     turn.slicing_ms, turn.vision_ms = t_slice * 1e3, t_vision * 1e3
     return turn

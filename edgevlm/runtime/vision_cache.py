@@ -26,7 +26,7 @@ class VisionCache:
         self.hits = self.misses = 0
 
     def get(self, key: str):
-        """(features, grid) or None."""
+        """(feature rows [K, hidden], the image's plan) or None."""
         entry = self._entries.get(key)
         if entry is None:
             self.misses += 1
@@ -35,12 +35,12 @@ class VisionCache:
         self.hits += 1
         return entry
 
-    def put(self, key: str, features: np.ndarray, grid: object) -> None:
+    def put(self, key: str, features: np.ndarray, plan: object) -> None:
         if features.nbytes > self.max_bytes:
             return  # larger than the whole cache: not worth evicting everything for
         if key in self._entries:
             self.bytes -= self._entries.pop(key)[0].nbytes
-        self._entries[key] = (features, grid)
+        self._entries[key] = (features, plan)
         self.bytes += features.nbytes
         while self.bytes > self.max_bytes:
             _, (old, _) = self._entries.popitem(last=False)

@@ -177,7 +177,7 @@ class Chat:
         conv.fed.append((turn.ids, turn.rows, turn.blocks, turn.positions))
         conv.history += turn.ids.tolist()
         conv.pending, conv.turns, conv.images = [], conv.turns + 1, conv.images + turn.images
-        position = int(turn.positions[..., -1].max()) + 1
+        position = turn.next_position
         # Room for generated tokens: each but the last is fed into the cache.
         budget = min(int(opts["max_new_tokens"]), vlm.max_context - conv.n_fed)
 

@@ -24,7 +24,7 @@ class PaliGemmaFamily(Family):
     def matches(self, config: dict[str, Any]) -> bool:
         return spec.matches(config)
 
-    def bundle_spec(self, config: dict[str, Any]) -> BundleSpec:
+    def bundle_spec(self, ckpt: Path | None, config: dict[str, Any]) -> BundleSpec:
         return spec.bundle_spec(config)
 
     def load_reference(self, ckpt: str | Path, dtype: Any = None):

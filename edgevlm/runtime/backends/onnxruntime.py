@@ -100,6 +100,7 @@ class OrtBackend(KVCacheMixin):
             self._kv_bindings += [(past_k, present_k, k.ctypes.data, mask), (past_v, present_v, v.ctypes.data, mask)]
         self._mask_value = float(dec.get("mask_value", np.finfo(np.float32).min))
         self._offset = int(text.position_offset)
+        self._streams = int(text.position_streams)
         self._logits_input = dec.get("logits_index", "logits_index")
         self._binding = self.decoder.io_binding()
         self._last_index = np.zeros(1, np.int64)
@@ -132,7 +133,8 @@ class OrtBackend(KVCacheMixin):
         b = self._binding
         # Bound numpy inputs must outlive the run: keep references until it returns.
         keep = {"inputs_embeds": embeds,
-                "position_ids": position_ids(positions, past, t, self._offset).reshape(1, -1)}
+                # [1, T], or [S, 1, T] for S position streams (M-RoPE)
+                "position_ids": position_ids(positions, past, t, self._offset, self._streams)[..., None, :]}
         first = {name: first_visible_key(past, self._windowed.get(name)) for name in self._masks}
         first[None] = 0
         for name, window in self._masks.items():

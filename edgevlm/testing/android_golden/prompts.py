@@ -20,9 +20,9 @@ def family_specs() -> dict[str, dict[str, Any]]:
     from edgevlm.families.paligemma.tiny import random_config as paligemma_config
 
     minicpmv, paligemma, gemma3 = FAMILIES["minicpmv"], FAMILIES["paligemma"], FAMILIES["gemma3"]
-    specs = {f"minicpmv-{v}": minicpmv.bundle_spec(minicpmv_config(v, 600, {})) for v in (2.5, 2.6, 4.5)}
-    specs["paligemma"] = paligemma.bundle_spec(paligemma_config(1, 600, 5))
-    specs["gemma3"] = gemma3.bundle_spec(gemma3_config(600, {"boi": 1, "eoi": 2, "image": 3}))
+    specs = {f"minicpmv-{v}": minicpmv.bundle_spec(None, minicpmv_config(v, 600, {})) for v in (2.5, 2.6, 4.5)}
+    specs["paligemma"] = paligemma.bundle_spec(None, paligemma_config(1, 600, 5))
+    specs["gemma3"] = gemma3.bundle_spec(None, gemma3_config(600, {"boi": 1, "eoi": 2, "image": 3}))
     return {name: {"processor": s.processor.to_dict(), "layout": s.layout.to_dict(),
                    "chat_template": s.chat_template.to_dict()} for name, s in specs.items()}
 

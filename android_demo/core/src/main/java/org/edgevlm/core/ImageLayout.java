@@ -18,6 +18,8 @@ public final class ImageLayout {
     public final String autoMarkerJoiner;
     public final String afterLastImage;
     public final String attention; // "causal" | "prefix" | "image_blocks"
+    public final String imagePrefix; // before an image's chunks, after its id
+    public final boolean overviewLast; // the overview follows the tiles (text and features)
 
     private ImageLayout(Map<String, Object> m) {
         featureToken = JsonMap.getString(m, "feature_token", "<unk>");
@@ -34,6 +36,8 @@ public final class ImageLayout {
         autoMarkerJoiner = JsonMap.getString(m, "auto_marker_joiner", "\n");
         afterLastImage = JsonMap.getString(m, "after_last_image", "");
         attention = JsonMap.getString(m, "attention", "causal");
+        imagePrefix = JsonMap.getString(m, "image_prefix", "");
+        overviewLast = JsonMap.getBool(m, "overview_last", false);
         if (!attention.equals("causal") && !attention.equals("prefix") && !attention.equals("image_blocks")) {
             throw new IllegalArgumentException("ImageLayout.attention must be causal/prefix/image_blocks, not " + Py.repr(attention));
         }
@@ -45,7 +49,8 @@ public final class ImageLayout {
     public static ImageLayout fromMap(Map<String, Object> m) {
         ConfigKeys.check("ImageLayout", m, "feature_token", "tokens_per_chunk", "image_id_template", "overview_template",
                 "slice_template", "slices_open", "slices_close", "row_separator", "image_suffix", "marker",
-                "auto_marker_position", "auto_marker_joiner", "after_last_image", "attention");
+                "auto_marker_position", "auto_marker_joiner", "after_last_image", "attention", "image_prefix",
+                "overview_last");
         return new ImageLayout(m);
     }
 }

@@ -23,7 +23,14 @@ public final class ImagePreprocessor {
             throw new ImageException("image is " + image.width + "x" + image.height + " = " + (long) image.width * image.height
                     + " pixels, over the limit of " + cfg.maxPixels + "; downscale it or raise max_pixels");
         }
-        return cfg.kind.equals("slice") ? slices(image) : fixed(image);
+        if (cfg.kind.equals("slice")) {
+            return slices(image);
+        }
+        if (cfg.kind.equals("fixed")) {
+            return fixed(image);
+        }
+        throw new ImageException("the bundle's processor kind " + Py.repr(cfg.kind) + " is not one this app runs "
+                + "(slice, fixed); update the app");
     }
 
     private PreparedImage slices(RgbImage image) {

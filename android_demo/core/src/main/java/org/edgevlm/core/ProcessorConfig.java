@@ -5,7 +5,8 @@ import java.util.Map;
 
 /** How pixels become vision-tower input: edgevlm/processing/config.py ProcessorConfig, same defaults. */
 public final class ProcessorConfig {
-    public final String kind; // "slice" (MiniCPM-V overview + slices) | "fixed" (one square resize)
+    public final String kind; // an algorithm: "slice" (LLaVA-UHD overview + slices) | "fixed" (one square resize) | ...
+    public final Map<String, Object> options; // settings only that kind reads
     public final int imageSize;
     public final int patchSize;
     public final double[] mean;
@@ -20,11 +21,12 @@ public final class ProcessorConfig {
 
     public ProcessorConfig(String kind, int imageSize, int patchSize, double[] mean, double[] std, String resample,
                            double rescaleFactor, int maxSliceNums, int scaleResolution, boolean neverSplit,
-                           Integer resizeAlign, Long maxPixels) {
-        if (!kind.equals("slice") && !kind.equals("fixed")) {
-            throw new IllegalArgumentException("ProcessorConfig.kind must be 'slice' or 'fixed', not " + Py.repr(kind));
+                           Integer resizeAlign, Long maxPixels, Map<String, Object> options) {
+        if (kind.isEmpty()) {
+            throw new IllegalArgumentException("ProcessorConfig.kind must name a processor kind, not " + Py.repr(kind));
         }
         this.kind = kind;
+        this.options = options;
         this.imageSize = imageSize;
         this.patchSize = patchSize;
         this.mean = mean.clone();
@@ -45,7 +47,8 @@ public final class ProcessorConfig {
 
     public static ProcessorConfig fromMap(Map<String, Object> m) {
         ConfigKeys.check("ProcessorConfig", m, "kind", "image_size", "patch_size", "mean", "std", "resample",
-                "rescale_factor", "max_slice_nums", "scale_resolution", "never_split", "resize_align", "max_pixels");
+                "rescale_factor", "max_slice_nums", "scale_resolution", "never_split", "resize_align", "max_pixels",
+                "options");
         return new ProcessorConfig(
                 JsonMap.getString(m, "kind", "slice"),
                 JsonMap.getInt(m, "image_size", 448),
@@ -59,7 +62,9 @@ public final class ProcessorConfig {
                 JsonMap.getBool(m, "never_split", false),
                 m.get("resize_align") == null ? null : (int) JsonMap.asLong(m.get("resize_align"), "resize_align"),
                 m.containsKey("max_pixels") ? (m.get("max_pixels") == null ? null : JsonMap.asLong(m.get("max_pixels"), "max_pixels"))
-                        : 128_000_000L);
+                        : 128_000_000L,
+                m.containsKey("options") ? JsonMap.map(m.get("options"), "options")
+                        : java.util.Collections.<String, Object>emptyMap());
     }
 
     private static double[] triple(Map<String, Object> m, String key) {

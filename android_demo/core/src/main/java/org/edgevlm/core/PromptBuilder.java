@@ -18,21 +18,36 @@ public final class PromptBuilder {
         this.template = template;
     }
 
-    /** Placeholder text of one image ({@code index} is its 0-based position in the prompt). */
+    /** Placeholder text of one image ({@code index} is its 0-based position in the conversation); every
+     * chunk gives tokensPerChunk rows; {row}/{col} in the slice template are the tile's 1-based position. */
     public String imagePlaceholder(int[] grid, int index) {
         String features = Py.repeat(layout.featureToken, layout.tokensPerChunk);
         StringBuilder text = new StringBuilder();
         if (!layout.imageIdTemplate.isEmpty()) {
             text.append(Py.format(layout.imageIdTemplate, "index", Integer.toString(index)));
         }
-        text.append(Py.format(layout.overviewTemplate, "features", features));
+        String overview = Py.format(layout.overviewTemplate, "features", features);
+        StringBuilder tiles = new StringBuilder();
         if (grid != null) {
-            String row = Py.repeat(Py.format(layout.sliceTemplate, "features", features), grid[0]);
             List<String> rows = new ArrayList<>();
             for (int r = 0; r < grid[1]; r++) {
-                rows.add(row);
+                StringBuilder row = new StringBuilder();
+                for (int c = 0; c < grid[0]; c++) {
+                    java.util.Map<String, String> fields = new java.util.HashMap<>();
+                    fields.put("features", features);
+                    fields.put("row", Integer.toString(r + 1));
+                    fields.put("col", Integer.toString(c + 1));
+                    row.append(Py.format(layout.sliceTemplate, fields));
+                }
+                rows.add(row.toString());
             }
-            text.append(layout.slicesOpen).append(String.join(layout.rowSeparator, rows)).append(layout.slicesClose);
+            tiles.append(layout.slicesOpen).append(String.join(layout.rowSeparator, rows)).append(layout.slicesClose);
+        }
+        text.append(layout.imagePrefix);
+        if (layout.overviewLast) {
+            text.append(tiles).append(overview);
+        } else {
+            text.append(overview).append(tiles);
         }
         return text.append(layout.imageSuffix).toString();
     }
