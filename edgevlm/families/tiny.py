@@ -46,6 +46,9 @@ GEMMA3_TEMPLATE = (
 
 def make_tiny(name: str, out_dir: str | Path, seed: int = 0, text_model: str | Path | None = None) -> Path:
     """Write the tiny checkpoint ``name`` (one of TINY_NAMES) to ``out_dir`` and return the path."""
+    if name in ("qwen2-vl", "qwen2.5-vl"):  # issue 19 groundwork; joins TINY_NAMES when the family registers
+        from .qwen2_vl.tiny import make_tiny_qwen2_vl
+        return make_tiny_qwen2_vl(name, out_dir, seed)
     if name not in TINY_NAMES:
         raise ValueError(f"unknown tiny checkpoint {name!r}; choose one of {', '.join(TINY_NAMES)}")
     if text_model is not None and name != "gemma3":

@@ -11,8 +11,9 @@ without torchvision): Pillow resize of the 8-bit image, then rescale + normalise
 arithmetic (``normalize.py``), so the float32 output is bit-identical.
 
 Bad settings and images are refused *before* any resize with one ``ImageError`` line (see
-``plan_native_resolution``); transformers either returns a size outside the bounds or fails inside
-Pillow for the same inputs.
+``plan_native_resolution``); for the same inputs transformers returns a size outside the bounds
+(min_pixels > max_pixels, max_pixels below one token), fails in its size check (min_pixels 0) or
+raises a ValueError (side ratio over 200).
 """
 
 from __future__ import annotations
@@ -69,6 +70,9 @@ class NativeResolutionConfig(_DictMixin):
 
     def check(self) -> None:
         """Refuse bounds that cannot be met (transformers silently returns a size outside them)."""
+        if self.min_pixels < 1:
+            raise ImageError(f"min_pixels {self.min_pixels} must be at least 1 (at 0 a thin image rounds to a "
+                             "0-pixel side); the published value is 3136")
         if self.min_pixels > self.max_pixels:
             raise ImageError(f"min_pixels {self.min_pixels} is larger than max_pixels {self.max_pixels}; "
                              "lower min_pixels or raise max_pixels")
@@ -131,11 +135,11 @@ class NativeResolutionPlan:
 def plan_native_resolution(image_size: tuple[int, int], cfg: NativeResolutionConfig) -> NativeResolutionPlan:
     """The resize target and patch grid of an image of ``image_size`` (w, h); ``ImageError`` if none.
 
-    Refused (one line each, before any pixel work): bounds that cannot be met (``cfg.check``); a
-    side ratio over 200 (transformers raises ValueError); and an image so thin that a side rounds
-    to 0 px, which only happens when ``min_pixels`` is too low to enlarge it (transformers then fails
-    inside its resize). Images smaller than one 28x28 token are *not* refused: like transformers,
-    ``min_pixels`` enlarges them (a 1x1 image becomes 56x56 at the published min_pixels 3136).
+    Refused (one line each, before any pixel work): bounds that cannot be met (``cfg.check``) and a
+    side ratio over 200 (transformers raises ValueError). With ``1 <= min_pixels <= max_pixels`` and
+    ``max_pixels >= factor**2`` every image gets at least one factor x factor token, so images
+    smaller than one token are *not* refused: like transformers, ``min_pixels`` enlarges them (a 1x1
+    image becomes 56x56 at the published min_pixels 3136; the model was trained that way).
     """
     cfg.check()
     width, height = int(image_size[0]), int(image_size[1])
@@ -144,11 +148,7 @@ def plan_native_resolution(image_size: tuple[int, int], cfg: NativeResolutionCon
     if max(width, height) / min(width, height) > MAX_ASPECT_RATIO:
         raise ImageError(f"image {width}x{height} has a side ratio over {MAX_ASPECT_RATIO}:1, which this model "
                          "cannot take; crop or pad it to a less extreme shape")
-    new_h, new_w = smart_resize(height, width, cfg.factor, cfg.min_pixels, cfg.max_pixels)
-    if new_h == 0 or new_w == 0:
-        raise ImageError(f"image {width}x{height} is too thin for one {cfg.factor}x{cfg.factor} image token at "
-                         f"min_pixels {cfg.min_pixels}; raise min_pixels to at least {cfg.factor * cfg.factor} "
-                         "or enlarge the image")
+    new_h, new_w = smart_resize(height, width, cfg.factor, cfg.min_pixels, cfg.max_pixels)  # both >= factor
     p = cfg.patch_size
     return NativeResolutionPlan((width, height), (new_w, new_h), (1, new_h // p, new_w // p), cfg.merge_size)
 

@@ -13,6 +13,7 @@ name mapping, so a test can hold it against transformers' ``from_pretrained``. P
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -49,8 +50,9 @@ def hf_model(config: dict[str, Any], attn_implementation: str = "eager") -> torc
 
     config_class, model_class = ((Qwen2VLConfig, Qwen2VLForConditionalGeneration) if config["model_type"] == "qwen2_vl"
                                  else (Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration))
-    hf_config = config_class(**{k: v for k, v in config.items()
-                                if k not in ("architectures", "model_type", "transformers_version")})
+    fields = copy.deepcopy({k: v for k, v in config.items()  # the config class edits nested dicts in place
+                            if k not in ("architectures", "model_type", "transformers_version")})
+    hf_config = config_class(**fields)
     for cfg in (hf_config, hf_config.text_config, hf_config.vision_config):
         cfg._attn_implementation = attn_implementation
     return model_class(hf_config)
