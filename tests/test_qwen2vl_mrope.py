@@ -39,8 +39,6 @@ def models(tiny):
 
 
 def _processor_inputs(processor, messages, images):
-    import torch  # noqa: F401  (return_tensors="pt")
-
     text = processor.apply_chat_template(messages, add_generation_prompt=True)
     size = {"shortest_edge": BUDGET.min_pixels, "longest_edge": BUDGET.max_pixels}
     return text, processor(text=[text], images=images or None, images_kwargs={"size": size}, return_tensors="pt")

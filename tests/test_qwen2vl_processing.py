@@ -186,6 +186,16 @@ def test_per_request_budget_sets_the_token_count():
     assert cfg.with_pixels().max_pixels == BUDGETS["published"][1]
 
 
+def test_config_from_the_checkpoint_and_the_manifest(tiny):
+    data = json.loads((tiny("qwen2-vl") / "preprocessor_config.json").read_text())
+    cfg = NativeResolutionConfig.from_preprocessor_config(data)
+    assert cfg == NativeResolutionConfig(max_pixels=BUDGETS["published"][1])
+    assert NativeResolutionConfig.from_dict(cfg.to_dict()) == cfg  # the manifest round trip
+    size_keys = {"size": {"shortest_edge": 100, "longest_edge": 200000}}  # transformers 5 spelling
+    assert NativeResolutionConfig.from_preprocessor_config(size_keys).with_pixels() == NativeResolutionConfig(
+        min_pixels=100, max_pixels=200000)
+
+
 def _regen() -> None:
     """Write the golden file from transformers' processor (run by hand; see the module docstring)."""
     import tempfile
