@@ -32,6 +32,9 @@ ARCHS = {a.name: a for a in (
     TextArch("llama", "LLAMA", rotary_permuted=True),
     TextArch("qwen2", "QWEN2"),
     TextArch("qwen3", "QWEN3"),
+    # Qwen2 layers rotated with M-RoPE (Qwen2-VL / Qwen2.5-VL): llama.cpp takes 4 positions per token
+    # (conversion/qwenvl.py writes the rope sections padded to 4; runtime/backends/llamacpp.py)
+    TextArch("qwen2vl", "QWEN2VL"),
     TextArch("gemma", "GEMMA", token_input_scaled=True, embd_input_scaled=True, norm_plus_one=True,
              output_tied=True),
     TextArch("gemma2", "GEMMA2", token_input_scaled=True, embd_input_scaled=True, norm_plus_one=True,

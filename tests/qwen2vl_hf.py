@@ -1,36 +1,14 @@
 """transformers' own Qwen2-VL / Qwen2.5-VL processor and model for the tiny checkpoints (tests only).
 
-``Qwen2VLProcessor`` takes a video processor, and transformers 5 builds every video processor on
-torchvision, which this environment does not install (installing it would switch every image
-processor to the torchvision backend). These tests never pass videos, so the video slot gets an
-empty ``VideoProcessorMixin``; the image processor, the tokenizer, the chat template, the
-placeholder expansion and the model are transformers' own, loaded from the checkpoint by the Auto
-classes. (The tiled-families branch carries the same helper in tests/tiles_reference.py: one copy
-should stay when both are merged.)
+The processor comes from the family's reference (``hf_processor``: transformers' own, with an empty
+video slot because transformers 5 builds video processors on torchvision, not installed here).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-
-def hf_processor(ckpt):
-    from transformers import AutoProcessor, processing_utils
-    from transformers.utils import is_torchvision_available
-    from transformers.video_processing_utils import VideoProcessorMixin
-
-    if not is_torchvision_available():  # the processor's class check looks the base class up by name
-        processing_utils.transformers_module.VideoProcessorMixin = VideoProcessorMixin
-
-    class NoVideo(VideoProcessorMixin):
-        """Stands in for the torchvision-only video processor; calling it is an error."""
-
-        merge_size, temporal_patch_size = 2, 2
-
-        def __call__(self, *args, **kwargs):
-            raise RuntimeError("videos are not part of these tests")
-
-    return AutoProcessor.from_pretrained(str(ckpt), video_processor=NoVideo())
+from edgevlm.families.qwen2_vl.reference import hf_processor  # noqa: F401  (re-exported for the tests)
 
 
 def hf_model(ckpt):

@@ -105,7 +105,9 @@ def text_info(ref: Any, max_context: int) -> TextInfo:
                     num_kv_heads=t.num_kv_heads, head_dim=t.head_dim, vocab_size=vocab_rows,
                     max_context=int(max_context), layer_types=types,
                     sliding_window=t.extra.get("sliding_window") if "sliding_attention" in types else None,
-                    position_offset=int(getattr(ref, "position_offset", 0)), details=details)
+                    position_offset=int(getattr(ref, "position_offset", 0)),
+                    # M-RoPE (rotary sections over temporal, height, width): three position ids per token
+                    position_streams=3 if t.extra.get("mrope_section") else 1, details=details)
 
 
 def vision_info(ref: Any, max_batch: int) -> VisionInfo:

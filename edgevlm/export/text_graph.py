@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..processing.mrope import stream_of_frequency
 
 FULL, SLIDING = "full_attention", "sliding_attention"
 
@@ -67,6 +68,13 @@ class DecoderGraph(nn.Module):
         self.num_kv_heads = cfg.num_key_value_heads
         # Rotary inverse frequencies per layer type (Gemma 3 local layers use a different base).
         rotary = self.model.rotary_emb
+        # M-RoPE (three position streams, e.g. Qwen2-VL): frequency j turns with stream stream_of_freq[j];
+        # position_ids is then [3, 1, T] instead of [1, T]. Read from the rotary module's own sections.
+        section = getattr(rotary, "mrope_section", None)
+        rope_params = getattr(cfg, "rope_parameters", None) or {}
+        self.position_streams = 3 if section else 1
+        self.stream_of_freq = (torch.from_numpy(stream_of_frequency(section, bool(rope_params.get("mrope_interleaved"))))
+                               if section else None)
         self.rope: dict[str, tuple[torch.Tensor, float]] = {}
         for kind in set(self.layer_types):
             inv = getattr(rotary, f"{kind}_inv_freq", None)
@@ -77,7 +85,10 @@ class DecoderGraph(nn.Module):
 
     def _cos_sin(self, kind: str, position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         inv, scale = self.rope[kind]
-        freqs = position_ids[..., None].float() * inv  # [1, T, hd/2]
+        if self.stream_of_freq is not None:  # [3, 1, T] -> each frequency's stream: [1, T, hd/2]
+            freqs = position_ids[self.stream_of_freq].permute(1, 2, 0).float() * inv
+        else:
+            freqs = position_ids[..., None].float() * inv  # [1, T, hd/2]
         emb = torch.cat((freqs, freqs), dim=-1)  # [1, T, hd]
         return (emb.cos() * scale)[:, :, None, :], (emb.sin() * scale)[:, :, None, :]  # [1, T, 1, hd]
 
@@ -100,6 +111,13 @@ class DecoderGraph(nn.Module):
         out = torch.matmul(probs.view(1, nkv, group * t, -1), values)  # [1, nkv, group*T, hd]
         out = out.view(1, nh, t, hd).transpose(1, 2).reshape(1, t, nh * hd)
         return attn.o_proj(out), k, v
+
+    def example_positions(self, start: int, length: int) -> torch.Tensor:
+        """Position ids for tracing: [1, T], or [3, 1, T] with distinct streams (so none is folded away)."""
+        positions = torch.arange(start, start + length)[None]  # [1, T]
+        if self.position_streams == 1:
+            return positions
+        return torch.stack([positions, positions + 1, positions + 2])  # [3, 1, T]
 
     def forward(self, inputs_embeds, position_ids, attention_bias, attention_bias_sliding, logits_index, *past):
         h = inputs_embeds  # [1, T, D]

@@ -51,6 +51,8 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> float:
 
 def _reference_image_features(ref: Any, inputs: dict[str, np.ndarray]) -> np.ndarray:
     tensors = {"pixel_values": torch.from_numpy(inputs["pixel_values"])}
+    if "image_grid_thw" in inputs:  # packed patches: every image's rows + their grids
+        tensors["image_grid_thw"] = torch.from_numpy(inputs["image_grid_thw"])
     if "tgt_sizes" in inputs:
         tensors = {"pixel_values": tensors["pixel_values"],
                    "patch_mask": torch.from_numpy(inputs["patch_attention_mask"]),
@@ -59,12 +61,11 @@ def _reference_image_features(ref: Any, inputs: dict[str, np.ndarray]) -> np.nda
         return ref.image_features(**tensors).float().numpy()
 
 
-def _hf_processor_inputs(ckpt: str, image: Image.Image, template: ChatTemplate) -> dict[str, torch.Tensor] | None:
+def _hf_processor_inputs(ref: Any, ckpt: str, image: Image.Image, template: ChatTemplate
+                         ) -> dict[str, torch.Tensor] | None:
     """The reference inputs from transformers' own processor, when the family has one in transformers."""
     try:
-        from transformers import AutoProcessor
-
-        processor = AutoProcessor.from_pretrained(ckpt)
+        processor = ref.hf_processor(ckpt)
     except Exception:  # MiniCPM-V 2.x/4.x processors are remote code: no transformers reference here
         return None
     options: dict[str, Any] = {}
@@ -97,7 +98,7 @@ def validate_bundle(ref: Any, ckpt: str, backend: Any, manifest: Any, tokenizer:
     prepared = prepare_image(image, vlm.processor)
     conversation = Conversation(next_position=manifest.text.position_offset)
     turn = prepare_turn(vlm, conversation, PROMPT, [image])
-    hf_inputs = _hf_processor_inputs(ckpt, image, vlm.template)
+    hf_inputs = _hf_processor_inputs(ref, ckpt, image, vlm.template)
     if hf_inputs is not None:
         pixel_diff = float(np.abs(hf_inputs["pixel_values"].numpy() - prepared.inputs["pixel_values"]).max())
         ids_equal = hf_inputs["input_ids"][0].tolist() == turn.ids.tolist()

@@ -29,7 +29,7 @@ from .upgrade import SCHEMA_VERSION, upgrade
 FORMATS = ("onnx", "gguf", "coreml")
 PART_FORMATS = ("onnx", "gguf", "mlpackage")
 LAYER_TYPES = ("full_attention", "sliding_attention")
-VISION_KINDS = ("image", "patch_sequence")
+VISION_KINDS = ("image", "patch_sequence", "packed_patches")
 
 
 class _Section:
@@ -72,8 +72,9 @@ class TextInfo(_Section):
 class VisionInfo(_Section):
     """How the vision part makes image features, and how the runtime feeds it."""
 
-    kind: str  # "image": fixed-size pixels [B, 3, H, W]; "patch_sequence": chunks as padded patch rows + mask
-    tokens_per_chunk: int  # feature rows per chunk (vision-part output rows)
+    kind: str  # "image": fixed-size pixels [B, 3, H, W]; "patch_sequence": chunks as padded patch rows + mask;
+    # "packed_patches": images' patch rows [sum N, C*T*p*p] + image_grid_thw, run grouped by grid
+    tokens_per_chunk: int  # feature rows per chunk (vision-part output rows); 0: per image, from its plan
     hidden_size: int  # width of a feature row (= the text model's hidden size)
     max_batch: int = 16  # chunks per vision run
     patch_size: int = 14

@@ -26,12 +26,15 @@ import numpy as np
 from PIL import Image
 
 from edgevlm.errors import ImageError
-from edgevlm.processing.config import _DictMixin
+from edgevlm.processing.config import ProcessorConfig, _DictMixin
 from edgevlm.processing.images import to_rgb
 from edgevlm.processing.normalize import normalize_chw
 
 # transformers' smart_resize refuses longer/shorter side ratios above this (ValueError).
 MAX_ASPECT_RATIO = 200
+
+# ProcessorConfig.options of the native_resolution kind (the rest maps onto ProcessorConfig's own fields)
+PROCESSOR_OPTIONS = ("min_pixels", "max_pixels", "temporal_patch_size", "merge_size")
 
 _RESAMPLE = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR}
 
@@ -81,6 +84,20 @@ class NativeResolutionConfig(_DictMixin):
                              f"({self.factor * self.factor} pixels); raise max_pixels")
         if self.resample not in _RESAMPLE:
             raise ImageError(f"resample {self.resample!r} is not one of {sorted(_RESAMPLE)}")
+
+    def processor_config(self) -> ProcessorConfig:
+        """The manifest's processor section (kind ``native_resolution``; kind-only settings in ``options``)."""
+        return ProcessorConfig(kind="native_resolution", image_size=self.factor, patch_size=self.patch_size,
+                               mean=tuple(self.mean), std=tuple(self.std), resample=self.resample,
+                               rescale_factor=self.rescale_factor,
+                               options={k: getattr(self, k) for k in PROCESSOR_OPTIONS})
+
+    @classmethod
+    def from_processor(cls, cfg: ProcessorConfig) -> "NativeResolutionConfig":
+        """Inverse of ``processor_config`` (the runtime's view of a manifest's processor section)."""
+        return cls(patch_size=cfg.patch_size, mean=tuple(cfg.mean), std=tuple(cfg.std), resample=cfg.resample,
+                   rescale_factor=cfg.rescale_factor,
+                   **{k: int(cfg.options[k]) for k in PROCESSOR_OPTIONS if k in cfg.options})
 
     @classmethod
     def from_preprocessor_config(cls, data: dict) -> "NativeResolutionConfig":
@@ -151,6 +168,19 @@ def plan_native_resolution(image_size: tuple[int, int], cfg: NativeResolutionCon
     new_h, new_w = smart_resize(height, width, cfg.factor, cfg.min_pixels, cfg.max_pixels)  # both >= factor
     p = cfg.patch_size
     return NativeResolutionPlan((width, height), (new_w, new_h), (1, new_h // p, new_w // p), cfg.merge_size)
+
+
+def refuse_below_one_token(image_size: tuple[int, int], cfg: NativeResolutionConfig) -> None:
+    """``ImageError`` for an image narrower or shorter than one ``factor`` x ``factor`` token (28 px).
+
+    transformers enlarges such an image to ``min_pixels`` (a 5x3 icon becomes 56x56 of blur); the
+    runtime refuses it instead (issue 19: a clear error, not a silent guess). ``plan_native_resolution``
+    itself stays exact to transformers for every size."""
+    width, height = int(image_size[0]), int(image_size[1])
+    if min(width, height) < cfg.factor:
+        raise ImageError(f"image is {width}x{height} pixels, smaller than one {cfg.factor}x{cfg.factor} image token "
+                         f"on a side; give an image at least {cfg.factor} px wide and high (upscale it yourself if "
+                         "you must)")
 
 
 @dataclass

@@ -33,8 +33,14 @@ class PackedViTSpec:
     head_dim: int
     rope_theta: float = 10000.0
     merge_size: int = 2
-    patch_size: int = 14
-    window_size: int | None = None  # pixels per window side (2.5: 112); None: no windowed blocks
+    window_tokens: int | None = None  # merged tokens per window side (2.5: 112 px / 14 / 2 = 4); None: no windows
+
+    @classmethod
+    def from_params(cls, params: dict) -> "PackedViTSpec":
+        """From the manifest's vision params (what families/qwen2_vl/vision.py records)."""
+        window = params.get("window_tokens")
+        return cls(int(params["head_dim"]), float(params["rope_theta"]), int(params["merge_size"]),
+                   None if window is None else int(window))
 
 
 def _grids(grids) -> list[Grid]:
@@ -78,14 +84,13 @@ def frame_segments(grids) -> np.ndarray:
     return np.repeat(np.arange(len(sizes), dtype=np.int64), sizes)
 
 
-def window_order(grids, merge_size: int, window_size: int, patch_size: int) -> tuple[np.ndarray, np.ndarray]:
+def window_order(grids, merge_size: int, side: int) -> tuple[np.ndarray, np.ndarray]:
     """2.5's windows: ``window_index`` int64 [N/U] and ``window_segments`` int64 [N] (attention order).
 
-    A window is ``window_size / patch_size / merge_size`` merged tokens on a side, tiled from the
-    top-left corner (the last row / column of windows may be partial); merged tokens are taken
+    A window is ``side`` merged tokens on a side (window_size / patch_size / merge_size), tiled from
+    the top-left corner (the last row / column of windows may be partial); merged tokens are taken
     window by window, raster order inside each. Same as ``vision_utils.get_vision_window_index``.
     """
-    side = window_size // merge_size // patch_size  # merged tokens per window side
     unit = merge_size * merge_size
     index_parts, window_sizes, offset = [], [], 0
     for t, h, w in _grids(grids):
@@ -104,18 +109,39 @@ def window_order(grids, merge_size: int, window_size: int, patch_size: int) -> t
     return window_index, segments
 
 
-def packed_vit_inputs(grids, spec: PackedViTSpec) -> dict[str, np.ndarray]:
-    """All derived graph inputs for images with these grids (see the module docstring)."""
+def packed_vit_inputs(grids, spec: PackedViTSpec, padded_to: int | None = None) -> dict[str, np.ndarray]:
+    """All derived graph inputs for images with these grids (see the module docstring).
+
+    ``padded_to``: the patch count of a fixed-shape graph (Core ML's enumerated counts) when the
+    patches are fewer; the padding (a multiple of U patches after the real ones) gets zero rotary
+    rows, a segment of its own in every mask (no real patch attends to it), and identity window
+    order, so its feature rows come out after the real ones and are dropped."""
     positions = vision_position_ids(grids, spec.merge_size)  # [N, 2]
     cos, sin = rotary_cos_sin(positions, spec.head_dim, spec.rope_theta)  # [N, head_dim] each
     tables = {"attention_segments": frame_segments(grids)}
-    if spec.window_size:
-        window_index, window_segments = window_order(grids, spec.merge_size, spec.window_size, spec.patch_size)
-        unit = spec.merge_size * spec.merge_size
+    unit = spec.merge_size * spec.merge_size
+    if spec.window_tokens:
+        window_index, window_segments = window_order(grids, spec.merge_size, spec.window_tokens)
         patch_order = (window_index[:, None] * unit + np.arange(unit)).reshape(-1)  # [N] patch-level gather
         cos, sin = cos[patch_order], sin[patch_order]
         # the permutation stays inside each image, so frame ids per position are unchanged
         tables.update(window_segments=window_segments, window_index=window_index,
                       reverse_index=np.argsort(window_index).astype(np.int64))
     tables.update(rotary_cos=np.ascontiguousarray(cos), rotary_sin=np.ascontiguousarray(sin))
+    if padded_to is not None and padded_to > len(cos):
+        tables = _pad(tables, len(cos), int(padded_to), unit)
     return tables
+
+
+def _pad(tables: dict[str, np.ndarray], real: int, total: int, unit: int) -> dict[str, np.ndarray]:
+    if (total - real) % unit:
+        raise ValueError(f"padding {real} patches to {total} is not a whole number of {unit}-patch tokens")
+    out = {}
+    for name, table in tables.items():
+        if name.startswith("rotary"):
+            out[name] = np.concatenate([table, np.zeros((total - real, table.shape[1]), table.dtype)])
+        elif name.endswith("segments"):
+            out[name] = np.concatenate([table, np.full(total - real, table.max() + 1, np.int64)])
+        else:  # window_index / reverse_index over merged tokens: padding stays in place
+            out[name] = np.concatenate([table, np.arange(real // unit, total // unit, dtype=np.int64)])
+    return out

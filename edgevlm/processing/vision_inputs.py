@@ -1,4 +1,5 @@
-"""Vision-graph inputs that the runtime computes with numpy from each chunk's patch grid ``tgt_sizes``.
+"""Vision-graph inputs that the runtime computes with numpy from each chunk's patch grid ``tgt_sizes``
+(for packed-patch towers: the images' ``grid_thw``).
 
 Some vision towers take tables that depend on a chunk's (h, w) grid through bucketing or per-chunk
 tables that do not trace into a graph. The graph takes them as inputs instead; the manifest's
@@ -9,9 +10,12 @@ PyTorch references use these same functions (they are the definition, see DESIGN
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
+
+from .packed_vit import PackedViTSpec, packed_vit_inputs
 
 
 def bucketed_position_ids(tgt_sizes: np.ndarray, max_patches: int, per_side: int) -> np.ndarray:
@@ -54,15 +58,33 @@ def sincos_2d_keys(tgt_sizes: np.ndarray, dim: int, max_patches: int) -> np.ndar
     return out
 
 
-# derived-input kind (manifest) -> how to compute it from (tgt_sizes, max_patches, vision section)
+@lru_cache(maxsize=8)
+def _packed_tables(grids: tuple, patches: int, params: tuple) -> dict[str, np.ndarray]:
+    """Every packed-ViT table of one vision call, computed once for all the inputs that need one
+    (the arrays are shared: callers must not write into them)."""
+    return packed_vit_inputs(grids, PackedViTSpec.from_params(dict(params)), padded_to=patches)
+
+
+def packed_table(name: str):
+    """The derived-input function of one packed-ViT table (processing/packed_vit.py): from the call's
+    images' grid_thw [n, 3], its patch count (> the real one when padded) and the vision params."""
+    return lambda grids, n, vision: _packed_tables(tuple(map(tuple, np.asarray(grids).tolist())), int(n),
+                                                   tuple(sorted(vision.items())))[name]
+
+
+PACKED_TABLES = ("rotary_cos", "rotary_sin", "attention_segments", "window_segments", "window_index", "reverse_index")
+
+# derived-input kind (manifest) -> how to compute it from (tgt_sizes or grids, max_patches, vision section)
 DERIVED = {
     "bucketed_position_ids": lambda tgt, n, vision: bucketed_position_ids(tgt, n, int(vision["position_table_side"])),
     "sincos_2d_keys": lambda tgt, n, vision: sincos_2d_keys(tgt, int(vision["key_pos_dim"]), n),
+    **{f"packed_{name}": packed_table(name) for name in PACKED_TABLES},
 }
 
 
 # derived-input kind -> the vision-section parameters it reads (checked when a manifest is read)
-PARAMETERS = {"bucketed_position_ids": ("position_table_side",), "sincos_2d_keys": ("key_pos_dim",)}
+PARAMETERS = {"bucketed_position_ids": ("position_table_side",), "sincos_2d_keys": ("key_pos_dim",),
+              **{f"packed_{name}": ("head_dim", "rope_theta", "merge_size", "window_tokens") for name in PACKED_TABLES}}
 
 
 def derived_inputs(spec: dict[str, str], tgt_sizes: np.ndarray, max_patches: int,

@@ -6,19 +6,24 @@ Each processor kind (an algorithm named in the manifest's ``processor.kind``) is
   ``n_images`` is the number of images in the prompt (some models tile only a lone image);
 - ``prepare(image, cfg, plan)``: the vision part's inputs;
 - ``pack(features, plan)``: the feature rows in prompt order, from the vision part's output (most
-  kinds just flatten the chunks; some unpad or add row separators).
+  kinds just flatten the chunks; some unpad or add row separators);
+- ``request_options``: settings a request may override (``ProcessorConfig.options`` keys, e.g. the
+  native-resolution pixel budget), checked by ``check(cfg)`` before any image is touched.
 A new kind is one entry in ``KINDS`` plus its algorithm in edgevlm/processing/.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import numbers
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
 from PIL import Image
 
-from ..errors import BundleError
+from ..errors import BundleError, ImageError
+from ..processing import native_resolution as native
 from ..processing.config import ProcessorConfig
 from ..processing.plan import ImagePlan
 from ..processing.preprocess import preprocess_fixed, preprocess_slices
@@ -50,6 +55,8 @@ class ImageKind:
     prepare: Callable[[Image.Image, ProcessorConfig, ImagePlan], PreparedImage]
     pack: Callable[[np.ndarray, ImagePlan], np.ndarray] = flatten_chunks
     depends_on_count: bool = False  # the plan changes with the number of images in the prompt
+    request_options: tuple[str, ...] = ()  # ProcessorConfig.options a request may override
+    check: Callable[[ProcessorConfig], None] = lambda cfg: None  # refuse settings that cannot work
 
 
 def _slice_plan(size: tuple[int, int], cfg: ProcessorConfig, tokens: int, n_images: int) -> ImagePlan:
@@ -70,9 +77,28 @@ def _fixed_prepare(image: Image.Image, cfg: ProcessorConfig, plan: ImagePlan) ->
     return PreparedImage({"pixel_values": pixels[None]}, plan)
 
 
+def _native_plan(size: tuple[int, int], cfg: ProcessorConfig, tokens: int, n_images: int) -> ImagePlan:
+    settings = native.NativeResolutionConfig.from_processor(cfg)
+    native.refuse_below_one_token(size, settings)
+    plan = native.plan_native_resolution(size, settings)
+    t, h, w = plan.grid_thw
+    m = settings.merge_size
+    # one chunk of t*(h/m)*(w/m) rows; M-RoPE positions take the merged grid (processing/mrope.py)
+    return ImagePlan.uniform(None, plan.n_tokens, grid_thw=plan.grid_thw, position_grid=(t, h // m, w // m))
+
+
+def _native_prepare(image: Image.Image, cfg: ProcessorConfig, plan: ImagePlan) -> PreparedImage:
+    item = native.preprocess_native_resolution(image, native.NativeResolutionConfig.from_processor(cfg))
+    return PreparedImage({"pixel_values": item.pixel_values,  # [n_patches, C*T*p*p]
+                          "image_grid_thw": item.grid_thw[None]}, plan)  # [1, 3]
+
+
 KINDS: dict[str, ImageKind] = {
     "slice": ImageKind(_slice_plan, _slice_prepare),  # LLaVA-UHD: overview + slices (processing/slicing.py)
     "fixed": ImageKind(lambda size, cfg, tokens, n: ImagePlan.uniform(None, tokens), _fixed_prepare),  # one resize
+    # Qwen2-VL style: own size within a pixel budget, 2x2-merged patches (processing/native_resolution.py)
+    "native_resolution": ImageKind(_native_plan, _native_prepare, request_options=("min_pixels", "max_pixels"),
+                                   check=lambda cfg: native.NativeResolutionConfig.from_processor(cfg).check()),
 }
 
 
@@ -81,6 +107,26 @@ def image_kind(cfg: ProcessorConfig) -> ImageKind:
         raise BundleError(f"the bundle's processor kind {cfg.kind!r} is not one this edgevlm runs "
                           f"({', '.join(KINDS)}); upgrade edgevlm.")
     return KINDS[cfg.kind]
+
+
+def request_processor(cfg: ProcessorConfig, overrides: dict[str, Any]) -> ProcessorConfig:
+    """The processor settings of one request: ``cfg`` with the kind's request options overridden
+    (None keeps the bundle's value). Checked here, before any image is loaded."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    kind = image_kind(cfg)
+    if not given:
+        return cfg
+    unknown = sorted(set(given) - set(kind.request_options))
+    if unknown:
+        takers = [name for name, k in KINDS.items() if set(unknown) <= set(k.request_options)]
+        raise ImageError(f"{', '.join(unknown)} applies to {' and '.join(takers) or 'no'} bundles; this bundle's "
+                         f"images are processed as {cfg.kind!r}. Leave it out.")
+    for key, value in given.items():
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise ImageError(f"{key} {value!r} is not a pixel count; give a whole number such as {28 * 28 * 256}")
+    cfg = dataclasses.replace(cfg, options={**cfg.options, **{k: int(v) for k, v in given.items()}})
+    kind.check(cfg)
+    return cfg
 
 
 def plan_image(image: Image.Image, cfg: ProcessorConfig, tokens_per_chunk: int, n_images: int = 1) -> ImagePlan:

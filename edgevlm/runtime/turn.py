@@ -20,7 +20,7 @@ from ..errors import PromptError
 from ..processing.images import load_image
 from ..processing.mrope import mrope_positions
 from ..processing.prompt import PromptText, build_prompt, expand_images, layout_tokens, message_turns
-from .images import image_kind, pack_features, plan_image, prepare_image
+from .images import image_kind, pack_features, plan_image, prepare_image, request_processor
 from .vision_cache import image_key
 
 
@@ -89,17 +89,20 @@ def turn_positions(vlm: Any, conv: Conversation, ids: np.ndarray, plans: list) -
     return run.position_ids, run.next_position
 
 
-def prepare_turn(vlm: Any, conv: Conversation, text: str, images: Sequence[Any] = (), raw: bool = False
-                 ) -> PreparedTurn:
-    """The next turn of ``conv`` as tokens, feature rows, blocks and positions (PromptError if it does not fit)."""
+def prepare_turn(vlm: Any, conv: Conversation, text: str, images: Sequence[Any] = (), raw: bool = False,
+                 image_options: dict[str, Any] | None = None) -> PreparedTurn:
+    """The next turn of ``conv`` as tokens, feature rows, blocks and positions (PromptError if it does not fit).
+
+    ``image_options``: per-request processor settings (e.g. ``max_pixels``, runtime/images.py request_processor)."""
     t_load = time.perf_counter()
-    pictures = [load_image(src, vlm.processor.max_pixels) for src in images]
-    settings = repr(sorted(vlm.manifest.processor.items()))
-    counted = f"/{len(pictures)} images" if image_kind(vlm.processor).depends_on_count else ""
+    processor = request_processor(vlm.processor, image_options or {})  # bad settings fail before any image work
+    pictures = [load_image(src, processor.max_pixels) for src in images]
+    settings = repr(sorted(processor.to_dict().items()))  # the cache keys on every setting, overrides included
+    counted = f"/{len(pictures)} images" if image_kind(processor).depends_on_count else ""
     keys = [image_key(p, settings + counted) for p in pictures]
     cached = [vlm.vision_cache.get(k) for k in keys]
     tokens = vlm.manifest.vision.tokens_per_chunk if vlm.manifest.vision is not None else 0
-    plans = [c[1] if c is not None else plan_image(p, vlm.processor, tokens, len(pictures))
+    plans = [c[1] if c is not None else plan_image(p, processor, tokens, len(pictures))
              for c, p in zip(cached, pictures)]
     load_s = time.perf_counter() - t_load
 
@@ -125,9 +128,9 @@ def prepare_turn(vlm: Any, conv: Conversation, text: str, images: Sequence[Any] 
             turn.images_from_cache += 1
             continue
         t0 = time.perf_counter()
-        prepared = prepare_image(picture, vlm.processor, plan)
+        prepared = prepare_image(picture, processor, plan)
         t1 = time.perf_counter()
-        features = pack_features(vlm.backend.encode_images(prepared.inputs), vlm.processor, plan)  # [K_i, hidden]
+        features = pack_features(vlm.backend.encode_images(prepared.inputs), processor, plan)  # [K_i, hidden]
         t_slice, t_vision = t_slice + t1 - t0, t_vision + time.perf_counter() - t1
         vlm.vision_cache.put(key, features, plan)
         rows.append(features)

@@ -38,6 +38,9 @@ from .vision_cache import VisionCache
 
 ImageInput = Any  # path, bytes or PIL image
 OPTIONS = ("max_new_tokens", "temperature", "top_k", "top_p", "repetition_penalty")
+# Per-request image settings the bundle's processor kind may take (runtime/images.py request_processor):
+# the native-resolution pixel budget, the main speed/quality dial of such models on a phone.
+IMAGE_OPTIONS = ("min_pixels", "max_pixels")
 
 
 class VLM:
@@ -134,18 +137,21 @@ class Chat:
     def stream(self, text: str, images: Sequence[ImageInput] = (), *, stop: Sequence[str] = (),
                seed: int | None = None, raw: bool = False, **options: Any) -> Iterator[Delta]:
         """Yield text deltas of the answer. Options: max_new_tokens (0: prefill only), temperature, top_k,
-        top_p, repetition_penalty; ``seed`` for sampling; ``stop`` strings; ``raw`` (no chat template)."""
+        top_p, repetition_penalty; ``seed`` for sampling; ``stop`` strings; ``raw`` (no chat template);
+        ``min_pixels`` / ``max_pixels`` (native-resolution bundles: the pixel budget of this turn's images)."""
         vlm = self.vlm
-        unknown = sorted(set(options) - set(OPTIONS))
+        unknown = sorted(set(options) - set(OPTIONS) - set(IMAGE_OPTIONS))
         if unknown:
-            raise TypeError(f"unknown generation option(s) {', '.join(unknown)}; use {', '.join(OPTIONS)}")
+            raise TypeError(f"unknown generation option(s) {', '.join(unknown)}; use "
+                            f"{', '.join(OPTIONS + IMAGE_OPTIONS)}")
+        image_options = {k: options.pop(k) for k in IMAGE_OPTIONS if k in options}
         opts = {k: options[k] if options.get(k) is not None else vlm.defaults[k] for k in OPTIONS}
         if int(opts["max_new_tokens"]) < 0:
             raise PromptError(f"max_new_tokens is {opts['max_new_tokens']}; give 0 (prefill only) or more")
         sampler = Sampler(SamplingParams(opts["temperature"], opts["top_k"], opts["top_p"],
                                          opts["repetition_penalty"], seed))
         with vlm.turn_lock():
-            yield from self._turn(text, images, opts, sampler, stop, raw)
+            yield from self._turn(text, images, opts, sampler, stop, raw, image_options)
 
     def add_exchange(self, text: str, images: Sequence[ImageInput] = (), reply: str = "") -> GenerationResult:
         """Add a user turn and the assistant's ``reply`` to it WITHOUT generating the reply.
@@ -161,10 +167,10 @@ class Chat:
         return result
 
     def _turn(self, text: str, images: Sequence[ImageInput], opts: dict[str, Any], sampler: Sampler,
-              stop: Sequence[str], raw: bool) -> Iterator[Delta]:
+              stop: Sequence[str], raw: bool, image_options: dict[str, Any]) -> Iterator[Delta]:
         vlm, conv, stats = self.vlm, self.conv, GenerationStats()
         start = time.perf_counter()
-        turn = prepare_turn(vlm, conv, text, images, raw)  # PromptError before any heavy work
+        turn = prepare_turn(vlm, conv, text, images, raw, image_options)  # PromptError before any heavy work
         stats.images, stats.images_from_cache = turn.images, turn.images_from_cache
         stats.slicing_ms, stats.vision_ms = turn.slicing_ms, turn.vision_ms
         stats.reused_tokens, stats.prompt_tokens = conv.n_fed, len(turn.ids)

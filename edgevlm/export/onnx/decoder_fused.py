@@ -124,13 +124,20 @@ def _activation(b: _Builder, x: str, kind: str) -> str:
 
 def _rope_tables(b: _Builder, graph: Any) -> dict[str, tuple[str, str]]:
     """cos/sin [1, T, head_dim/2] of this call's positions, per layer type, computed in the graph in float32
-    exactly as transformers does (position * inv_freq, then cos/sin, times the attention scaling).
+    exactly as transformers does (position * inv_freq, then cos/sin, times the attention scaling); with
+    M-RoPE each frequency takes its position stream's ids first.
 
     Computing them per call (6 nodes, once per rope, not per layer) instead of storing a table keeps the
     file free of a max_positions x head_dim table (67 MB for Gemma 3 at 32k positions).
     """
     tables = {}
-    pos = b.op("Unsqueeze", [b.op("Cast", ["position_ids"], to=1), b.weight("rope.axis", np.array([-1], np.int64))])
+    if graph.stream_of_freq is None:
+        pos = b.op("Unsqueeze", [b.op("Cast", ["position_ids"], to=1), b.weight("rope.axis", np.array([-1], np.int64))])
+    else:
+        # M-RoPE: position_ids [3, 1, T] -> [1, T, 3] -> each frequency's stream [1, T, hd/2]; the one
+        # RotaryEmbedding op per layer then takes cos/sin of these angles like any other (exact: a gather)
+        pos = b.op("Transpose", [b.op("Cast", ["position_ids"], to=1)], perm=[1, 2, 0])
+        pos = b.op("Gather", [pos, b.weight("rope.stream_of_freq", graph.stream_of_freq.numpy())], axis=2)
     for kind, (inv, scale) in graph.rope.items():
         same = [k for k, (i, s) in graph.rope.items() if k in tables and s == scale and torch.equal(i, inv)]
         if same:  # Gemma 2's sliding and full layers share one table
@@ -290,7 +297,8 @@ def build_fused_model(graph: Any, input_names: list[str], data_file: Any = None,
                                   if graph.layer_types[i] == SLIDING else "attention_bias")
     f32, i64 = TensorProto.FLOAT, TensorProto.INT64
     hidden = graph.model.layers[0].self_attn.q_proj.in_features
-    shapes = {"inputs_embeds": (f32, [1, "seq", hidden]), "position_ids": (i64, [1, "seq"]),
+    shapes = {"inputs_embeds": (f32, [1, "seq", hidden]),
+              "position_ids": (i64, [1, "seq"] if graph.position_streams == 1 else [graph.position_streams, 1, "seq"]),
               "attention_bias": (f32, [1, 1, "seq", "total"]), "attention_bias_sliding": (f32, [1, 1, "seq", "total"]),
               "logits_index": (i64, ["n_logits"])}
     kv = [1, "past", graph.num_kv_heads, graph.head_dim]

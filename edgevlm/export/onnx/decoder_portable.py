@@ -29,8 +29,9 @@ class _NoSliding(nn.Module):
 def trace_decoder(graph: DecoderGraph, path: Path, names_in: list[str], hidden: int, dtype: str) -> Path:
     """The portable graph: ``DecoderGraph`` traced by torch.onnx into elementary opset-18 ops."""
     t, p = 3, 2  # example lengths for tracing; every length is dynamic in the graph
+    seq_axis = 1 if graph.position_streams == 1 else 2  # position_ids [1, T] or [3, 1, T]
     dyn: dict[str, dict[int, str]] = {
-        "inputs_embeds": {1: "seq"}, "position_ids": {1: "seq"}, "attention_bias": {2: "seq", 3: "total"},
+        "inputs_embeds": {1: "seq"}, "position_ids": {seq_axis: "seq"}, "attention_bias": {2: "seq", 3: "total"},
         "attention_bias_sliding": {2: "seq", 3: "total"}, "logits_index": {0: "n_logits"},
         "logits": {1: "n_logits"}}
     names_out = ["logits"]
@@ -42,7 +43,7 @@ def trace_decoder(graph: DecoderGraph, path: Path, names_in: list[str], hidden: 
             dyn[f"past_{kind}.{i}"] = {1: "past"}
             dyn[f"present_{kind}.{i}"] = {1: "seq"}
     bias = torch.zeros(1, 1, t, p + t)
-    args = (torch.zeros(1, t, hidden), torch.arange(p, p + t)[None], bias, bias.clone(), torch.tensor([t - 1]), *past)
+    args = (torch.zeros(1, t, hidden), graph.example_positions(p, t), bias, bias.clone(), torch.tensor([t - 1]), *past)
     if not graph.has_sliding:
         dyn.pop("attention_bias_sliding")
         return export_module(_NoSliding(graph), args[:3] + args[4:], path, names_in, names_out, dyn, dtype)

@@ -24,14 +24,17 @@ COREML_DTYPES = {"bool": "float32", "int64": "int32", "float32": "float32"}
 
 @dataclass
 class VisionInput:
-    """One graph input. ``dims`` holds ints and the symbols "batch", "patches" and "length" (patches * patch)."""
+    """One graph input. ``dims`` holds ints and the symbols "batch", "patches", "length" (patches * patch)
+    and "tokens" (patches / patches_per_token: merged feature rows)."""
 
     name: str
     dims: tuple[Any, ...]
     dtype: str  # "float32" | "bool" | "int64" (ONNX); Core ML uses COREML_DTYPES[dtype]
+    patches_per_token: int = 1
 
     def shape(self, batch: int, patches: int, patch_size: int) -> tuple[int, ...]:
-        sizes = {"batch": batch, "patches": patches, "length": patches * patch_size}
+        sizes = {"batch": batch, "patches": patches, "length": patches * patch_size,
+                 "tokens": patches // self.patches_per_token}
         return tuple(sizes.get(d, d) for d in self.dims)
 
 
@@ -45,6 +48,7 @@ class VisionGraph:
     example: Callable[[int, int, str], tuple[torch.Tensor, ...]]  # (batch, patches, target) -> example inputs
     derived: dict[str, str] = field(default_factory=dict)  # graph input -> derived-input kind (computed by numpy)
     coreml_patches: list[int] = field(default_factory=list)  # enumerated patch counts (patch sequences only)
+    feature_axes: dict[int, str] = field(default_factory=lambda: {0: "batch"})  # dynamic axes of ``features``
 
     def module(self, target: str) -> nn.Module:
         if target not in TARGETS:
@@ -62,7 +66,7 @@ class VisionGraph:
 
     def onnx_dynamic_axes(self) -> dict[str, dict[int, str]]:
         axes = {i.name: {k: d for k, d in enumerate(i.dims) if isinstance(d, str)} for i in self.inputs}
-        axes["features"] = {0: "batch"}
+        axes["features"] = dict(self.feature_axes)
         return axes
 
     def tokens_per_chunk(self) -> int:

@@ -1,17 +1,50 @@
-"""Qwen2-VL and Qwen2.5-VL: a native-resolution ViT with 2-D rotary (2.5: window attention), a 2x2
-patch merger, and a Qwen2 text model rotated with three position streams (M-RoPE).
+"""Qwen2-VL and Qwen2.5-VL: a native-resolution ViT with 2-D rotary (2.5: window attention in most
+blocks), a 2x2 patch merger, and a Qwen2 text model rotated with three position streams (M-RoPE).
 
-Groundwork for issue 19, written before the family contract of issue 16 exists, so nothing here is
-registered with ``edgevlm.families`` yet. What is here:
-
-- ``tiny.py``: tiny checkpoints in the published hub layout (``make_tiny_qwen2_vl``).
-- ``reference.py``: the PyTorch reference seen as parts (image features, token embedding, text model).
-- ``vision.py``: the vision tower for export, with the per-image tables as numpy-made inputs.
-- ``NOTES.md``: where everything lives in transformers and llama.cpp, and the runtime's data flow.
-
-Preprocessing is ``edgevlm.processing.native_resolution``; positions ``edgevlm.processing.mrope``.
+Files: spec.py (processor, layout, chat template: data), reference.py (transformers'
+``Qwen2VLForConditionalGeneration`` / ``Qwen2_5_VLForConditionalGeneration`` as parts), vision.py
+(the one vision forward over images of one grid), mmproj.py (llama.cpp's QWEN2VL / QWEN25VL
+projectors), tiny.py (tiny checkpoints). Preprocessing is edgevlm/processing/native_resolution.py,
+the ViT's tables processing/packed_vit.py, the text positions processing/mrope.py. Where each fact
+lives in transformers and llama.cpp: NOTES.md.
 """
 
-# config.json model_type -> the version this folder treats it as
-MODEL_TYPES = {"qwen2_vl": "2", "qwen2_5_vl": "2.5"}
-TINY_NAMES = ("qwen2-vl", "qwen2.5-vl")
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..contract import BundleSpec, Family
+from . import spec
+from .tiny import TINY_NAMES
+
+
+class Qwen2VLFamily(Family):
+    name = spec.NAME
+    folder = "qwen2_vl"
+    tiny_names = TINY_NAMES
+    description = "Qwen2-VL / Qwen2.5-VL (native-resolution ViT + 2x2 merger, M-RoPE Qwen2 text)"
+
+    def matches(self, config: dict[str, Any]) -> bool:
+        return spec.matches(config)
+
+    def bundle_spec(self, ckpt: Path | None, config: dict[str, Any]) -> BundleSpec:
+        return spec.bundle_spec(ckpt, config)
+
+    def load_reference(self, ckpt: str | Path, dtype: Any = None):
+        from .reference import load_reference
+
+        return load_reference(ckpt, dtype)
+
+    def write_mmproj(self, ref: Any, path: Path, dtype: str = "fp16"):
+        from .mmproj import export_mmproj
+
+        return export_mmproj(ref, path, dtype)
+
+    def make_tiny(self, name: str, out: Path, seed: int = 0, **options: Any) -> Path:
+        from .tiny import make_tiny
+
+        return make_tiny(name, out, seed, **options)
+
+
+FAMILY = Qwen2VLFamily()

@@ -21,8 +21,8 @@ import numpy as np
 import torch
 
 from ...processing.mrope import mrope_positions, text_positions
-from ..base import load_safetensors_dir, load_weights, read_config
-from ..hf_vlm import HFVisionLanguageModel
+from ..common.hf_vlm import HFVisionLanguageModel
+from ..common.reference import load_safetensors_dir, load_weights, read_config
 
 # published checkpoint name -> transformers 5 module name (first match wins)
 _HUB_TO_MODULE = (("visual.", "model.visual."), ("model.", "model.language_model."))
@@ -58,6 +58,30 @@ def hf_model(config: dict[str, Any], attn_implementation: str = "eager") -> torc
     return model_class(hf_config)
 
 
+def hf_processor(ckpt: str | Path) -> Any:
+    """transformers' own ``Qwen2VLProcessor`` / ``Qwen2_5_VLProcessor`` of a checkpoint, without torchvision.
+
+    The processor insists on a video processor, and transformers 5 builds every video processor on
+    torchvision, which edgevlm does not install (installing it would also switch every image
+    processor to the torchvision backend, whose resize differs from Pillow's). Images never use it,
+    so the video slot gets an empty ``VideoProcessorMixin`` that refuses to be called; the image
+    processor, tokenizer, chat template and placeholder expansion are transformers' own."""
+    from transformers import AutoProcessor, processing_utils
+    from transformers.utils import is_torchvision_available
+    from transformers.video_processing_utils import VideoProcessorMixin
+
+    if not is_torchvision_available():  # the processor's class check looks the base class up by name
+        processing_utils.transformers_module.VideoProcessorMixin = VideoProcessorMixin
+
+    class NoVideo(VideoProcessorMixin):
+        merge_size, temporal_patch_size = 2, 2
+
+        def __call__(self, *args: Any, **kwargs: Any) -> Any:
+            raise RuntimeError("videos are not supported by edgevlm's Qwen2-VL bundles")
+
+    return AutoProcessor.from_pretrained(str(ckpt), video_processor=NoVideo())
+
+
 class MropeCausalLM(torch.nn.Module):
     """The text half over ``inputs_embeds`` with explicit M-RoPE positions (shares the VLM's modules)."""
 
@@ -81,16 +105,26 @@ class Qwen2VLReference(HFVisionLanguageModel):
     """transformers' Qwen2(.5)-VL through the ReferenceVLM parts, with M-RoPE positions as data."""
 
     def __init__(self, hf: torch.nn.Module, family: str):
-        super().__init__(hf, family, "causal", "qwen2vl")  # llama.cpp's text arch for both versions
+        super().__init__(hf, family, "qwen2vl")  # llama.cpp's text arch for both versions
         cfg = hf.config
         self.language_model = MropeCausalLM(hf.model.language_model, hf.lm_head, cfg.text_config)
         self.merge_size = cfg.vision_config.spatial_merge_size
-        self.text.extra["mrope_section"] = list(cfg.text_config.rope_parameters["mrope_section"])
+        # the sections the text model's rotary module uses (transformers' default when the config has none)
+        self.text.extra["mrope_section"] = list(hf.model.language_model.rotary_emb.mrope_section)
 
     def image_features(self, pixel_values: torch.Tensor, image_grid_thw: torch.Tensor) -> torch.Tensor:
-        """[n_patches, C*T*p*p] + int64 [n_images, 3] -> [n_image_tokens, hidden] (images in order)."""
-        out = self.hf.model.get_image_features(pixel_values, image_grid_thw)
-        return torch.cat(list(out.pooler_output), dim=0)
+        """[n_patches, C*T*p*p] + int64 [n_images, 3] -> [1, n_image_tokens, hidden]: transformers' own
+        vision tower + merger, every image's rows in order as one chunk (images differ in length)."""
+        out = self.hf.model.get_image_features(pixel_values, torch.as_tensor(image_grid_thw))
+        return torch.cat(list(out.pooler_output), dim=0)[None]
+
+    def vision_graph(self):
+        from .vision import vision_graph
+
+        return vision_graph(self)
+
+    def hf_processor(self, ckpt: str | Path) -> Any:
+        return hf_processor(ckpt)
 
     def embed_tokens(self, input_ids: torch.Tensor) -> torch.Tensor:
         return self.hf.model.language_model.embed_tokens(input_ids)
@@ -131,11 +165,13 @@ class Qwen2VLReference(HFVisionLanguageModel):
         return tokens
 
 
-def load_reference(ckpt: str | Path, dtype: torch.dtype = torch.float32) -> Qwen2VLReference:
+def load_reference(ckpt: str | Path, dtype: torch.dtype | None = None) -> Qwen2VLReference:
     """The reference of a Qwen2-VL / Qwen2.5-VL checkpoint directory (published layout)."""
+    from .spec import NAME
+
     config = read_config(ckpt)
     model = hf_model(config)
     tensors = {hub_to_module(k): v for k, v in load_safetensors_dir(ckpt).items()}
     load_weights(model, tensors, str(ckpt))
-    return Qwen2VLReference(model.to(dtype).eval(), config["model_type"])
+    return Qwen2VLReference(model.to(dtype or torch.float32).eval(), NAME)
 

@@ -15,15 +15,12 @@ period llama.cpp requires), 2.0 tied to its embeddings like the 2B and 2.5 untie
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-import torch
 
-from ..tiny import CHATML, randomize_
-from ..tiny_tokenizer import build_tokenizer
-from .reference import hf_model, module_to_hub
+TINY_NAMES = ("qwen2-vl", "qwen2.5-vl")
+VERSIONS = {"qwen2-vl": "2", "qwen2.5-vl": "2.5"}
 
 # Qwen2 specials after <|endoftext|> <|im_start|> <|im_end|>, in the published id order (151646...).
 QWEN_VISION_TOKENS = ["<|object_ref_start|>", "<|object_ref_end|>", "<|box_start|>", "<|box_end|>",
@@ -78,53 +75,74 @@ def random_config(version: str, vocab_size: int, ids: dict[str, int]) -> dict[st
             "video_token_id": ids["<|video_pad|>"], "vision_config": vision}
 
 
-def make_tiny_qwen2_vl(name: str, out_dir: str | Path, seed: int = 0) -> Path:
-    """Write tiny checkpoint ``name`` ("qwen2-vl" or "qwen2.5-vl") to ``out_dir``; return the path."""
-    versions = {"qwen2-vl": "2", "qwen2.5-vl": "2.5"}
-    if name not in versions:
-        raise ValueError(f"unknown tiny checkpoint {name!r}; choose one of {', '.join(versions)}")
-    version = versions[name]
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+def make_tiny(name: str, out: Path, seed: int = 0, sizes: dict[str, Any] | None = None,
+              fast_init: bool = False) -> Path:
+    """Write tiny checkpoint ``name`` ("qwen2-vl" or "qwen2.5-vl") to ``out``; return the path.
+
+    ``sizes`` ({"text": {...}, "vision": {...}}) gives real dims (benchmarks/models.py); ``fast_init``
+    plain normal weights (speed runs: the values do not matter)."""
+    from ...testing.tiny_tokenizer import build_tokenizer
+    from ...testing.tiny_writer import CHATML, apply_sizes, write_json
+
+    version = VERSIONS[name]
     specials = CHATML + QWEN_VISION_TOKENS + (QWEN25_EXTRA_TOKENS if version == "2.5" else [])
     tok = build_tokenizer("bytelevel", specials)
     tok.save(str(out / "tokenizer.json"))
     ids = {t: tok.token_to_id(t) for t in specials}
-    config = build_weights(version, tok.get_vocab_size(), ids, seed, out)
-    _write_json(out / "config.json", config)
-    _write_json(out / "tokenizer_config.json", {
+    config = random_config(version, tok.get_vocab_size(), ids)
+    # Qwen2-VL keeps the text fields at the top level of config.json; 2B / 3B tie the output head.
+    apply_sizes(config, config["vision_config"], sizes, tie=config["tie_word_embeddings"])
+    build_weights(config, seed, out, fast_init)
+    write_json(out / "config.json", config)
+    write_json(out / "tokenizer_config.json", {
         "tokenizer_class": "Qwen2Tokenizer", "bos_token": None, "eos_token": "<|im_end|>",
         "pad_token": "<|endoftext|>", "unk_token": None, "errors": "replace", "add_prefix_space": False,
         "clean_up_tokenization_spaces": False, "split_special_tokens": False, "model_max_length": 32768,
         "chat_template": QWEN2_VL_CHAT_TEMPLATE})
-    _write_json(out / "chat_template.json", {"chat_template": QWEN2_VL_CHAT_TEMPLATE})
-    _write_json(out / "preprocessor_config.json", {
+    write_json(out / "chat_template.json", {"chat_template": QWEN2_VL_CHAT_TEMPLATE})
+    write_json(out / "preprocessor_config.json", {
         "min_pixels": PUBLISHED_MIN_PIXELS, "max_pixels": PUBLISHED_MAX_PIXELS, "patch_size": 14,
         "temporal_patch_size": 2, "merge_size": 2, "image_mean": CLIP_MEAN, "image_std": CLIP_STD,
         "image_processor_type": "Qwen2VLImageProcessor",
         "processor_class": "Qwen2VLProcessor" if version == "2" else "Qwen2_5_VLProcessor"})
-    _write_json(out / "generation_config.json", {
+    write_json(out / "generation_config.json", {
         "bos_token_id": ids["<|endoftext|>"], "pad_token_id": ids["<|endoftext|>"],
         "eos_token_id": [ids["<|im_end|>"], ids["<|endoftext|>"]]})
     return out
 
 
-def build_weights(version: str, vocab_size: int, ids: dict[str, int], seed: int, out: Path) -> dict[str, Any]:
-    """Random seeded weights saved under the published names; returns the config.json dict."""
-    from safetensors.torch import save_file
+def build_weights(config: dict[str, Any], seed: int, out: Path, fast: bool = False) -> None:
+    """Random seeded weights for ``config`` saved under the published names (model.safetensors)."""
+    import torch
 
-    config = random_config(version, vocab_size, ids)
+    from ...testing.tiny_writer import randomize, save_safetensors
+    from .reference import hf_model, module_to_hub
+
     torch.manual_seed(seed)
     model = hf_model(config)
-    randomize_(model, seed)
-    _sharpen_text(model)
-    tensors = {module_to_hub(k): v.contiguous() for k, v in model.state_dict().items()
-               if not (k == "lm_head.weight" and config["tie_word_embeddings"])}
-    save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt"})
-    return config
+    randomize(model, seed, fast=fast)
+    if not fast:
+        _sharpen_text(model)
+        _never_predict_placeholders(model, [config["image_token_id"], config["video_token_id"]])
+    save_safetensors({module_to_hub(k): v for k, v in model.state_dict().items()
+                      if not (k == "lm_head.weight" and config["tie_word_embeddings"])}, out)
 
 
-def _sharpen_text(model: torch.nn.Module) -> None:
+def _never_predict_placeholders(model: Any, ids: list[int]) -> None:
+    """Zero the output-head rows (tied: embedding rows) of the image / video placeholders.
+
+    A trained Qwen2-VL never predicts ``<|image_pad|>``; a random one can (the tiny 2.0 did at step 12
+    of the export check), and edgevlm's runtime never samples it (its rows only carry image features),
+    so greedy parity with transformers' unconstrained ``generate`` needs a checkpoint that behaves like
+    a trained one. A zero row scores exactly 0, far below the sharpened top logits; its input embedding
+    is never used (image features replace it)."""
+    import torch
+
+    with torch.no_grad():
+        model.lm_head.weight[ids] = 0.0  # the embedding table itself when tied
+
+
+def _sharpen_text(model: Any) -> None:
     """Sharper text attention and logits, so greedy decoding varies and has clear winners.
 
     With ``randomize_`` alone both tiny models settle into repeating one token after a few steps
@@ -132,13 +150,11 @@ def _sharpen_text(model: torch.nn.Module) -> None:
     attention pattern depend on the prompt, and a larger final norm gaps the top logits (measured:
     28-31 distinct tokens of 32, first-step top-2 gap 0.8-5.8).
     """
+    import torch
+
     with torch.no_grad():
         for name, tensor in model.state_dict().items():
             if name.startswith("model.language_model.") and name.endswith(("q_proj.weight", "k_proj.weight")):
                 tensor.mul_(4.0)
             elif name == "model.language_model.norm.weight":
                 tensor.mul_(3.0)
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")

@@ -1,35 +1,44 @@
-"""The Qwen2-VL / Qwen2.5-VL vision tower for export: one packed sequence, tables as inputs.
+"""The Qwen2-VL / Qwen2.5-VL vision forward, written once: images of one grid as a batch, tables as inputs.
 
 transformers' tower (``Qwen2VisionTransformerPretrainedModel`` / ``Qwen2_5_Vision...``) computes
 per-image tables with Python loops and splits attention per image with ``cu_seqlens.tolist()``;
-neither traces. This module runs the same weights (transformers' own patch embed, norms, MLPs and
-merger modules) over all patches of all images as one sequence, and takes what depends on the
-grids as graph inputs made by numpy (``edgevlm.processing.packed_vit``):
+neither traces. ``PackedVision`` runs the same weights (transformers' own patch embed, norms, MLPs
+and merger modules) over B images that share one grid, and takes what depends on the grid as graph
+inputs computed with numpy (edgevlm/processing/packed_vit.py, the runtime's derived inputs):
 
-    pixel_values        float32 [N, C*T*p*p]   processor rows, all images concatenated
-    rotary_cos/sin      float32 [N, head_dim]  2-D rotary per patch, attention order
-    attention_segments  int64   [N]            frame id: full-attention blocks attend within it
-    window_segments     int64   [N]            (2.5) window id: windowed blocks attend within it
-    window_index        int64   [N/U]          (2.5) merged-token order the blocks see
-    reverse_index       int64   [N/U]          (2.5) back to raster-block order after the merger
-    -> features         float32 [N/U, D]       rows in prompt order (image after image)
+    pixel_values        float32 [B, N, C*T*p*p]  processor rows of B images with the same grid
+    rotary_cos/sin      float32 [N, head_dim]    2-D rotary per patch, attention order
+    attention_segments  int64   [N]              full-attention blocks attend within equal ids
+    window_segments     int64   [N]              (2.5) windowed blocks attend within equal ids
+    window_index        int64   [N/U]            (2.5) merged-token order the blocks see
+    reverse_index       int64   [N/U]            (2.5) back to raster-block order after the merger
+    -> features         float32 [B, N/U, D]      U = merge_size**2 patches per feature row
 
-Attention masks are built in the graph from the segment ids (an N x N float mask as input would be
-N^2 floats). The masked attention costs N^2 per block even for 2.5's windows; padding windows to
-``window`` tokens and batching them would cost N * window instead (left for later).
+Segment ids rather than one grid per shape: a Core ML part has enumerated patch counts, so the
+runtime pads an image's patches to the next count and gives the padding its own segment (real
+patches never attend to it); the ONNX part runs each grid at its own length. The masks are built
+in the graph from the ids (an N x N mask as input would be N^2 floats). Cost: masked attention is
+N^2 per block, also for 2.5's windowed blocks (windows batched would cost N x 64; not done).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
-from ...processing.packed_vit import PackedViTSpec
+from ...processing.packed_vit import PackedViTSpec, packed_vit_inputs
+from ..common.vision_graph import VisionGraph, VisionInput
 
-INPUTS_2 = ["pixel_values", "rotary_cos", "rotary_sin", "attention_segments"]
-INPUTS_25 = INPUTS_2 + ["window_segments", "window_index", "reverse_index"]
+TABLES_2 = ["rotary_cos", "rotary_sin", "attention_segments"]
+TABLES_25 = TABLES_2 + ["window_segments", "window_index", "reverse_index"]
+# Core ML: enumerated patch counts (squares of 16..64 patches a side: 64 to 1024 image tokens); an
+# image is padded to the smallest that holds it (--slice-patches overrides the list).
+COREML_PATCHES = [s * s for s in (16, 24, 32, 40, 48, 56, 64)]
+# The additive mask value per target: Core ML runs in float16 (finfo(float32).min would be -inf there).
+MASK_VALUES = {"onnx": float(torch.finfo(torch.float32).min), "coreml": -65000.0}
 
 
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:
@@ -37,90 +46,107 @@ def _rotate_half(x: torch.Tensor) -> torch.Tensor:
     return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
 
 
-def _segment_bias(segments: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """[N] ids -> additive [N, N]: 0 within a segment, a large negative across (every row keeps itself)."""
+def _segment_bias(segments: torch.Tensor, mask_value: float, dtype: torch.dtype) -> torch.Tensor:
+    """[N] ids -> additive [N, N]: 0 within a segment, ``mask_value`` across (every row keeps itself)."""
     same = segments[:, None] == segments[None, :]  # [N, N] bool
-    return torch.where(same, torch.zeros((), dtype=dtype), torch.full((), torch.finfo(dtype).min, dtype=dtype))
+    return torch.where(same, torch.zeros((), dtype=dtype), torch.full((), mask_value, dtype=dtype))
 
 
 class PackedVision(nn.Module):
-    """Same math as transformers' vision tower + merger for the images whose tables are given."""
+    """Same math as transformers' vision tower + merger, for B images of the grid the tables describe."""
 
-    def __init__(self, visual: nn.Module):
+    def __init__(self, visual: nn.Module, target: str = "onnx"):
         super().__init__()
         cfg = visual.config
-        self.patch_embed = visual.patch_embed
-        self.blocks = visual.blocks
-        self.merger = visual.merger
+        self.patch_embed, self.blocks, self.merger = visual.patch_embed, visual.blocks, visual.merger
         self.unit = cfg.spatial_merge_size ** 2
         self.windowed = getattr(cfg, "fullatt_block_indexes", None) is not None
         self.full_blocks = set(cfg.fullatt_block_indexes) if self.windowed else set(range(len(visual.blocks)))
         self.num_heads = cfg.num_heads
+        self.mask_value = MASK_VALUES[target]
 
     @property
     def input_names(self) -> list[str]:
-        return INPUTS_25 if self.windowed else INPUTS_2
+        return ["pixel_values"] + (TABLES_25 if self.windowed else TABLES_2)
 
     def _attention(self, attn: nn.Module, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
                    bias: torch.Tensor) -> torch.Tensor:
-        n, dim = x.shape
-        qkv = attn.qkv(x).reshape(n, 3, self.num_heads, dim // self.num_heads).permute(1, 2, 0, 3)  # [3, H, N, hd]
-        q, k, v = qkv[0], qkv[1], qkv[2]  # [H, N, hd] each
-        q = q * cos + _rotate_half(q) * sin  # cos/sin [N, hd] broadcast over heads
+        b, n, dim = x.shape
+        hd = dim // self.num_heads
+        qkv = attn.qkv(x).reshape(b, n, 3, self.num_heads, hd).permute(2, 0, 3, 1, 4)  # [3, B, H, N, hd]
+        q, k, v = qkv[0], qkv[1], qkv[2]  # [B, H, N, hd] each
+        q = q * cos + _rotate_half(q) * sin  # cos/sin [N, hd] broadcast over batch and heads
         k = k * cos + _rotate_half(k) * sin
-        scores = torch.matmul(q, k.transpose(1, 2)) * attn.scaling + bias  # [H, N, N]
-        out = torch.matmul(torch.softmax(scores, dim=-1), v)  # [H, N, hd]
-        return attn.proj(out.transpose(0, 1).reshape(n, dim))  # [N, D]
+        scores = torch.matmul(q, k.transpose(-1, -2)) * attn.scaling + bias  # [B, H, N, N]
+        out = torch.matmul(torch.softmax(scores, dim=-1), v)  # [B, H, N, hd]
+        return attn.proj(out.transpose(1, 2).reshape(b, n, dim))  # [B, N, D]
 
     def forward(self, pixel_values, rotary_cos, rotary_sin, attention_segments, window_segments=None,
                 window_index=None, reverse_index=None):
         weight = self.patch_embed.proj.weight  # Conv3d [D, C, T, p, p] over rows laid out (C, T, p, p)
-        x = torch.matmul(pixel_values, weight.reshape(weight.shape[0], -1).t())  # [N, D]
-        n, dim = x.shape
-        if self.windowed:
-            x = x.reshape(n // self.unit, self.unit, dim)[window_index].reshape(n, dim)  # attention order
-        full_bias = _segment_bias(attention_segments, x.dtype)  # [N, N]
-        window_bias = _segment_bias(window_segments, x.dtype) if self.windowed else full_bias
+        x = torch.matmul(pixel_values, weight.reshape(weight.shape[0], -1).t())  # [B, N, D]
+        b, n, dim = x.shape
+        if self.windowed:  # whole merge units move to attention order
+            x = x.reshape(b, n // self.unit, self.unit, dim)[:, window_index].reshape(b, n, dim)
+        full_bias = _segment_bias(attention_segments, self.mask_value, x.dtype)  # [N, N]
+        window_bias = _segment_bias(window_segments, self.mask_value, x.dtype) if self.windowed else full_bias
         for index, block in enumerate(self.blocks):
             bias = full_bias if index in self.full_blocks else window_bias
             x = x + self._attention(block.attn, block.norm1(x), rotary_cos, rotary_sin, bias)
             x = x + block.mlp(block.norm2(x))
-        features = self.merger(x)  # [N/U, D_out]
+        features = self.merger(x).reshape(b, n // self.unit, -1)  # [B, N/U, D_out]
         if self.windowed:
-            features = features[reverse_index]  # raster-block order, image after image
+            features = features[:, reverse_index]  # raster-block order
         return features
 
 
 def packed_vit_spec(vision_config: Any) -> PackedViTSpec:
     """The table parameters of a transformers vision config (2: embed_dim; 2.5: hidden_size)."""
     dim = getattr(vision_config, "embed_dim", None) or vision_config.hidden_size
+    windowed = getattr(vision_config, "fullatt_block_indexes", None) is not None
+    merge, patch = vision_config.spatial_merge_size, vision_config.patch_size
     return PackedViTSpec(head_dim=dim // vision_config.num_heads,
-                         rope_theta=float(vision_config.rope_parameters["rope_theta"]),
-                         merge_size=vision_config.spatial_merge_size, patch_size=vision_config.patch_size,
-                         window_size=getattr(vision_config, "window_size", None)
-                         if getattr(vision_config, "fullatt_block_indexes", None) is not None else None)
+                         rope_theta=float(vision_config.rope_parameters["rope_theta"]), merge_size=merge,
+                         window_tokens=vision_config.window_size // patch // merge if windowed else None)
 
 
-def export_vision_onnx(ref: Any, path, dtype: str = "fp32") -> list[str]:
-    """Trace ``PackedVision`` of ``ref`` (a Qwen2VLReference) to ``path``; returns the input names.
+def example_grid(patches: int, merge: int) -> tuple[int, int, int]:
+    """A grid (1, h, w) of exactly ``patches`` patches with sides multiples of ``merge``, as square as possible."""
+    blocks = patches // (merge * merge)
+    rows = max(r for r in range(1, int(blocks ** 0.5) + 1) if blocks % r == 0)
+    return 1, rows * merge, blocks // rows * merge
 
-    Traced with two images of different grids so no size is baked in; every axis over patches /
-    tokens is dynamic.
-    """
-    from ...export.onnx_common import export_module
-    from ...processing.packed_vit import packed_vit_inputs
 
+def _example(ref: Any, batch: int, patches: int, target: str) -> tuple[torch.Tensor, ...]:
+    """Example inputs for tracing. ONNX traces a grid of 8 x 12 patches, whose windows are partial on
+    both sides (every axis is dynamic, so the size is not baked in); Core ML one of ``patches`` patches."""
     visual = ref.hf.model.visual
-    module = PackedVision(visual).float().eval()
-    grids = [(1, 8, 12), (1, 4, 4)]
-    tables = packed_vit_inputs(grids, packed_vit_spec(visual.config))
-    n = sum(t * h * w for t, h, w in grids)
-    patch_dim = visual.patch_embed.proj.weight[0].numel()
-    args = [torch.randn(n, patch_dim)] + [torch.from_numpy(tables[name]) for name in module.input_names[1:]]
-    axes = {"pixel_values": {0: "patches"}, "rotary_cos": {0: "patches"}, "rotary_sin": {0: "patches"},
-            "attention_segments": {0: "patches"}, "window_segments": {0: "patches"},
-            "window_index": {0: "tokens"}, "reverse_index": {0: "tokens"}, "features": {0: "tokens"}}
-    names = module.input_names
-    export_module(module, tuple(args), path, names, ["features"], {k: v for k, v in axes.items()
-                                                                    if k in names or k == "features"}, dtype)
-    return names
+    spec = packed_vit_spec(visual.config)
+    grid = (1, 8, 12) if target == "onnx" else example_grid(patches, spec.merge_size)
+    tables = packed_vit_inputs([grid], spec)
+    n = grid[0] * grid[1] * grid[2]
+    pixels = torch.randn(batch, n, visual.patch_embed.proj.weight[0].numel(), generator=torch.Generator().manual_seed(0))
+    names = PackedVision(visual).input_names[1:]
+    cast = (lambda a: a.astype(np.int32)) if target == "coreml" else (lambda a: a)
+    return (pixels, *[torch.from_numpy(cast(tables[name])) for name in names])
+
+
+def vision_graph(ref: Any) -> VisionGraph:
+    visual = ref.hf.model.visual
+    cfg, spec = visual.config, packed_vit_spec(visual.config)
+    unit = spec.merge_size ** 2
+    patch_dim = int(visual.patch_embed.proj.weight[0].numel())
+    dims = {"pixel_values": ("batch", "patches", patch_dim), "rotary_cos": ("patches", spec.head_dim),
+            "rotary_sin": ("patches", spec.head_dim), "attention_segments": ("patches",),
+            "window_segments": ("patches",), "window_index": ("tokens",), "reverse_index": ("tokens",)}
+    names = PackedVision(visual).input_names
+    inputs = [VisionInput(n, dims[n], "float32" if n.startswith(("pixel", "rotary")) else "int64", patches_per_token=unit)
+              for n in names]
+    record = {"kind": "packed_patches", "patch_size": int(cfg.patch_size), "tokens_per_chunk": 0,  # 0: per image
+              # parameters of the derived inputs (processing/vision_inputs.py)
+              "head_dim": spec.head_dim, "rope_theta": spec.rope_theta, "merge_size": spec.merge_size,
+              "window_tokens": spec.window_tokens}
+    return VisionGraph(lambda target: PackedVision(visual, target), inputs, record,
+                       lambda batch, patches, target: _example(ref, batch, patches, target),
+                       derived={name: "packed_" + name for name in names[1:]}, coreml_patches=list(COREML_PATCHES),
+                       feature_axes={0: "batch", 1: "tokens"})

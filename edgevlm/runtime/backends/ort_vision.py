@@ -7,6 +7,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ...processing.vision_inputs import derived_inputs
+from .packed_patches import encode_packed
 
 
 def encode_chunks(run: Callable[[dict[str, np.ndarray]], np.ndarray], inputs: dict[str, np.ndarray],
@@ -16,10 +17,13 @@ def encode_chunks(run: Callable[[dict[str, np.ndarray]], np.ndarray], inputs: di
     ``run(feeds)`` runs the vision graph once; ``vision`` is the manifest's vision section, ``derived``
     the part's derived inputs. Fixed-size images run in batches of ``vision.max_batch``; patch
     sequences run grouped by grid, each group as one batch cropped to its own length, so no compute
-    is spent on padding.
+    is spent on padding. Packed patches (Qwen2-VL style): images grouped by grid (packed_patches.py),
+    every image's rows returned as one chunk [1, sum K_i, hidden].
     """
     pixels = np.asarray(inputs["pixel_values"], np.float32)
     max_batch = max(1, int(vision.max_batch))
+    if vision.kind == "packed_patches":
+        return encode_packed(run, inputs, vision, derived, max_batch)
     if vision.kind == "image":
         outs = [run({"pixel_values": pixels[i:i + max_batch]}) for i in range(0, len(pixels), max_batch)]
         return np.concatenate(outs, axis=0)
