@@ -15,6 +15,15 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Export, quantize and run vision-language models on devices.")
 
 
+PIXELS_HELP = ("native-resolution bundles (Qwen2-VL): pixel budget per image, e.g. 200704 = 256 image tokens "
+               "of 28x28 px (fewer: faster, coarser)")
+
+
+def _pixels(max_pixels: int | None, min_pixels: int | None) -> dict[str, int]:
+    """The per-request pixel budget options that were given (runtime/images.py request_processor)."""
+    return {k: v for k, v in (("max_pixels", max_pixels), ("min_pixels", min_pixels)) if v is not None}
+
+
 def _fail(exc: Exception) -> None:
     typer.echo(f"error: {exc}", err=True)
     raise typer.Exit(2)
@@ -88,7 +97,9 @@ def run(bundle: Path, prompt: str = typer.Option(..., "--prompt", "-p"),
         top_k: int = typer.Option(0, "--top-k"), top_p: float = typer.Option(1.0, "--top-p"),
         seed: Optional[int] = typer.Option(None, "--seed"), device: str = typer.Option("auto", "--device", help="cpu | auto | coreml | qnn | nnapi | xnnpack | cuda | dml"),
         as_json: bool = typer.Option(False, "--json", help="print text, token_ids and stats as JSON"),
-        raw: bool = typer.Option(False, "--raw", help="complete PROMPT as written (BOS + prompt, no chat template): for base models")):
+        raw: bool = typer.Option(False, "--raw", help="complete PROMPT as written (BOS + prompt, no chat template): for base models"),
+        max_pixels: Optional[int] = typer.Option(None, "--max-pixels", help=PIXELS_HELP),
+        min_pixels: Optional[int] = typer.Option(None, "--min-pixels", help="native-resolution bundles: the smallest size an image is enlarged to")):
     """Answer PROMPT about the images, streaming to the terminal."""
     import edgevlm
 
@@ -96,7 +107,7 @@ def run(bundle: Path, prompt: str = typer.Option(..., "--prompt", "-p"),
         vlm = edgevlm.load(str(bundle), device=device)
         chat = vlm.chat()
         options = dict(max_new_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
-                       raw=raw)
+                       raw=raw, **_pixels(max_pixels, min_pixels))
         if as_json:
             typer.echo(json.dumps(chat.send(prompt, [str(p) for p in image], **options).to_dict(), indent=2))
             return
@@ -116,7 +127,8 @@ def chat(bundle: Path, device: str = typer.Option("auto", "--device", help="cpu 
          system: Optional[str] = typer.Option(None, "--system"),
          max_tokens: int = typer.Option(256, "--max-tokens", min=1),
          temperature: float = typer.Option(0.0, "--temperature"),
-         raw: bool = typer.Option(False, "--raw", help="each line continues the text as written (no chat template)")):
+         raw: bool = typer.Option(False, "--raw", help="each line continues the text as written (no chat template)"),
+         max_pixels: Optional[int] = typer.Option(None, "--max-pixels", help=PIXELS_HELP)):
     """Multi-turn chat. Commands: /image PATH (attach to the next message), /reset, /quit."""
     import edgevlm
 
@@ -140,7 +152,8 @@ def chat(bundle: Path, device: str = typer.Option("auto", "--device", help="cpu 
             typer.echo(f"(image attached: {images[-1]})", err=True)
             continue
         try:
-            for delta in session.stream(line, images, max_new_tokens=max_tokens, temperature=temperature, raw=raw):
+            for delta in session.stream(line, images, max_new_tokens=max_tokens, temperature=temperature, raw=raw,
+                                        **_pixels(max_pixels, None)):
                 typer.echo(delta.text, nl=False)
             typer.echo()
         except EdgeVLMError as exc:

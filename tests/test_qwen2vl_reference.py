@@ -99,7 +99,7 @@ def test_reference_parts_give_transformers_logits_and_tokens(loaded, name, n_ima
         features = ref.image_features(inputs["pixel_values"], inputs["image_grid_thw"])
         logits = ref.logits(inputs["input_ids"], features, image_grid_thw=inputs["image_grid_thw"])
         want_tokens = hf.generate(**inputs, max_new_tokens=32, do_sample=False)[0, inputs["input_ids"].shape[1]:]
-    assert features.shape[0] == int((inputs["input_ids"] == hf.config.image_token_id).sum())
+    assert features.shape[:2] == (1, int((inputs["input_ids"] == hf.config.image_token_id).sum()))
     assert float((logits - want_logits).abs().max()) <= 1e-4
     tokens = ref.greedy(inputs["input_ids"], features, 32, image_grid_thw=inputs["image_grid_thw"])
     assert tokens == want_tokens.tolist()

@@ -76,12 +76,12 @@ class NativeResolutionConfig(_DictMixin):
         if self.min_pixels < 1:
             raise ImageError(f"min_pixels {self.min_pixels} must be at least 1 (at 0 a thin image rounds to a "
                              "0-pixel side); the published value is 3136")
-        if self.min_pixels > self.max_pixels:
-            raise ImageError(f"min_pixels {self.min_pixels} is larger than max_pixels {self.max_pixels}; "
-                             "lower min_pixels or raise max_pixels")
         if self.max_pixels < self.factor * self.factor:
             raise ImageError(f"max_pixels {self.max_pixels} is below one {self.factor}x{self.factor} image token "
                              f"({self.factor * self.factor} pixels); raise max_pixels")
+        if self.min_pixels > self.max_pixels:
+            raise ImageError(f"min_pixels {self.min_pixels} is larger than max_pixels {self.max_pixels}; "
+                             "lower min_pixels or raise max_pixels")
         if self.resample not in _RESAMPLE:
             raise ImageError(f"resample {self.resample!r} is not one of {sorted(_RESAMPLE)}")
 

@@ -92,9 +92,10 @@ class MropeCausalLM(torch.nn.Module):
     def get_input_embeddings(self) -> torch.nn.Module:
         return self.model.embed_tokens
 
-    def forward(self, inputs_embeds: torch.Tensor, position_ids: torch.Tensor, cache=None, use_cache: bool = False,
-                attention_mask=None):
-        """``inputs_embeds`` [B, T, D], ``position_ids`` int64 [3, B, T] -> output with .logits [B, T, V], .cache."""
+    def forward(self, inputs_embeds: torch.Tensor, position_ids: torch.Tensor | None = None, cache=None,
+                use_cache: bool = False, attention_mask=None):
+        """``inputs_embeds`` [B, T, D], ``position_ids`` int64 [3, B, T] (None: text positions from the cache
+        length, the same in all three streams) -> output with .logits [B, T, V], .cache."""
         out = self.model(inputs_embeds=inputs_embeds, position_ids=position_ids, attention_mask=attention_mask,
                          cache=cache, use_cache=use_cache)
         out.logits = self.lm_head(out.last_hidden_state)
