@@ -88,7 +88,7 @@ def test_gguf_metadata(exported, name):
     assert fields["general.architecture"] == arch
     assert fields[f"{arch}.block_count"] == ref.text.num_layers
     assert fields[f"{arch}.attention.head_count_kv"] == ref.text.num_kv_heads
-    assert fields["tokenizer.ggml.model"] == ("gpt2" if name.startswith("minicpmv") else "llama")
+    assert fields["tokenizer.ggml.model"] == ("gpt2" if name.startswith(("minicpmv", "qwen")) else "llama")
     names = {t.name for t in reader.tensors}
     assert "token_embd.weight" in names and "blk.0.attn_q.weight" in names
     # Gemma ties lm_head to the embeddings: llama.cpp reuses token_embd, so no output tensor is written.

@@ -97,7 +97,10 @@ def test_embedding_is_exact(exported, name):
 def _decoder_feeds(part, embeds, start, blocks, index, past):
     binding = part.binding
     t = embeds.shape[1]
-    feeds = {"inputs_embeds": embeds, "position_ids": np.arange(start, start + t)[None].astype(np.int64),
+    positions = np.arange(start, start + t)[None].astype(np.int64)  # [1, T]
+    if len(part.inputs["position_ids"]["shape"]) == 3:  # M-RoPE [3, 1, T]: text tokens, one id in every stream
+        positions = np.broadcast_to(positions, (3, 1, t)).copy()
+    feeds = {"inputs_embeds": embeds, "position_ids": positions,
              "logits_index": np.asarray(index, np.int64)}
     for name, window in binding["masks"].items():
         feeds[name] = attention_bias(blocks, start, t, window, binding["mask_value"])

@@ -22,6 +22,7 @@ from .tokenizer import add_tokenizer, vocab_tokens
 from .writer import write_tensors
 
 DTYPES = ("fp32", "fp16")
+MROPE_SECTIONS = 4  # llama.cpp's M-RoPE: rope sections and positions per embedding row (llama-batch.cpp)
 
 
 def input_scales(arch: str, hidden: int) -> tuple[float, float]:
@@ -72,6 +73,9 @@ def _write_hparams(writer, arch: TextArch, spec, cfg: Any) -> None:
     rope = _rope(cfg)
     _check_rope(rope)
     writer.add_rope_freq_base(float(rope.get("full_attention", rope.get("default", {})).get("rope_theta", 10000.0)))
+    section = spec.extra.get("mrope_section")
+    if section:  # M-RoPE: llama.cpp takes 4 sections (t, h, w, extra), padded with 0 as its converter does
+        writer.add_rope_dimension_sections((list(section) + [0] * MROPE_SECTIONS)[:MROPE_SECTIONS])
     if "sliding_attention" in rope:
         writer.add_rope_freq_base_swa(float(rope["sliding_attention"].get("rope_theta", 10000.0)))
     if arch.sliding_window_hparams:
@@ -169,6 +173,8 @@ def export_text_gguf(ref, ckpt: str | Path, path: str | Path, dtype: str = "fp32
     return Part(file=Path(path).name, format="gguf", dtype=dtype,
                 # How the runtime turns ids / image features into embedding-input rows for llama.cpp
                 # (see input_scales): row = token_embd[id] * token_scale / embd_input_scale; image = f / embd_input_scale.
-                runtime={"token_scale": token_scale, "embd_input_scale": embd_scale},
+                runtime={"token_scale": token_scale, "embd_input_scale": embd_scale,
+                         # position ids per embedding row llama.cpp reads (M-RoPE: section-major, 4 streams)
+                         "positions_per_embedding": MROPE_SECTIONS if spec.extra.get("mrope_section") else 1},
                 info={"arch": arch.name, "n_vocab": int(n_vocab), "tokenizer": tokenizer, "n_tensors": len(tensors),
                       "n_params": int(sum(math.prod(t.shape) for t in tensors.values()))})

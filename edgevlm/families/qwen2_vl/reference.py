@@ -168,11 +168,13 @@ class Qwen2VLReference(HFVisionLanguageModel):
 
 def load_reference(ckpt: str | Path, dtype: torch.dtype | None = None) -> Qwen2VLReference:
     """The reference of a Qwen2-VL / Qwen2.5-VL checkpoint directory (published layout)."""
-    from .spec import NAME
+    from .spec import NAME, processor_settings
 
     config = read_config(ckpt)
     model = hf_model(config)
     tensors = {hub_to_module(k): v for k, v in load_safetensors_dir(ckpt).items()}
     load_weights(model, tensors, str(ckpt))
-    return Qwen2VLReference(model.to(dtype or torch.float32).eval(), NAME)
+    ref = Qwen2VLReference(model.to(dtype or torch.float32).eval(), NAME)
+    ref.processor_settings = processor_settings(Path(ckpt), config)  # mean / std for the mmproj
+    return ref
 

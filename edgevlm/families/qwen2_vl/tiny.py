@@ -7,7 +7,8 @@ tokenizer.json with the Qwen2 special tokens, tokenizer_config.json and chat_tem
 published chat template, preprocessor_config.json and generation_config.json. transformers'
 ``AutoProcessor`` and ``AutoModelForImageTextToText`` load them like the real checkpoints.
 
-Shapes are tiny (text hidden 64, 2 layers; vision depth 2 / 4) but keep every structural feature:
+Shapes are tiny (text hidden 64, 2 layers; vision depth 3 / 4: llama.cpp's converter maps the merger MLP
+`mlp.2` by block index, so fewer than 3 blocks fail there) but keep every structural feature:
 GQA, M-RoPE sections that split head_dim/2 unevenly like [16, 24, 24], 2.5's window attention in
 blocks 0 and 2 and full attention in blocks 1 and 3 (``fullatt_block_indexes`` with the regular
 period llama.cpp requires), 2.0 tied to its embeddings like the 2B and 2.5 untied like the 7B.
@@ -58,7 +59,7 @@ def random_config(version: str, vocab_size: int, ids: dict[str, int]) -> dict[st
             # head_dim 16 -> 8 rotary frequencies, split unevenly as the real [16, 24, 24] of 64
             "rope_scaling": {"type": "mrope", "mrope_section": [2, 3, 3]}}
     if version == "2":
-        vision = {"depth": 2, "embed_dim": 32, "mlp_ratio": 4, "num_heads": 4, "in_chans": 3, "hidden_size": 64,
+        vision = {"depth": 3, "embed_dim": 32, "mlp_ratio": 4, "num_heads": 4, "in_chans": 3, "hidden_size": 64,
                   "patch_size": 14, "spatial_merge_size": 2, "spatial_patch_size": 14, "temporal_patch_size": 2}
         arch, model_type, tied = "Qwen2VLForConditionalGeneration", "qwen2_vl", True
     else:

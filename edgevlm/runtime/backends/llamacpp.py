@@ -13,6 +13,7 @@ cells too, so ``rewind`` to any earlier position stays exact.
 
 from __future__ import annotations
 
+import ctypes
 import os
 from pathlib import Path
 
@@ -37,12 +38,23 @@ def _check(code: int, what: str) -> None:
 
 
 class _Batch:
-    """A reusable llama_batch with numpy views on its arrays (ids or embedding rows, one sequence)."""
+    """A reusable llama_batch with numpy views on its arrays (ids or embedding rows, one sequence).
 
-    def __init__(self, capacity: int, n_embd: int = 0):
+    ``positions_per_row``: position ids llama.cpp reads per embedding row (M-RoPE: 4, section-major:
+    ``pos[j * n + i]`` is row i's stream j); llama_batch_init allocates one per row, so such a batch
+    gets its own larger position array (the original is put back before llama_batch_free)."""
+
+    def __init__(self, capacity: int, n_embd: int = 0, positions_per_row: int = 1):
         self.capacity = capacity
         self.raw = L.llama_batch_init(capacity, n_embd, 1)
-        self.pos = np.ctypeslib.as_array(self.raw.pos, shape=(capacity,))
+        # the address (a POINTER read from the struct would follow the field when it is reassigned)
+        self._own_pos, self._raw_pos = None, ctypes.cast(self.raw.pos, ctypes.c_void_p).value
+        if positions_per_row > 1:
+            self._own_pos = np.zeros(capacity * positions_per_row, np.int32)
+            self.raw.pos = self._own_pos.ctypes.data_as(ctypes.POINTER(L.llama_pos))
+            self.pos = self._own_pos
+        else:
+            self.pos = np.ctypeslib.as_array(self.raw.pos, shape=(capacity,))
         self.logits = np.ctypeslib.as_array(self.raw.logits, shape=(capacity,))
         n_seq = np.ctypeslib.as_array(self.raw.n_seq_id, shape=(capacity,))
         n_seq[:] = 1
@@ -52,9 +64,10 @@ class _Batch:
         self.embd = np.ctypeslib.as_array(self.raw.embd, shape=(capacity, n_embd)) if n_embd else None
 
     def fill(self, positions: np.ndarray, want_logits: bool | str) -> None:
-        n = len(positions)
+        """``positions`` [n] (one per row) or [S, n] (S streams, written section-major)."""
+        n = positions.shape[-1]
         self.raw.n_tokens = n
-        self.pos[:n] = positions
+        self.pos[:positions.size] = positions.reshape(-1)
         self.logits[:n] = 0
         if want_logits == "all":
             self.logits[:n] = 1
@@ -63,6 +76,8 @@ class _Batch:
 
     def free(self) -> None:
         if self.raw is not None:
+            # llama_batch_free frees the array llama_batch_init made
+            self.raw.pos = ctypes.cast(self._raw_pos, ctypes.POINTER(L.llama_pos))
             L.llama_batch_free(self.raw)
             self.raw = None
 
@@ -88,6 +103,15 @@ class LlamaCppBackend(KVCacheMixin):
         self.embd_input_scale = np.float32(text.runtime.get("embd_input_scale", 1.0))
         self.max_context = int(max_context or manifest.text.max_context)
         self.n_past = 0
+        # Position streams per token (M-RoPE: 3) and the ids llama.cpp reads per embedding row (4 for its
+        # M-RoPE archs: the 4th stream 0). Token-id rows take one position (text: the same in every stream).
+        self._streams = int(manifest.text.position_streams)
+        self._row_positions = int(text.runtime.get("positions_per_embedding", 1))
+        if self._streams > self._row_positions:
+            raise BundleError(f"{self.bundle}: the text model takes {self._streams} position streams but its GGUF "
+                              f"part reads {self._row_positions} per row; re-export the bundle with --format gguf.")
+        # stream-0 position of every cached row: llama.cpp removes cache cells by position, not by index
+        self._first_pos = np.zeros(self.max_context + 1, np.int64)
         threads = int(threads or os.cpu_count() or 1)
 
         _llama_logger.set_verbose(verbose)
@@ -123,7 +147,7 @@ class LlamaCppBackend(KVCacheMixin):
                               "(out of memory?). Pass a smaller max_context.")
         self.memory = L.llama_get_memory(self.ctx)
         self._tokens = _Batch(self.n_batch)
-        self._rows = _Batch(self.n_batch, self.n_embd)
+        self._rows = _Batch(self.n_batch, self.n_embd, self._row_positions)
         self._token_embd = None  # TokenEmbeddings, opened on first bidirectional block with text
         self._token_embd_args = (path, float(text.runtime.get("token_scale", 1.0)), float(self.embd_input_scale))
         self._vision = None
@@ -171,9 +195,26 @@ class LlamaCppBackend(KVCacheMixin):
         batch.fill(positions, want)
         code = L.llama_decode(self.ctx, batch.raw)
         if code != 0:
-            L.llama_memory_seq_rm(self.memory, 0, self.n_past, -1)  # leave the cache as before this call
-            raise PromptError(f"llama.cpp could not decode {len(positions)} tokens at position {positions[0]} "
-                              f"(code {code}); the KV cache is full or the batch is too large.")
+            self._drop_from(self.n_past)  # leave the cache as before this call
+            raise PromptError(f"llama.cpp could not decode {positions.shape[-1]} tokens at position "
+                              f"{positions.reshape(-1)[0]} (code {code}); the KV cache is full or the batch is too large.")
+
+    def _row_pos(self, pos: np.ndarray) -> np.ndarray:
+        """Positions of embedding rows as llama.cpp reads them: [n], or [positions_per_embedding, n] (streams
+        padded with zeros)."""
+        if self._row_positions == 1:
+            return pos if pos.ndim == 1 else pos[0]
+        out = np.zeros((self._row_positions, pos.shape[-1]), np.int64)
+        out[:len(pos) if pos.ndim == 2 else 1] = pos
+        if pos.ndim == 1:
+            out[1:3] = pos  # text rows: the same id in every rotary stream
+        return out
+
+    def _drop_from(self, n_keep: int) -> None:
+        """Forget cached rows from index ``n_keep`` on (llama.cpp removes by position: from that row's)."""
+        first = self._first_pos[n_keep]
+        if not L.llama_memory_seq_rm(self.memory, 0, int(first), -1):
+            raise RuntimeError(f"llama.cpp could not drop cached positions from {first}")
 
     def _logits(self, n_out: int) -> np.ndarray:
         ptr = L.llama_get_logits(self.ctx)
@@ -186,10 +227,13 @@ class LlamaCppBackend(KVCacheMixin):
                            fix="load with a larger max_context")
         t, past = len(ids), self.n_past
         # RoPE attention depends only on position differences, so llama.cpp numbers rows from 0 whatever
-        # the model's position offset; explicit positions are passed as given.
-        pos = position_ids(positions, past, t, 0)
-        if pos.ndim != 1:
-            raise PromptError(f"this GGUF backend takes one position stream per token, not {pos.shape[0]}.")
+        # the model's position offset; explicit positions are passed as given ([T], or [S, T] for M-RoPE).
+        pos = position_ids(positions, past, t, 0, self._streams)
+        pos0 = pos if pos.ndim == 1 else pos[0]  # token-id rows: one position (all streams equal for text)
+        if past and pos0[0] <= self._first_pos[past - 1] and self._streams > 1:
+            raise PromptError(f"positions must continue after the cached ones ({self._first_pos[past - 1]}); "
+                              f"got {pos0[0]}. Pass the conversation's next position.")
+        self._first_pos[past:past + t] = pos0
         image_rows, feats = image_positions(ids, self.image_token_id, features, self.n_embd)
         n_rows = len(feats)
         blocks = np.full(t, -1, np.int32) if block_ids is None else np.asarray(block_ids, np.int32).reshape(-1)
@@ -197,7 +241,7 @@ class LlamaCppBackend(KVCacheMixin):
         # Fast path: one decode step (the generation loop).
         if t == 1 and not n_rows and blocks[0] < 0:
             self._tokens.token[0] = ids[0]
-            self._decode(self._tokens, pos, True)
+            self._decode(self._tokens, pos0, True)
             self.n_past = past + 1
             return self._logits(1)[0]
 
@@ -220,10 +264,10 @@ class LlamaCppBackend(KVCacheMixin):
                         want: bool | str = "all" if all_logits else last
                         if as_rows:
                             self._rows.embd[: e - s] = seg_rows[s - start:e - start]
-                            self._decode(self._rows, pos[s:e], want)
+                            self._decode(self._rows, self._row_pos(pos[..., s:e]), want)
                         else:
                             self._tokens.token[: e - s] = ids[s:e]
-                            self._decode(self._tokens, pos[s:e], want)
+                            self._decode(self._tokens, pos0[s:e], want)
                         if all_logits:
                             outputs.append(self._logits(e - s))
                         elif last:
@@ -232,7 +276,7 @@ class LlamaCppBackend(KVCacheMixin):
                     if bidir:
                         L.llama_set_causal_attn(self.ctx, True)
         except Exception:
-            L.llama_memory_seq_rm(self.memory, 0, past, -1)
+            self._drop_from(past)
             raise
         self.n_past = past + t
         return np.concatenate(outputs, axis=0) if all_logits else outputs[-1]
@@ -240,8 +284,10 @@ class LlamaCppBackend(KVCacheMixin):
     def rewind(self, n_keep: int) -> None:
         if not 0 <= n_keep <= self.n_past:
             raise ValueError(f"rewind({n_keep}) outside [0, {self.n_past}]")
-        if not L.llama_memory_seq_rm(self.memory, 0, n_keep, -1):
-            raise RuntimeError(f"llama.cpp could not drop cached positions from {n_keep}")
+        if 0 < n_keep < self.n_past and self._first_pos[n_keep] == self._first_pos[n_keep - 1]:
+            raise ValueError(f"rewind({n_keep}) would cut an image in two (its rows share one position)")
+        if n_keep < self.n_past:
+            self._drop_from(n_keep)
         self.n_past = n_keep
 
     def close(self) -> None:
