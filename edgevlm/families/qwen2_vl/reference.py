@@ -112,6 +112,8 @@ class Qwen2VLReference(HFVisionLanguageModel):
         self.merge_size = cfg.vision_config.spatial_merge_size
         # the sections the text model's rotary module uses (transformers' default when the config has none)
         self.text.extra["mrope_section"] = list(hf.model.language_model.rotary_emb.mrope_section)
+        # config.json keeps the tie at the top level (2B / 3B tie): llama.cpp then reuses token_embd
+        self.text.extra["tie_word_embeddings"] = bool(cfg.tie_word_embeddings)
 
     def image_features(self, pixel_values: torch.Tensor, image_grid_thw: torch.Tensor) -> torch.Tensor:
         """[n_patches, C*T*p*p] + int64 [n_images, 3] -> [1, n_image_tokens, hidden]: transformers' own
