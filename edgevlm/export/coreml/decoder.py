@@ -260,5 +260,8 @@ def decoder_binding(module: StatefulDecoder, sizes: list[int] | None = None,
         # for the ONNX decoder: allowed(q, k) = (k <= q or same block) and (window is None or q - k < window).
         "masks": masks, "mask_value": MASK_VALUE, "logits_index": "logits_index",
         "rope": [{"inputs": t["inputs"], "inv_freq": [float(x) for x in t["inv_freq"]], "scale": t["scale"],
-                  "layer_kinds": t["kinds"]} for t in module.tables.values()],
+                  "layer_kinds": t["kinds"],
+                  # M-RoPE: the position stream of each frequency (positions [3, T]); absent for one stream
+                  **({"streams": g.stream_of_freq.tolist()} if g.stream_of_freq is not None else {})}
+                 for t in module.tables.values()],
     }

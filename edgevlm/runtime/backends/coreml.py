@@ -29,7 +29,9 @@ import numpy as np
 
 from ...errors import BundleError, DeviceError, EdgeVLMError
 from ...manifest import Manifest, Part, inside
+from ...processing.mrope import rotary_angles
 from ...processing.vision_inputs import derived_inputs
+from .packed_patches import encode_packed, smallest_fitting
 from ..backend import KVCacheMixin, check_tokens, image_rows, position_ids
 from .ort_masks import attention_bias
 
@@ -39,22 +41,14 @@ COMPUTE_UNITS = {"cpu_and_ne": "CPU_AND_NE", "ane": "CPU_AND_NE", "npu": "CPU_AN
 PARTS = ("vision", "embedding", "decoder")
 
 
-def rope_inputs(inv_freq: Any, scale: float, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """cos, sin float32 [1, T, head_dim] for absolute positions [T], as transformers' rotary embedding
-    computes them (float32 ``position * inv_freq``, duplicated halves, times the attention scaling)."""
-    freqs = np.asarray(positions).astype(np.float32)[:, None] * np.asarray(inv_freq, np.float32)[None, :]  # [T, hd/2]
+def rope_inputs(inv_freq: Any, scale: float, positions: np.ndarray, streams: Any = None
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """cos, sin float32 [1, T, head_dim] for absolute positions [T] (or [S, T] with ``streams``, each
+    frequency's position stream: M-RoPE), as transformers' rotary embedding computes them (float32
+    ``position * inv_freq``, duplicated halves, times the attention scaling)."""
+    freqs = rotary_angles(positions, inv_freq, streams)  # [T, hd/2]
     emb = np.concatenate([freqs, freqs], axis=-1)  # [T, hd]
     return (np.cos(emb) * np.float32(scale))[None], (np.sin(emb) * np.float32(scale))[None]
-
-
-def smallest_fitting(shapes: list[int], n: int) -> int:
-    """The smallest enumerated patch count that holds n patches."""
-    for size in sorted(shapes):
-        if size >= n:
-            return size
-    raise EdgeVLMError(f"an image chunk has {n} patches, more than the largest vision shape exported "
-                       f"({max(shapes)}); the image's aspect ratio is extreme: crop or pad it closer to "
-                       "square, or re-export with larger slice shapes.")
 
 
 def _load_models(bundle: Path, parts: dict[str, Part], device: str | None, compute_units: str | None
@@ -142,6 +136,7 @@ class CoreMLBackend(KVCacheMixin):
         self._masks: dict[str, int | None] = dict(dec["masks"])
         self._mask_value = float(dec["mask_value"])
         self._offset = int(manifest.text.position_offset)
+        self._streams = int(manifest.text.position_streams)
         self._rope = list(dec["rope"])
         self._logits_input = dec.get("logits_index", "logits_index")
         self._blocks = np.full(self.max_context, -1, np.int32)  # block id of every cached row
@@ -164,12 +159,16 @@ class CoreMLBackend(KVCacheMixin):
         if self.vision_info.kind == "image":
             return np.concatenate([vision.predict({"pixel_values": pixels[i:i + 1]})["features"]
                                    for i in range(len(pixels))], axis=0)
+        if self.vision_info.kind == "packed_patches":  # each image padded to an enumerated patch count
+            return encode_packed(lambda feeds: vision.predict(feeds)["features"], inputs, self.vision_info, derived,
+                                 max_batch=1, sizes=[int(s) for s in self.vision_binding["slice_patches"]], int32=True)
         tgt = np.asarray(inputs["tgt_sizes"]).astype(np.int64)
         patch = int(self.vision_info.patch_size)
         shapes = [int(s) for s in self.vision_binding["slice_patches"]]
         out = []
         for i, (h, w) in enumerate(tgt.tolist()):
-            real, size = h * w, smallest_fitting(shapes, h * w)
+            real, size = h * w, smallest_fitting(shapes, h * w, "the image's aspect ratio is extreme: crop or pad "
+                                                 "it closer to square, or re-export with larger slice shapes")
             padded = np.zeros((1, 3, patch, size * patch), np.float32)
             padded[..., : real * patch] = pixels[i, :, :, : real * patch]
             mask = np.zeros((1, size), np.float32)
@@ -191,7 +190,7 @@ class CoreMLBackend(KVCacheMixin):
                 all_logits: bool = False) -> np.ndarray:
         ids = check_tokens(input_ids, self.n_past, self.max_context, block_ids)
         t, past = len(ids), self.n_past
-        pos = position_ids(positions, past, t, self._offset)  # [T]
+        pos = position_ids(positions, past, t, self._offset, self._streams)  # [T] or [S, T]
         embeds = self.embed(ids)  # [1, T, D]
         where, rows = image_rows(ids, self.image_token_id, features, embeds.shape[-1])
         embeds[0, where] = rows
@@ -199,12 +198,12 @@ class CoreMLBackend(KVCacheMixin):
         out = []
         for start, n, size in plan_chunks(past, t, self._sizes, self.max_context, self._blocks):
             chunk = embeds[:, start - past:start - past + n]  # [1, n, D]
-            rows = pos[start - past:start - past + n]  # this chunk's position ids
+            rows = pos[..., start - past:start - past + n]  # this chunk's position ids
             if not all_logits:
                 out = [self._call(chunk, start, size, n - 1, rows)]
             elif size == 1 or (self._blocks[start:start + n] < 0).all():
                 # Every row's logits, one decode call per row (causal rows: the same result as one call).
-                out += [self._call(chunk[:, r:r + 1], start + r, 1, 0, rows[r:r + 1]) for r in range(n)]
+                out += [self._call(chunk[:, r:r + 1], start + r, 1, 0, rows[..., r:r + 1]) for r in range(n)]
             else:
                 # A block's rows see each other: rerun the padded chunk once per row (it rewrites the
                 # same cache rows with the same values). Slow; only evaluation asks for all logits.
@@ -214,7 +213,7 @@ class CoreMLBackend(KVCacheMixin):
 
     def _call(self, chunk: np.ndarray, start: int, size: int, row: int, rows: np.ndarray) -> np.ndarray:
         """One decoder call: ``chunk`` [1, n, D] padded to ``size`` rows written at ``start``, with position ids
-        ``rows`` [n]; logits [vocab] of chunk row ``row``."""
+        ``rows`` [n] (or [S, n]); logits [vocab] of chunk row ``row``."""
         n, hidden = chunk.shape[1], chunk.shape[2]
         embeds = np.zeros((1, size, hidden), np.float32)
         embeds[:, :n] = chunk
@@ -229,10 +228,10 @@ class CoreMLBackend(KVCacheMixin):
             attention_bias(blocks, start, size, window, self._mask_value, out=bias[..., :start + size])
             feeds[name] = bias
         # Padding rows continue the chunk's positions (their outputs are never read).
-        positions = np.concatenate([rows, rows[-1] + 1 + np.arange(size - n)])
+        positions = np.concatenate([rows, rows[..., -1:] + 1 + np.arange(size - n)], axis=-1)  # [size] / [S, size]
         for table in self._rope:
             feeds[table["inputs"][0]], feeds[table["inputs"][1]] = rope_inputs(table["inv_freq"], table["scale"],
-                                                                               positions)
+                                                                               positions, table.get("streams"))
         feeds[self._position_input] = np.array([start], np.int32)
         feeds[self._logits_input] = np.array([row], np.int32)
         function = self._functions["decode" if size == 1 else "prefill"]

@@ -18,14 +18,14 @@ from ...errors import ImageError
 from ...processing.vision_inputs import derived_inputs
 
 
-def smallest_fitting(sizes: list[int], n: int, what: str = "an image") -> int:
-    """The smallest enumerated patch count that holds n patches."""
+def smallest_fitting(sizes: list[int], n: int, fix: str) -> int:
+    """The smallest enumerated patch count that holds n patches (a fixed-shape vision part); ``fix`` says
+    what to do when none does."""
     for size in sorted(sizes):
         if size >= n:
             return size
-    raise ImageError(f"{what} has {n} patches, more than the largest vision shape this bundle was exported with "
-                     f"({max(sizes)}); lower max_pixels (e.g. max_pixels={max(sizes) * 14 * 14}) or re-export with "
-                     "larger --slice-patches.")
+    raise ImageError(f"an image chunk has {n} patches, more than the largest vision shape this bundle was "
+                     f"exported with ({max(sizes)}); {fix}.")
 
 
 def encode_packed(run: Callable[[dict[str, np.ndarray]], np.ndarray], inputs: dict[str, np.ndarray], vision: Any,
@@ -49,7 +49,8 @@ def encode_packed(run: Callable[[dict[str, np.ndarray]], np.ndarray], inputs: di
     result: list[np.ndarray | None] = [None] * len(grids)
     for grid, members in groups.items():
         real = int(np.prod(grid))
-        n = real if sizes is None else smallest_fitting(sizes, real)
+        n = real if sizes is None else smallest_fitting(
+            sizes, real, f"lower max_pixels (at most {max(sizes) * int(vision.patch_size) ** 2} here) or re-export with larger --slice-patches")
         tables = derived_inputs(derived, np.array([grid]), n, vision.params)
         if int32:
             tables = {k: v.astype(np.int32) if v.dtype == np.int64 else v for k, v in tables.items()}
