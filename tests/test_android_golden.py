@@ -17,7 +17,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 CORE = ROOT / "android_demo" / "core"
-JVM_CLASSES = ["CoreUnitTest", "ManifestGoldenTest", "SlicingGoldenTest", "VisionInputsGoldenTest", "PromptGoldenTest",
+JVM_CLASSES = ["CoreUnitTest", "ManifestGoldenTest", "SlicingGoldenTest", "NativeResolutionGoldenTest",
+               "VisionInputsGoldenTest", "PromptGoldenTest",
                "TokenLayoutGoldenTest", "SamplerGoldenTest", "GenerationGoldenTest"]
 
 pytestmark = pytest.mark.skipif(shutil.which("javac") is None or shutil.which("java") is None,

@@ -12,6 +12,9 @@ Files written to OUT_DIR (JSON; large float arrays go to ``*.bin``, raw little-e
                    the float32 vision inputs, for many image sizes and settings; fixed-size resizes; the
                    normalisation lookup tables. ``vision_inputs.json``: the vision graph's derived
                    inputs of every kind (processing/vision_inputs.py).
+* native_resolution.py ``native_resolution.json``: Qwen2-VL plans (grid, image tokens, M-RoPE grid) or
+                   errors, resized / float32 hashes, over sizes and per-request pixel budgets; prompt texts
+                   whose placeholder runs come from the plans.
 * prompts.py       ``prompts.json``: prompt texts (chat template + placeholders) for every family's
                    layout, opening and follow-up turns, and prompts that must fail.
 * token_layouts.py ``token_layouts.json``: feature positions / token types / attention blocks for given
@@ -36,11 +39,12 @@ from .common import write_json
 from .generation import export_tiny_bundle, generation_record
 from .images import slicing_records, vision_input_records
 from .manifests import manifest_records
+from .native_resolution import native_resolution_records
 from .prompts import prompt_records
 from .sampler import sampler_records
 from .token_layouts import token_layout_records
 
-FILES = ("slicing.json", "vision_inputs.json", "prompts.json", "token_layouts.json", "sampler.json",
+FILES = ("slicing.json", "vision_inputs.json", "native_resolution.json", "prompts.json", "token_layouts.json", "sampler.json",
          "manifests.json", "generation.json")
 
 
@@ -54,6 +58,7 @@ def write_golden(out: str | Path, bundle: str | Path | None = None) -> Path:
     bundle = Path(bundle) if bundle is not None else export_tiny_bundle(out / "tiny")
     write_json(out, "slicing.json", slicing_records())
     write_json(out, "vision_inputs.json", vision_input_records(out))
+    write_json(out, "native_resolution.json", native_resolution_records())
     write_json(out, "prompts.json", prompt_records())
     write_json(out, "token_layouts.json", {"cases": token_layout_records(bundle / "tokenizer.json")})
     write_json(out, "sampler.json", sampler_records(out))

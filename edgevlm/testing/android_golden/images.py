@@ -13,7 +13,7 @@ from edgevlm.processing.config import ProcessorConfig
 from edgevlm.processing.normalize import _lookup_table
 from edgevlm.processing.preprocess import preprocess_fixed, preprocess_slices
 from edgevlm.processing.slicing import plan_slices, resize_for_plan
-from edgevlm.processing.vision_inputs import DERIVED, derived_inputs
+from edgevlm.processing.vision_inputs import DERIVED, PACKED_TABLES, derived_inputs
 
 from .common import pattern_image, sha256, write_bin
 
@@ -111,7 +111,9 @@ def vision_input_records(out: Path) -> dict[str, Any]:
     """Every derived-input kind the runtime knows, through the same dispatcher the backends call
     (``derived_inputs``: graph input name -> kind, parameters from the manifest's ``vision.params``)."""
     spec = {"position_ids": "bucketed_position_ids", "key_pos": "sincos_2d_keys"}
-    assert set(spec.values()) == set(DERIVED), "a derived-input kind without golden cases: add it here and in Java"
+    packed = {name: f"packed_{name}" for name in PACKED_TABLES}
+    assert set(spec.values()) | set(packed.values()) == set(DERIVED), \
+        "a derived-input kind without golden cases: add it here and in Java"
     records = []
     for index, (sizes, side, dim, pad) in enumerate([([[32, 32]], 70, 128, 0), ([[23, 45], [45, 23]], 70, 64, 0),
                                                       ([[1, 1], [7, 3]], 70, 128, 5), ([[10, 63]], 16, 32, 0),
@@ -124,4 +126,21 @@ def vision_input_records(out: Path) -> dict[str, Any]:
         key_pos = arrays["key_pos"]  # float32 [B, max_patches, dim]
         records.append({"tgt_sizes": sizes, "params": params, "max_patches": max_patches, "derived_inputs": spec,
                         "position_ids": ids.tolist(), "key_pos": write_bin(out, f"key_pos_{index}.bin", key_pos)})
-    return {"kinds": sorted(DERIVED), "cases": records}
+    return {"kinds": sorted(DERIVED), "cases": records, "packed": packed_records(out, packed)}
+
+
+def packed_records(out: Path, spec: dict[str, str]) -> list[dict[str, Any]]:
+    """Packed-ViT tables (Qwen2-VL vision) for one or several images' grids, windowed or not, padded or not."""
+    records = []
+    for index, (grids, head_dim, window, pad) in enumerate([([[1, 8, 12]], 16, 4, 0), ([[1, 4, 4], [1, 2, 6]], 80, None, 0),
+                                                             ([[1, 34, 46]], 80, 4, 36), ([[1, 2, 2]], 16, None, 12),
+                                                             ([[2, 6, 10]], 64, 4, 0)]):
+        params = {"head_dim": head_dim, "rope_theta": 10000.0, "merge_size": 2, "window_tokens": window}
+        patches = sum(t * h * w for t, h, w in grids) + pad
+        kinds = {n: k for n, k in spec.items() if window is not None or "window" not in n and "reverse" not in n}
+        arrays = derived_inputs(kinds, np.asarray(grids, np.int64), patches, params)
+        records.append({"grids": grids, "params": params, "patches": patches, "derived_inputs": kinds,
+                        **{n: a.tolist() for n, a in arrays.items() if a.dtype == np.int64},
+                        **{n: write_bin(out, f"packed_{n}_{index}.bin", a) for n, a in arrays.items()
+                           if a.dtype == np.float32}})
+    return records

@@ -2,7 +2,8 @@ package org.edgevlm.core;
 
 /**
  * Pixels in, vision-tower inputs out, selected by the manifest's processor kind (processing/preprocess.py):
- * "slice" = MiniCPM-V overview + slices (always Pillow bicubic, as the reference); "fixed" = one square resize.
+ * "slice" = MiniCPM-V overview + slices (always Pillow bicubic, as the reference); "fixed" = one square resize;
+ * "native_resolution" = Qwen2-VL's own-size resize within a pixel budget (NativeResolution).
  */
 public final class ImagePreprocessor {
     private final ProcessorConfig cfg;
@@ -29,8 +30,13 @@ public final class ImagePreprocessor {
         if (cfg.kind.equals("fixed")) {
             return fixed(image);
         }
+        if (cfg.kind.equals("native_resolution")) {
+            NativeResolution settings = new NativeResolution(cfg);
+            NativeResolution.Plan plan = settings.runtimePlan(image.width, image.height);
+            return PreparedImage.packedPatches(settings.preprocess(image, plan), plan.gridThw, cfg.patchSize);
+        }
         throw new ImageException("the bundle's processor kind " + Py.repr(cfg.kind) + " is not one this app runs "
-                + "(slice, fixed); update the app");
+                + "(slice, fixed, native_resolution); update the app");
     }
 
     private PreparedImage slices(RgbImage image) {

@@ -3,7 +3,8 @@ package org.edgevlm.core;
 /**
  * One image as vision-tower inputs (runtime/images.py PreparedImage). Sliced images: chunks are the
  * overview then the slices row-major, each float32 [3, p, L_i] with {@code tgtSizes[i] = (h_i, w_i)} patches.
- * Fixed-size images: one chunk float32 [3, S, S] and no tgtSizes.
+ * Fixed-size images: one chunk float32 [3, S, S] and no tgtSizes. Native-resolution images: one chunk of patch
+ * rows float32 [n_patches, 3*T*p*p] and {@code gridThw}.
  */
 public final class PreparedImage {
     public final float[][] chunks;
@@ -11,13 +12,24 @@ public final class PreparedImage {
     public final int[] grid; // (cols, rows) or null
     public final int patchSize;
     public final int imageSize; // fixed: S; sliced: 0
+    public final int[] gridThw; // native resolution: (t, h, w) patches of the one chunk's rows; null otherwise
 
     PreparedImage(float[][] chunks, int[][] tgtSizes, int[] grid, int patchSize, int imageSize) {
+        this(chunks, tgtSizes, grid, patchSize, imageSize, null);
+    }
+
+    private PreparedImage(float[][] chunks, int[][] tgtSizes, int[] grid, int patchSize, int imageSize, int[] gridThw) {
         this.chunks = chunks;
         this.tgtSizes = tgtSizes;
         this.grid = grid;
         this.patchSize = patchSize;
         this.imageSize = imageSize;
+        this.gridThw = gridThw;
+    }
+
+    /** A native-resolution image: patch rows float32 [n_patches, 3*T*p*p] (pixel_values) and image_grid_thw. */
+    static PreparedImage packedPatches(float[] rows, int[] gridThw, int patchSize) {
+        return new PreparedImage(new float[][] {rows}, null, null, patchSize, 0, gridThw);
     }
 
     public int nChunks() {

@@ -7,11 +7,12 @@ import java.util.Map;
 
 /** How the vision part makes image features and how it is fed: the manifest's {@code vision} section (manifest/schema.py VisionInfo). */
 public final class VisionInfo {
-    public static final String[] KINDS = {"image", "patch_sequence"};
+    public static final String[] KINDS = {"image", "patch_sequence", "packed_patches"};
     static final List<String> REQUIRED = Arrays.asList("kind", "tokens_per_chunk", "hidden_size");
     static final List<String> OPTIONAL = Arrays.asList("max_batch", "patch_size", "image_size", "params");
 
-    /** "image": fixed-size pixels [B, 3, S, S]; "patch_sequence": chunks as padded patch rows + mask + derived inputs. */
+    /** "image": fixed-size pixels [B, 3, S, S]; "patch_sequence": chunks as padded patch rows + mask + derived inputs;
+     * "packed_patches": native-resolution patch rows of images of one grid + that grid's derived inputs. */
     public final String kind;
     public final int tokensPerChunk; // feature rows per chunk
     public final int hiddenSize; // width of a feature row

@@ -11,7 +11,9 @@ import java.util.Map;
  */
 public final class VisionInputs {
     /** Every kind this core computes (processing/vision_inputs.py DERIVED). */
-    public static final List<String> KINDS = Arrays.asList("bucketed_position_ids", "sincos_2d_keys");
+    public static final List<String> KINDS = Arrays.asList("bucketed_position_ids", "packed_attention_segments",
+            "packed_reverse_index", "packed_rotary_cos", "packed_rotary_sin", "packed_window_index",
+            "packed_window_segments", "sincos_2d_keys");
 
     private VisionInputs() {
     }
@@ -29,9 +31,13 @@ public final class VisionInputs {
         }
     }
 
-    /** The input of kind {@code kind} for chunks of grids {@code tgtSizes}, padded to {@code maxPatches} patches. */
+    /** The input of kind {@code kind} for chunks of grids {@code tgtSizes}, padded to {@code maxPatches} patches
+     * (packed kinds: {@code tgtSizes} are the images' (t, h, w) grids, {@code maxPatches} the call's patch count). */
     public static Derived compute(String kind, int[][] tgtSizes, int maxPatches, Map<String, Object> params) {
         long batch = tgtSizes.length;
+        if (kind.startsWith("packed_") && KINDS.contains(kind)) {
+            return packed(kind, new PackedVitTables(tgtSizes, maxPatches, params));
+        }
         switch (kind) {
             case "bucketed_position_ids":
                 return new Derived(new long[] {batch, maxPatches},
@@ -43,6 +49,27 @@ public final class VisionInputs {
             default:
                 throw new BundleException("the vision part asks for derived input kind " + Py.repr(kind) + ", which this "
                         + "app does not know (it knows " + String.join(", ", KINDS) + "). Update the app or re-export the bundle.");
+        }
+    }
+
+    private static Derived packed(String kind, PackedVitTables t) {
+        long n = t.patches;
+        switch (kind) {
+            case "packed_rotary_cos":
+                return new Derived(new long[] {n, t.headDim}, null, t.cos);
+            case "packed_rotary_sin":
+                return new Derived(new long[] {n, t.headDim}, null, t.sin);
+            case "packed_attention_segments":
+                return new Derived(new long[] {n}, t.attentionSegments, null);
+            default: {
+                long[] table = kind.equals("packed_window_segments") ? t.windowSegments
+                        : kind.equals("packed_window_index") ? t.windowIndex : t.reverseIndex;
+                if (table == null) {
+                    throw new BundleException("the vision part asks for " + Py.repr(kind) + " but vision.params has no "
+                            + "window_tokens. Re-export the bundle.");
+                }
+                return new Derived(new long[] {table.length}, table, null);
+            }
         }
     }
 

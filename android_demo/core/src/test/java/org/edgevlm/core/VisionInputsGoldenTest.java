@@ -62,6 +62,42 @@ public final class VisionInputsGoldenTest {
         }
     }
 
+    /** Packed-ViT tables (Qwen2-VL vision): integer tables exact, rotary cos/sin within 2 float32 ulp (numpy's
+     * float32 cos/sin and powf against float64 ones rounded). */
+    public void testPackedVitTables() {
+        int cases = 0;
+        int differing = 0;
+        for (Object item : JsonMap.getList(data, "packed")) {
+            Map<String, Object> c = JsonMap.map(item, "case");
+            List<Object> gridList = JsonMap.getList(c, "grids");
+            int[][] grids = new int[gridList.size()][];
+            for (int i = 0; i < grids.length; i++) {
+                grids[i] = JsonMap.intArray(gridList.get(i), "grid");
+            }
+            int patches = JsonMap.getInt(c, "patches", 0);
+            for (Map.Entry<String, Object> e : JsonMap.getMap(c, "derived_inputs").entrySet()) {
+                VisionInputs.Derived d = VisionInputs.compute((String) e.getValue(), grids, patches, JsonMap.getMap(c, "params"));
+                Object expected = c.get(e.getKey());
+                String what = e.getKey() + " of " + gridList;
+                if (d.int64 != null) {
+                    Check.equal(JsonMap.longArray(expected, what), d.int64, what);
+                    continue;
+                }
+                float[] want = golden.floats(expected);
+                Check.equal(want.length, d.float32.length, what + " size");
+                for (int i = 0; i < want.length; i++) {
+                    float diff = Math.abs(want[i] - d.float32[i]);
+                    differing += diff == 0 ? 0 : 1;
+                    Check.isTrue(diff <= 2 * Math.ulp(Math.max(Math.abs(want[i]), 1e-3f)),
+                            what + "[" + i + "] " + d.float32[i] + " vs Python " + want[i]);
+                }
+            }
+            cases++;
+        }
+        System.out.println("     packed ViT tables: " + cases + " cases, " + differing + " rotary values differ in the last bits");
+        Check.isTrue(cases >= 5, "packed cases");
+    }
+
     /** float64 sin/cos/pow may differ from numpy's libm in the last bit; after float32 rounding we allow 1 ulp. */
     public void testSincos2dKeysWithinOneUlp() {
         int values = 0;
