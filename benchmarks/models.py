@@ -43,6 +43,12 @@ QWEN2_05B = dict(hidden_size=896, num_hidden_layers=24, num_attention_heads=14, 
                  intermediate_size=4864, vocab_size=151936, rope_theta=1000000.0, max_position_embeddings=32768)
 QWEN2_15B = dict(hidden_size=1536, num_hidden_layers=28, num_attention_heads=12, num_key_value_heads=2,
                  intermediate_size=8960, vocab_size=151936, rope_theta=1000000.0, max_position_embeddings=32768)
+# Qwen2-VL-2B (Qwen/Qwen2-VL-2B-Instruct config.json): the 675M-class ViT (32 blocks of 1280, 16 heads, MLP 5120,
+# 2x2 merger into the LLM width) and a Qwen2-1.5B text model rotated with M-RoPE sections [16, 24, 24], tied head.
+QWEN2VL_VIT_675M = dict(depth=32, embed_dim=1280, num_heads=16, mlp_ratio=4, hidden_size=1536, patch_size=14,
+                        spatial_merge_size=2, temporal_patch_size=2)
+QWEN2VL_2B_TEXT = dict(QWEN2_15B, rope_scaling={"type": "mrope", "mrope_section": [16, 24, 24]},
+                       tie_word_embeddings=True)
 GEMMA_2B = dict(hidden_size=2048, num_hidden_layers=18, num_attention_heads=8, num_key_value_heads=1, head_dim=256,
                 intermediate_size=16384, vocab_size=257216, max_position_embeddings=8192)
 
@@ -50,7 +56,7 @@ GEMMA_2B = dict(hidden_size=2048, num_hidden_layers=18, num_attention_heads=8, n
 @dataclass
 class ModelSpec:
     name: str
-    kind: str  # minicpmv | paligemma | gemma3-real
+    kind: str  # minicpmv | paligemma | gemma3-real | qwen2vl
     description: str
     tiny: str = ""  # the make_tiny name whose layout the checkpoint takes (dims from text / vision)
     text: dict[str, Any] = field(default_factory=dict)
@@ -74,6 +80,11 @@ MODELS: dict[str, ModelSpec] = {s.name: s for s in (
     ModelSpec("tiny-minicpmv", "minicpmv", "tiny random MiniCPM-V 2.6 (smoke test only)", "minicpmv-2.6", default=False,
               genai=False),
     ModelSpec("tiny-paligemma", "paligemma", "tiny random PaliGemma (smoke test only)", "paligemma", default=False,
+              genai=False),
+    ModelSpec("qwen2-vl-2b", "qwen2vl", "Qwen2-VL-2B class: 675M-class native-resolution ViT + 2x2 merger + "
+              "Qwen2-1.5B-sized text with M-RoPE (tied head); checkpoint tensors in bf16", "qwen2-vl", QWEN2VL_2B_TEXT,
+              QWEN2VL_VIT_675M, default=False, checkpoint_dtype="bfloat16"),
+    ModelSpec("tiny-qwen2vl", "qwen2vl", "tiny random Qwen2-VL (smoke test only)", "qwen2-vl", default=False,
               genai=False),
     ModelSpec("gemma3-270m", "gemma3-real", "Gemma 3 270M (real weights, dequantized from the published Q4_K_M) "
               "behind a tiny random vision tower", "gemma3"),
@@ -152,13 +163,20 @@ def text_checkpoint(name: str) -> Path:
 
         prefix, text_cfg = "llm.", text_config(config).to_dict()
         text_cfg["architectures"] = ["Qwen2ForCausalLM"]
+    elif s.kind == "qwen2vl":
+        # The text half as a plain Qwen2: for text tokens M-RoPE's three streams carry the same id, which is
+        # exactly RoPE, so Qwen2ForCausalLM on the same tensors computes the same thing at the same cost.
+        prefix = ""
+        text_cfg = {k: v for k, v in config.items() if k not in ("vision_config", "rope_scaling", "model_type")
+                    and not k.startswith(("vision_", "image_", "video_"))}
+        text_cfg.update(model_type="qwen2", architectures=["Qwen2ForCausalLM"])
     else:
         prefix, text_cfg = "language_model.", dict(config["text_config"])
         text_cfg["architectures"] = ["GemmaForCausalLM"]
     tensors = {}
     with safe_open(str(ckpt / "model.safetensors"), "pt") as f:
         for key in f.keys():
-            if key.startswith(prefix):
+            if key.startswith(prefix) and not key.startswith("visual."):
                 tensors[key[len(prefix):]] = f.get_tensor(key)
     save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt"})
     (out / "config.json").write_text(json.dumps(text_cfg, indent=2) + "\n")

@@ -99,3 +99,28 @@ def test_paligemma_vision_and_ttft_on_tiny_model(bench, tmp_path):
     ttft = run_all.ttft_rows(rows, seen)
     assert [r["prompt_tokens"] for r in ttft] == [256 + run_all.TEXT_PROMPT_TOKENS]
     assert {t["target"] for t in run_all.targets(rows, seen)} >= {"vision speed-up over PyTorch eager fp32 (batched)"}
+
+
+@pytest.mark.slow
+def test_qwen2vl_figures_on_tiny_model(bench, tmp_path):
+    """Issue 19's benchmark (bench_qwen2vl.py) on the tiny Qwen2-VL: vision at both resolutions, end-to-end
+    TTFT and decode rows are well formed and the report is written. Structure only."""
+    import bench_qwen2vl
+    import native_vision
+
+    text = bench["text"]
+    vision = native_vision.run_engine("ours-onnx-fp32", "tiny-qwen2vl", runs=1, threads=1)
+    ttft = native_vision.run_engine("ttft-llamacpp-mtmd", "tiny-qwen2vl", runs=1, threads=1)
+    for row, figure in ((vision, "vision_ms"), (ttft, "ttft_ms")):
+        assert set(row["figures"]) == set(native_vision.RESOLUTIONS)
+        for res in row["figures"].values():
+            _check_stats(res[figure])
+    assert [vision["figures"][k]["image_tokens"] for k in native_vision.RESOLUTIONS] == [256, 1024]
+    decode = text.run_engine("ours-gguf-q4_0", "tiny-qwen2vl", runs=1, steps=2)
+    _check_stats(decode["decode_tokens_per_s_ctx1024"])
+    result = {"started": "now", "model": "tiny-qwen2vl", "threads": 1, "runs": 1, "machine": bench["run_all"].machine(),
+              "commit": {"sha": "0" * 40}, "load_average": {"start": 0, "end": 0}, "vision": [vision],
+              "ttft": [ttft], "text": [decode]}
+    table = bench_qwen2vl.markdown(result)
+    assert "256 tokens" in table and result["machine"]["cpu"] in table
+    assert len(bench_qwen2vl.plot(result, tmp_path)) == 2
