@@ -19,6 +19,12 @@ runtime pads an image's patches to the next count and gives the padding its own 
 patches never attend to it); the ONNX part runs each grid at its own length. The masks are built
 in the graph from the ids (an N x N mask as input would be N^2 floats). Cost: masked attention is
 N^2 per block, also for 2.5's windowed blocks (windows batched would cost N x 64; not done).
+
+Attention in the ONNX part is onnxruntime's fused ``MultiHeadAttention`` (com.microsoft, with the
+segment mask as attention bias), as the fused decoder graph uses onnxruntime's ops: the elementary
+MatMul / Softmax chain materialises all heads' N x N scores at once (1 GB per block at N = 4096 for the
+2B's 16 heads) and measured 2x slower per block at N = 4096; the fused op goes head by head. Core ML
+(and the PyTorch reference path) keep the elementary math, which its converter maps.
 """
 
 from __future__ import annotations
@@ -46,6 +52,27 @@ def _rotate_half(x: torch.Tensor) -> torch.Tensor:
     return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
 
 
+class _FusedAttention(torch.autograd.Function):
+    """softmax(q k^T * scale + bias) v over heads: the math in PyTorch, onnxruntime's MultiHeadAttention in ONNX."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, bias, num_heads: int):  # q, k, v [B, N, D]; bias [N, N] -> [B, N, D]
+        b, n, dim = q.shape
+        split = lambda x: x.reshape(b, n, num_heads, dim // num_heads).transpose(1, 2)  # noqa: E731  [B, H, N, hd]
+        scores = torch.matmul(split(q), split(k).transpose(-1, -2)) * (dim // num_heads) ** -0.5 + bias
+        return torch.matmul(torch.softmax(scores, dim=-1), split(v)).transpose(1, 2).reshape(b, n, dim)
+
+    @staticmethod
+    def symbolic(g, q, k, v, bias, num_heads: int):
+        from torch.onnx import symbolic_helper
+
+        none = symbolic_helper._optional_input_placeholder_tensor(g)
+        bias = g.op("Unsqueeze", bias, g.op("Constant", value_t=torch.tensor([0, 1])))  # [1, 1, N, N]
+        out = g.op("com.microsoft::MultiHeadAttention", q, k, v, none, none, bias, num_heads_i=num_heads)
+        out.setType(q.type())  # [B, N, D] like the query (the exporter cannot infer a contrib op's shape)
+        return out
+
+
 def _segment_bias(segments: torch.Tensor, mask_value: float, dtype: torch.dtype) -> torch.Tensor:
     """[N] ids -> additive [N, N]: 0 within a segment, ``mask_value`` across (every row keeps itself)."""
     same = segments[:, None] == segments[None, :]  # [N, N] bool
@@ -64,6 +91,7 @@ class PackedVision(nn.Module):
         self.full_blocks = set(cfg.fullatt_block_indexes) if self.windowed else set(range(len(visual.blocks)))
         self.num_heads = cfg.num_heads
         self.mask_value = MASK_VALUES[target]
+        self.fused = target == "onnx"
 
     @property
     def input_names(self) -> list[str]:
@@ -77,6 +105,9 @@ class PackedVision(nn.Module):
         q, k, v = qkv[0], qkv[1], qkv[2]  # [B, H, N, hd] each
         q = q * cos + _rotate_half(q) * sin  # cos/sin [N, hd] broadcast over batch and heads
         k = k * cos + _rotate_half(k) * sin
+        if self.fused:  # onnxruntime's MultiHeadAttention takes [B, N, D] (scale: hd^-0.5, as attn.scaling)
+            merge = lambda t: t.transpose(1, 2).reshape(b, n, dim)  # noqa: E731
+            return attn.proj(_FusedAttention.apply(merge(q), merge(k), merge(v), bias, self.num_heads))
         scores = torch.matmul(q, k.transpose(-1, -2)) * attn.scaling + bias  # [B, H, N, N]
         out = torch.matmul(torch.softmax(scores, dim=-1), v)  # [B, H, N, hd]
         return attn.proj(out.transpose(1, 2).reshape(b, n, dim))  # [B, N, D]
