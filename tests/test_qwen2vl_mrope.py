@@ -18,7 +18,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 from qwen2vl_hf import chat, hf_model, hf_processor, synthetic_image  # noqa: E402
 
 from edgevlm.errors import PromptError  # noqa: E402
-from edgevlm.processing.mrope import image_position_ids, mrope_positions, text_positions  # noqa: E402
+from edgevlm.processing.mrope import (  # noqa: E402
+    image_position_ids,
+    mrope_positions,
+    stream_of_frequency,
+    text_positions,
+)
 from edgevlm.processing.native_resolution import NativeResolutionConfig, plan_native_resolution  # noqa: E402
 from edgevlm.processing.tokenizer import Tokenizer  # noqa: E402
 
@@ -116,3 +121,32 @@ def test_placeholder_count_mismatch_is_a_prompt_error():
         mrope_positions(np.array([1, 9, 9, 9, 2]), 9, [(1, 4, 4)], 2)
     with pytest.raises(PromptError, match="shorter than its 4 tokens"):
         mrope_positions(np.array([1, 9, 9, 2, 9, 9]), 9, [(1, 4, 4)], 2)
+
+
+@pytest.mark.parametrize("model,interleaved", [("qwen2_vl", False), ("qwen3_vl", True)])
+def test_frequency_streams_equal_transformers_rotary(model, interleaved):
+    """The decoders gather each rotary frequency's position from stream_of_frequency(section): contiguous
+    sections for Qwen2-VL / 2.5, interleaved ones for Qwen3-VL (which edgevlm does not export yet: the table
+    is what would carry over), against transformers' own recomposition of the three streams."""
+    import torch
+
+    if model == "qwen2_vl":
+        from transformers.models.qwen2_vl.modeling_qwen2_vl import Qwen2VLRotaryEmbedding as Rotary
+        from transformers.models.qwen2_vl.configuration_qwen2_vl import Qwen2VLTextConfig as Config
+
+        section = [16, 24, 24]
+        config = Config(hidden_size=2048, num_attention_heads=16, rope_scaling={"type": "mrope", "mrope_section": section})
+    else:
+        from transformers.models.qwen3_vl.modeling_qwen3_vl import Qwen3VLTextRotaryEmbedding as Rotary
+        from transformers.models.qwen3_vl.configuration_qwen3_vl import Qwen3VLTextConfig as Config
+
+        section = [24, 20, 20]
+        config = Config(hidden_size=2048, num_attention_heads=16, head_dim=128,
+                        rope_parameters={"rope_type": "default", "rope_theta": 5e6, "mrope_section": section,
+                                         "mrope_interleaved": True})
+    rotary = Rotary(config)
+    freq = torch.arange(3)[:, None, None, None] * 1000.0 + torch.arange(64)  # [3, 1, 1, 64]: stream s, frequency j
+    picked = rotary.recomposition_frequencies(freq.clone())[..., :64].reshape(-1)  # [64]
+    streams = stream_of_frequency(section, interleaved)
+    assert picked.tolist() == [1000.0 * s + j for j, s in enumerate(streams.tolist())]
+    assert interleaved == (streams[:3].tolist() == [0, 1, 2])
