@@ -91,8 +91,10 @@ def test_gguf_metadata(exported, name):
     assert fields["tokenizer.ggml.model"] == ("gpt2" if name.startswith(("minicpmv", "qwen")) else "llama")
     names = {t.name for t in reader.tensors}
     assert "token_embd.weight" in names and "blk.0.attn_q.weight" in names
-    # Gemma ties lm_head to the embeddings: llama.cpp reuses token_embd, so no output tensor is written.
-    assert ("output.weight" in names) == (not arch.startswith("gemma"))
+    # Gemma (and a tied Qwen2-VL 2B) ties lm_head to the embeddings: llama.cpp reuses token_embd, so no output
+    # tensor is written.
+    tied = arch.startswith("gemma") or bool(ref.text.extra.get("tie_word_embeddings"))
+    assert ("output.weight" in names) == (not tied)
     assert (part.runtime["token_scale"], part.runtime["embd_input_scale"]) == input_scales(arch, ref.text.hidden_size)
 
 

@@ -22,7 +22,7 @@ from edgevlm.manifest import TokenizerInfo  # noqa: E402
 from edgevlm.processing.tokenizer import Tokenizer  # noqa: E402
 
 
-@pytest.mark.parametrize("name", ["qwen2-vl", "qwen2.5-vl"])
+@pytest.mark.parametrize("name", ["qwen2-vl", pytest.param("qwen2.5-vl", marks=pytest.mark.slow)])
 def test_export_check_through_the_coreml_backend_with_converter_modules(tiny, name):
     ckpt = tiny(name)
     ref = load_reference(ckpt)

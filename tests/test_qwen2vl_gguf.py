@@ -34,6 +34,9 @@ from edgevlm.processing.native_resolution import NativeResolutionConfig, preproc
 
 pytestmark = pytest.mark.gguf
 NAMES = ["qwen2-vl", "qwen2.5-vl"]
+# llama.cpp's converter runs once per checkpoint (~15 s: it imports torch): 2.5 (the windowed projector,
+# untied head) by default, 2.0 in the slow tier
+CONVERTED = ["qwen2.5-vl", pytest.param("qwen2-vl", marks=pytest.mark.slow)]
 # metadata only one side writes: names and sizes, and keys llama.cpp derives the same way when absent
 NAMING = {"general.name", "general.size_label", "general.quantization_version", "general.type",
           "general.description"}
@@ -82,26 +85,30 @@ def _same_files(ours: Path, theirs: Path, skip_keys: tuple[str, ...] = ()) -> No
 def theirs(tiny, tmp_path_factory):
     """name -> directory with llama.cpp's conversion: text-f32, mmproj-f32, mmproj-f16 (one process per name)."""
     out = {}
-    for name in NAMES:
-        root = tmp_path_factory.mktemp(f"llama-cpp-{name}")
-        convert(tiny(name), {root / "text.gguf": ("f32", False), root / "mmproj-fp32.gguf": ("f32", True),
-                             root / "mmproj-fp16.gguf": ("f16", True)})
-        out[name] = root
-    return out
+
+    def get(name):
+        if name not in out:
+            root = tmp_path_factory.mktemp(f"llama-cpp-{name}")
+            convert(tiny(name), {root / "text.gguf": ("f32", False), root / "mmproj-fp32.gguf": ("f32", True),
+                                 root / "mmproj-fp16.gguf": ("f16", True)})
+            out[name] = root
+        return out[name]
+
+    return get
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", CONVERTED)
 @pytest.mark.parametrize("dtype", ["fp32", "fp16"])
 def test_mmproj_equals_llama_cpp_converter(files, theirs, name, dtype):
-    _same_files(files[name][1] / f"mmproj-{dtype}.gguf", theirs[name] / f"mmproj-{dtype}.gguf")
+    _same_files(files[name][1] / f"mmproj-{dtype}.gguf", theirs(name) / f"mmproj-{dtype}.gguf")
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", CONVERTED)
 def test_text_gguf_equals_llama_cpp_converter(files, theirs, name):
     """Keys and tensors of the qwen2vl text model (rope sections, tied head dropped for 2.0). The tokenizer's
     pre-tokenizer name differs by construction (the converter is told "qwen2" for the tiny tokenizer)."""
-    assert _fields(theirs[name] / "text.gguf")["qwen2vl.rope.dimension_sections"] == [2, 3, 3, 0]
-    _same_files(files[name][1] / "text.gguf", theirs[name] / "text.gguf",
+    assert _fields(theirs(name) / "text.gguf")["qwen2vl.rope.dimension_sections"] == [2, 3, 3, 0]
+    _same_files(files[name][1] / "text.gguf", theirs(name) / "text.gguf",
                 skip_keys=("tokenizer.ggml.pre", "tokenizer.chat_template"))
 
 
@@ -117,7 +124,8 @@ def mtmd(files):
 
 
 @pytest.mark.parametrize("name", NAMES)
-@pytest.mark.parametrize("size", [(300, 200), (123, 457), (640, 480)], ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("size", [(300, 200), pytest.param((123, 457), marks=pytest.mark.slow),
+                                  pytest.param((640, 480), marks=pytest.mark.slow)], ids=lambda s: f"{s[0]}x{s[1]}")
 def test_mtmd_features_match_ours_on_our_pixels(files, mtmd, name, size):
     from PIL import Image
 

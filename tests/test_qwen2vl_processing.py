@@ -71,6 +71,11 @@ def _cases() -> list[tuple[int, int, str]]:
 
 
 CASES = _cases()
+# The default tier compares a spread of ~30 cases live (every kind of case above, small images first);
+# the slow tier all of them. The golden check covers every case of up to 1.5 MP by default.
+QUICK = set(CASES[::8]) | {(1, 1, "published"), (70, 70, "published"), (50, 10000, "published"),
+                           (4000, 3000, "t64"), (1, 1, "min1024"), (98, 98, "published")}
+LIVE_CASES = [pytest.param(c, id=f"{c[0]}x{c[1]}-{c[2]}", marks=() if c in QUICK else pytest.mark.slow) for c in CASES]
 
 
 def _config(budget: str) -> NativeResolutionConfig:
@@ -79,10 +84,6 @@ def _config(budget: str) -> NativeResolutionConfig:
 
 def _sha(array: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(array, dtype=np.float32).tobytes()).hexdigest()[:16]
-
-
-def _case_id(case) -> str:
-    return f"{case[0]}x{case[1]}-{case[2]}"
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +113,7 @@ def test_cases_cover_the_required_ranges():
     assert len(enlarged) >= 20 and len(shrunk) >= 30 and cfg.factor == 28
 
 
-@pytest.mark.parametrize("case", CASES, ids=_case_id)
+@pytest.mark.parametrize("case", LIVE_CASES)
 def test_pixels_and_grid_equal_transformers(image_processor, case):
     width, height, budget = case
     image = synthetic_image(width, height)
@@ -133,11 +134,14 @@ def test_several_images_concatenate_like_the_processor(image_processor):
     assert np.array_equal(pixels, out["pixel_values"])
 
 
-def test_golden_data():
+@pytest.mark.parametrize("max_area", [1_500_000, pytest.param(None, marks=pytest.mark.slow)], ids=["up-to-1.5MP", "all"])
+def test_golden_data(max_area):
     golden = json.loads(GOLDEN.read_text())
     assert [tuple(c["case"]) for c in golden["cases"]] == [tuple(c) for c in CASES]
     for record in golden["cases"]:
         width, height, budget = record["case"]
+        if max_area is not None and width * height > max_area:
+            continue
         ours = preprocess_native_resolution(synthetic_image(width, height), _config(budget))
         assert ours.grid_thw.tolist() == record["grid_thw"], record["case"]
         assert ours.plan.n_tokens == record["tokens"] and list(ours.plan.resized_size) == record["resized"]
@@ -202,9 +206,9 @@ def _regen() -> None:
 
     from qwen2vl_hf import hf_processor
 
-    from edgevlm.families.qwen2_vl.tiny import make_tiny_qwen2_vl
+    from edgevlm.families.tiny import make_tiny
 
-    processor = hf_processor(make_tiny_qwen2_vl("qwen2-vl", tempfile.mkdtemp())).image_processor
+    processor = hf_processor(make_tiny("qwen2-vl", tempfile.mkdtemp())).image_processor
     records = []
     for width, height, budget in CASES:
         pixels, grid = _reference(processor, synthetic_image(width, height), budget)

@@ -36,6 +36,7 @@ def sources(tiny, tmp_path_factory):
     return get
 
 
+@pytest.mark.slow  # ~30 s; the recipes' machinery is in the default tier with MiniCPM-V (test_quantize.py)
 def test_fp16_report_agrees_and_mixed_quantizes_every_part(sources, tmp_path):
     fp16 = edgevlm.quantize(str(sources("onnx")), str(tmp_path / "fp16"), recipe="fp16", report=True, progress=None)
     report = fp16.quantization["report"]

@@ -87,6 +87,7 @@ def test_reference_weights_equal_from_pretrained(loaded, name):
     assert all(torch.equal(ours[k], theirs[k]) for k in theirs)
 
 
+@pytest.mark.slow  # the bundles against transformers in tests/test_qwen2vl_runtime.py cover this chain end to end
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("n_images", [1, 2])
 def test_reference_parts_give_transformers_logits_and_tokens(loaded, name, n_images):
@@ -106,6 +107,7 @@ def test_reference_parts_give_transformers_logits_and_tokens(loaded, name, n_ima
     assert len(set(tokens)) >= 16  # the tiny models do not just repeat a token
 
 
+@pytest.mark.slow
 def test_the_image_changes_the_answer(loaded):
     _, processor, _, ref = loaded["qwen2.5-vl"]
     answers = []

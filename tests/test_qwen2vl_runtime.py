@@ -31,7 +31,22 @@ from edgevlm.runtime.generate import feed  # noqa: E402
 from edgevlm.runtime.turn import Conversation, prepare_turn  # noqa: E402
 
 NAMES = ["qwen2-vl", "qwen2.5-vl"]
-FORMATS = ["onnx", pytest.param("gguf", marks=pytest.mark.gguf)]
+SLOW = pytest.mark.slow
+# Default tier: each format, each model and each case at least once; the full cross product: slow tier.
+PARITY_CASES = [("qwen2-vl", "one image", "onnx"), ("qwen2.5-vl", "two images", "onnx"),
+                ("qwen2-vl", "two images", "gguf")]
+CHAT_CASES = [("qwen2.5-vl", "onnx"), ("qwen2-vl", "gguf")]
+
+
+def _tier(cases, *params):
+    """pytest params of the cross product, the ones not in ``cases`` in the slow tier."""
+    import itertools
+
+    out = []
+    for combo in itertools.product(*params):
+        marks = [pytest.mark.gguf] if "gguf" in combo else []
+        out.append(pytest.param(*combo, id="-".join(combo), marks=marks + ([] if combo in cases else [SLOW])))
+    return out
 MAX_PIXELS = 28 * 28 * 128  # a per-request budget: at most 128 image tokens per image
 SIZE = {"shortest_edge": 3136, "longest_edge": MAX_PIXELS}  # the same budget for transformers' processor
 TURN2 = "And this one?"
@@ -76,11 +91,13 @@ def _tokens(result) -> list[int]:
     return result.token_ids + ([-1] if result.finish_reason == "eos" else [])
 
 
-@pytest.mark.parametrize("format", FORMATS)
-@pytest.mark.parametrize("name", NAMES)
-@pytest.mark.parametrize("sizes", [[(300, 200)], [(300, 200), (123, 457)]], ids=["one image", "two images"])
-def test_logits_and_32_greedy_tokens_equal_transformers(setup, name, sizes, format):
+IMAGES = {"one image": [(300, 200)], "two images": [(300, 200), (123, 457)]}
+
+
+@pytest.mark.parametrize("name,case,format", _tier(PARITY_CASES, NAMES, list(IMAGES), ["onnx", "gguf"]))
+def test_logits_and_32_greedy_tokens_equal_transformers(setup, name, case, format):
     processor, hf, vlm = setup(name, format)
+    sizes = IMAGES[case]
     images = [synthetic_image(w, h, seed) for seed, (w, h) in enumerate(sizes)]
     prompt = "Describe the image."
     inputs = _hf_inputs(processor, processor.apply_chat_template(
@@ -104,8 +121,7 @@ def test_logits_and_32_greedy_tokens_equal_transformers(setup, name, sizes, form
     assert result.token_ids == want[:len(result.token_ids)] and len(want) == 32 == len(_tokens(result))
 
 
-@pytest.mark.parametrize("format", FORMATS)
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name,format", _tier(CHAT_CASES, NAMES, ["onnx", "gguf"]))
 def test_two_turn_chat_reuses_the_cache_and_equals_one_prompt(setup, name, format):
     processor, hf, vlm = setup(name, format)
     image_a, image_b = synthetic_image(300, 200, 0), synthetic_image(123, 457, 1)

@@ -43,6 +43,9 @@ NAMES = ["qwen2-vl", "qwen2.5-vl"]
 BUDGET = NativeResolutionConfig(max_pixels=28 * 28 * 256)
 # (w, h): one token, windows partial on both sides, exact windows (8x8 patches), tall, wide, large
 SIZES = [(28, 28), (300, 200), (224, 224), (123, 457), (900, 140), (640, 480)]
+QUICK_SIZES = {(300, 200), (123, 457)}  # partial windows on both sides; tall (the rest: slow tier)
+SIZE_PARAMS = [pytest.param(s, id=f"{s[0]}x{s[1]}", marks=() if s in QUICK_SIZES else pytest.mark.slow) for s in SIZES]
+WINDOWED_FIRST = ["qwen2.5-vl", pytest.param("qwen2-vl", marks=pytest.mark.slow)]
 GRIDS = [(1, 2, 2), (1, 8, 8), (1, 14, 22), (1, 32, 8), (1, 18, 20), (1, 10, 30)]
 
 
@@ -102,7 +105,7 @@ def test_tables_equal_transformers_helpers(exported, name):
 
 
 @pytest.mark.parametrize("name", NAMES)
-@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("size", SIZE_PARAMS)
 def test_onnx_features_per_image(exported, name, size):
     ref = exported[name][0]
     image = preprocess_native_resolution(synthetic_image(*size), BUDGET)
@@ -111,7 +114,7 @@ def test_onnx_features_per_image(exported, name, size):
     assert _cosine(got, want) >= 0.99999
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", WINDOWED_FIRST)
 def test_images_run_grouped_by_grid(exported, name):
     """Images of one grid run as one batch, of other grids in their own calls; rows come back in image
     order, equal to transformers' and to each image alone."""
@@ -136,7 +139,7 @@ def test_images_run_grouped_by_grid(exported, name):
     assert np.abs(got[0] - alone).max() <= 1e-4
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", WINDOWED_FIRST)
 def test_padding_to_fixed_patch_counts_changes_nothing(exported, name):
     """A fixed-shape part (Core ML's enumerated counts) gets each image padded; the padding is masked out."""
     image = preprocess_native_resolution(synthetic_image(123, 457), BUDGET)  # 32 x 8 patches = 256
