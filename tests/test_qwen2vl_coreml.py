@@ -26,7 +26,7 @@ from edgevlm.processing.tokenizer import Tokenizer  # noqa: E402
 def test_export_check_through_the_coreml_backend_with_converter_modules(tiny, name):
     ckpt = tiny(name)
     ref = load_reference(ckpt)
-    manifest = module_manifest(ref, 1024)
+    manifest = module_manifest(ref, 512)  # the check's prompt: 391 image + ~30 text tokens
     spec = family_for(ckpt).bundle_spec(ckpt, read_config(ckpt))
     manifest.processor, manifest.layout = spec.processor.to_dict(), spec.layout.to_dict()
     manifest.chat_template = spec.chat_template.to_dict()
@@ -34,7 +34,8 @@ def test_export_check_through_the_coreml_backend_with_converter_modules(tiny, na
     # the check's 640x480 image has 34 x 46 = 1564 patches at the published budget: padded to 40 x 40
     assert manifest.parts["vision"].binding["slice_patches"][:4] == [256, 576, 1024, 1600]
     assert manifest.parts["decoder"].binding["rope"][0]["streams"] == [0, 0, 1, 1, 1, 2, 2, 2]
-    report = validate_bundle(ref, str(ckpt), module_backend(ref, manifest), manifest,
-                             Tokenizer.from_file(ckpt / "tokenizer.json"), "fp16")
+    # float32 cache: the wiring (padding, rotary streams, chunking) at fp32 tolerance, and fast (CPU fp16 is slow)
+    report = validate_bundle(ref, str(ckpt), module_backend(ref, manifest, torch.float32), manifest,
+                             Tokenizer.from_file(ckpt / "tokenizer.json"), "fp32")
     print({k: report[k] for k in ("vision", "logits", "greedy")})
-    assert report["passed"] and report["vision"]["cosine"] > 0.9999 and report["greedy"]["identical_prefix"] >= 16
+    assert report["passed"] and report["greedy"]["equal"] and report["vision"]["cosine"] > 0.99999

@@ -72,7 +72,7 @@ def _cases() -> list[tuple[int, int, str]]:
 
 CASES = _cases()
 # The default tier compares a spread of ~30 cases live (every kind of case above, small images first);
-# the slow tier all of them. The golden check covers every case of up to 1.5 MP by default.
+# the slow tier all of them. The golden check covers every case of up to 0.5 MP by default.
 QUICK = set(CASES[::8]) | {(1, 1, "published"), (70, 70, "published"), (50, 10000, "published"),
                            (4000, 3000, "t64"), (1, 1, "min1024"), (98, 98, "published")}
 LIVE_CASES = [pytest.param(c, id=f"{c[0]}x{c[1]}-{c[2]}", marks=() if c in QUICK else pytest.mark.slow) for c in CASES]
@@ -134,7 +134,7 @@ def test_several_images_concatenate_like_the_processor(image_processor):
     assert np.array_equal(pixels, out["pixel_values"])
 
 
-@pytest.mark.parametrize("max_area", [1_500_000, pytest.param(None, marks=pytest.mark.slow)], ids=["up-to-1.5MP", "all"])
+@pytest.mark.parametrize("max_area", [500_000, pytest.param(None, marks=pytest.mark.slow)], ids=["up-to-0.5MP", "all"])
 def test_golden_data(max_area):
     golden = json.loads(GOLDEN.read_text())
     assert [tuple(c["case"]) for c in golden["cases"]] == [tuple(c) for c in CASES]
