@@ -32,12 +32,13 @@ from .backend import Backend
 from .generate import cap_vocabulary, feed, generate_step, penalize_repetition, suppress_tokens
 from .results import Delta, GenerationResult, GenerationStats, peak_rss_mb
 from .sampling import Sampler, SamplingParams
+from .speculative import DraftStats, PromptLookup, speculative_steps
 from .text_stream import TextStream
 from .turn import Conversation, prepare_turn
 from .vision_cache import VisionCache
 
 ImageInput = Any  # path, bytes or PIL image
-OPTIONS = ("max_new_tokens", "temperature", "top_k", "top_p", "repetition_penalty")
+OPTIONS = ("max_new_tokens", "temperature", "top_k", "top_p", "repetition_penalty", "prompt_lookup")
 
 
 class VLM:
@@ -52,7 +53,7 @@ class VLM:
         self.template = ChatTemplate.from_dict(manifest.chat_template)
         self.vision_cache = VisionCache(vision_cache_bytes)
         self.defaults = {"max_new_tokens": 256, "temperature": 0.0, "top_k": 0, "top_p": 1.0,
-                         "repetition_penalty": 1.0, **manifest.generation}
+                         "repetition_penalty": 1.0, "prompt_lookup": 0, **manifest.generation}
         # Generation ends at an end-of-sequence id or at a stop string that is one special token.
         stop_ids = {self.tokenizer.token_to_id(s) for s in self.template.stop_strings}
         self.stop_ids = set(manifest.tokenizer.eos_ids) | {i for i in stop_ids if i is not None}
@@ -134,7 +135,9 @@ class Chat:
     def stream(self, text: str, images: Sequence[ImageInput] = (), *, stop: Sequence[str] = (),
                seed: int | None = None, raw: bool = False, **options: Any) -> Iterator[Delta]:
         """Yield text deltas of the answer. Options: max_new_tokens (0: prefill only), temperature, top_k,
-        top_p, repetition_penalty; ``seed`` for sampling; ``stop`` strings; ``raw`` (no chat template)."""
+        top_p, repetition_penalty; ``seed`` for sampling; ``stop`` strings; ``raw`` (no chat template);
+        ``prompt_lookup=N``: greedy decoding verifies up to N tokens drafted from the conversation itself
+        per forward (speculative.py; the same tokens, faster when the answer repeats its input; 0 = off)."""
         vlm = self.vlm
         unknown = sorted(set(options) - set(OPTIONS))
         if unknown:
@@ -142,6 +145,8 @@ class Chat:
         opts = {k: options[k] if options.get(k) is not None else vlm.defaults[k] for k in OPTIONS}
         if int(opts["max_new_tokens"]) < 0:
             raise PromptError(f"max_new_tokens is {opts['max_new_tokens']}; give 0 (prefill only) or more")
+        if int(opts["prompt_lookup"]) < 0:
+            raise PromptError(f"prompt_lookup is {opts['prompt_lookup']}; give 0 (off) or the most draft tokens per step")
         sampler = Sampler(SamplingParams(opts["temperature"], opts["top_k"], opts["top_p"],
                                          opts["repetition_penalty"], seed))
         with vlm.turn_lock():
@@ -184,8 +189,12 @@ class Chat:
         generated: list[int] = []
         finish, text_stream = "length", TextStream(vlm.tokenizer, stop)
         t_decode = time.perf_counter()
-        steps = generate_step(vlm.backend, logits, sampler, vlm.logits_processors(opts["repetition_penalty"]),
-                              conv.history, position, budget)
+        processors, drafts = vlm.logits_processors(opts["repetition_penalty"]), DraftStats()
+        if int(opts["prompt_lookup"]):
+            steps = speculative_steps(vlm.backend, logits, sampler, processors, conv.history, position, budget,
+                                      PromptLookup(banned=vlm.suppress_ids), int(opts["prompt_lookup"]), drafts)
+        else:
+            steps = generate_step(vlm.backend, logits, sampler, processors, conv.history, position, budget)
         for token in steps:
             if not generated:
                 stats.time_to_first_token_ms = (time.perf_counter() - start) * 1e3
@@ -218,6 +227,7 @@ class Chat:
         decode_s = time.perf_counter() - t_decode
         stats.decode_tokens, stats.decode_ms = len(generated), decode_s * 1e3
         stats.decode_tokens_per_s = len(generated) / decode_s if decode_s > 0 and generated else 0.0
+        stats.draft_tokens, stats.accepted_draft_tokens = drafts.drafted, drafts.accepted
         stats.peak_rss_mb = peak_rss_mb()
         self.last_result = GenerationResult(text_stream.text, generated, finish, stats)
 
