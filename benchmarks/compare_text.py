@@ -40,6 +40,7 @@ class Engine:
     weights_bytes = 0  # bytes of weights read per decode step (the roofline numerator), 0 if unknown
     kv_bytes_per_token = 0  # KV-cache bytes read per cached position per decode step
     size_bytes = 0  # what is loaded: bundle / model files
+    kernel = ""  # which kernels run the weight matmuls on this CPU (cpu_info.py)
 
     def prefill(self, ids: np.ndarray) -> int:
         raise NotImplementedError
@@ -62,10 +63,18 @@ class OursEngine(Engine):
     """edgevlm.load(bundle).backend: the exact object VLM.generate drives (embedding + decoder, KV in place)."""
 
     def __init__(self, bundle: Path, threads: int):
+        import cpu_info
         import edgevlm
         import roofline
 
-        self.vlm = edgevlm.load(str(bundle), threads=threads)
+        manifest = json.loads((bundle / "manifest.json").read_text())
+        if manifest["format"] == "gguf":
+            with cpu_info.BufferLog() as log:
+                self.vlm = edgevlm.load(str(bundle), threads=threads)
+            self.kernel = f"ggml, weight buffers {'+'.join(log.types) or '?'}: {cpu_info.llamacpp_system_info()}"
+        else:
+            self.vlm = edgevlm.load(str(bundle), threads=threads)
+            self.kernel = cpu_info.onnx_bundle_kernels(manifest, cpu_info.cpu()["flags"])
         self.backend = self.vlm.backend
         self.size_bytes = _dir_bytes(bundle)
         self.weights_bytes, self.kv_bytes_per_token = roofline.bundle_decode_bytes(bundle)
@@ -87,11 +96,14 @@ class LlamaCppEngine(Engine):
     """llama-cpp-python's high-level ``Llama`` with its defaults (what a user of llama.cpp would run)."""
 
     def __init__(self, gguf: Path, threads: int):
+        import cpu_info
         import roofline
         from edgevlm.runtime.backends.llamacpp_amx import open_llama
 
-        self.llm = open_llama(str(gguf), n_ctx=models.MAX_CONTEXT, n_batch=512, n_threads=threads,
-                              n_threads_batch=threads, n_gpu_layers=0, verbose=False)
+        with cpu_info.BufferLog() as log:
+            self.llm = open_llama(str(gguf), n_ctx=models.MAX_CONTEXT, n_batch=512, n_threads=threads,
+                                  n_threads_batch=threads, n_gpu_layers=0, verbose=False)
+        self.kernel = f"ggml, weight buffers {'+'.join(log.types) or '?'}: {cpu_info.llamacpp_system_info()}"
         self.n_vocab = self.llm.n_vocab()
         self.size_bytes = gguf.stat().st_size
         self.weights_bytes, self.kv_bytes_per_token = roofline.gguf_decode_bytes(gguf, kv_dtype_bytes=2)
@@ -131,6 +143,10 @@ class GenaiEngine(Engine):
             cfg_path.write_text(json.dumps(cfg, indent=4))
         self.og = og
         self.model = og.Model(str(folder))
+        import cpu_info
+
+        kernels = cpu_info.onnxruntime_kernels(cpu_info.cpu()["flags"])
+        self.kernel = f"onnxruntime-genai: {kernels['matmul_nbits'] if 'int4' in folder.name else kernels['sgemm']}"
         self.size_bytes = _dir_bytes(folder)
         self.weights_bytes = roofline.onnx_weight_bytes(folder, exclude_gather=True)
         self.kv_bytes_per_token = roofline.kv_bytes_from_config(cfg["model"], dtype_bytes=4)
@@ -174,6 +190,9 @@ class TorchEngine(Engine):
 
         torch.set_num_threads(threads)
         self.torch = torch
+        import cpu_info
+
+        self.kernel = cpu_info.torch_kernel()
         self.model = AutoModelForCausalLM.from_pretrained(str(ckpt), dtype=torch.float32,
                                                           attn_implementation="eager").eval()
         self.size_bytes = _dir_bytes(ckpt)
@@ -351,6 +370,7 @@ def run_engine(name: str, model: str, runs: int = 3, steps: int = 16, threads: i
     result["size_mb"] = round(engine.size_bytes / 1e6, 1)
     result["weights_read_mb_per_token"] = round(engine.weights_bytes / 1e6, 1)
     result["kv_bytes_per_position"] = engine.kv_bytes_per_token
+    result["kernel"] = engine.kernel
     result.update(measure(engine, runs, steps, progress=say, avoid=_image_token_ids(model)))
     result["peak_rss_mb"] = round(peak_rss_mb(), 1)
     engine.close()

@@ -69,10 +69,66 @@ def _timed(fn: Callable[[], Any]) -> float:
     return (time.perf_counter() - t0) * 1e3
 
 
+def _kernel(bundle: Path) -> str:
+    import cpu_info
+
+    return cpu_info.onnx_bundle_kernels(json.loads((bundle / "manifest.json").read_text()),
+                                        cpu_info.cpu()["flags"], part="vision")
+
+
+def _vision_encoder(bundle: Path, threads: int) -> tuple[Callable[[Any], np.ndarray], Any]:
+    """(encode(prepared) -> features [chunks, tokens, hidden], processor config) of a bundle's vision part
+    alone, as the runtime runs it (open_session + encode_chunks), so no decoder is loaded."""
+    from edgevlm.manifest import read_manifest
+    from edgevlm.processing.config import ProcessorConfig
+    from edgevlm.runtime.backends.onnxruntime import open_session
+    from edgevlm.runtime.backends.ort_vision import encode_chunks
+
+    manifest = read_manifest(bundle, verify=False)
+    part = manifest.parts["vision"]
+    session = open_session(bundle, part, ["CPUExecutionProvider"], threads)
+    derived = part.binding.get("derived_inputs", {})
+
+    def encode(prepared: Any) -> np.ndarray:
+        return encode_chunks(lambda feeds: session.run(None, feeds)[0], prepared.inputs, manifest.vision, derived)
+
+    return encode, ProcessorConfig.from_dict(manifest.processor)
+
+
+def _reference_features(model: str) -> np.ndarray:
+    """The fp32 bundle's features of the benchmark image, computed once in a process of its own (so the fp32
+    weights never count in a quantized engine's peak RSS) and cached next to the bundles."""
+    import subprocess
+
+    path = models.CACHE / model / "vision-features-fp32.npy"
+    if not path.is_file():
+        env = {**os.environ, "EDGEVLM_BENCH_CACHE": str(models.CACHE.parent)}
+        subprocess.run([sys.executable, __file__, "--write-reference", model], check=True, env=env,
+                       capture_output=True)
+    return np.load(path)
+
+
+def _write_reference(model: str) -> None:
+    from edgevlm.runtime.images import prepare_image
+
+    encode, cfg = _vision_encoder(models.onnx_bundle(model, "fp32"), 2)
+    features = encode(prepare_image(_image(), cfg))
+    np.save(models.CACHE / model / "vision-features-fp32.npy", features)
+
+
+def _cosine(features: np.ndarray, reference: np.ndarray) -> dict[str, float]:
+    """Cosine of the whole feature tensor and the lowest per-token cosine, vs the fp32 features."""
+    a, b = features.reshape(-1, features.shape[-1]).astype(np.float64), reference.reshape(-1, reference.shape[-1])
+    rows = (a * b).sum(-1) / np.maximum(np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1), 1e-30)
+    whole = float((a * b).sum() / (np.linalg.norm(a) * np.linalg.norm(b)))
+    return {"feature_cosine_vs_fp32": round(whole, 6), "feature_cosine_vs_fp32_min_token": round(float(rows.min()), 6)}
+
+
 def bench_ours(model: str, recipe: str, runs: int, threads: int, modes: tuple[str, ...]) -> dict[str, Any]:
     import edgevlm
     from edgevlm.runtime.images import prepare_image
 
+    reference = _reference_features(model) if recipe != "fp32" else None
     vlm = edgevlm.load(str(models.onnx_bundle(model, recipe)), threads=threads)
     be, image = vlm.backend, _image()
     default_batch = be.vision_info.max_batch
@@ -89,28 +145,21 @@ def bench_ours(model: str, recipe: str, runs: int, threads: int, modes: tuple[st
     for mode in modes:
         be.vision_info.max_batch = 1 if mode == "sequential" else default_batch
         out[f"{mode}_ms"] = _summary([_timed(lambda: be.encode_images(prepared.inputs)) for _ in range(runs)])
+    if reference is not None:
+        out.update(_cosine(be.encode_images(prepared.inputs), reference))
+    out["kernel"] = _kernel(models.onnx_bundle(model, recipe))
     vlm.close()
     return out
 
 
 def bench_ours_fixed(model: str, recipe: str, runs: int, threads: int) -> dict[str, Any]:
     """A fixed-size processor (PaliGemma): the bundle's vision part alone, as the runtime runs it."""
-    from edgevlm.manifest import read_manifest
-    from edgevlm.processing.config import ProcessorConfig
-    from edgevlm.runtime.backends.onnxruntime import open_session
-    from edgevlm.runtime.backends.ort_vision import encode_chunks
     from edgevlm.runtime.images import prepare_image
 
+    reference = _reference_features(model) if recipe != "fp32" else None
     bundle = models.onnx_bundle(model, recipe)
-    manifest = read_manifest(bundle, verify=False)
-    part = manifest.parts["vision"]
-    session = open_session(bundle, part, ["CPUExecutionProvider"], threads)
-    cfg, image = ProcessorConfig.from_dict(manifest.processor), _image()
-    derived = part.binding.get("derived_inputs", {})
-
-    def encode(prepared: Any) -> np.ndarray:
-        return encode_chunks(lambda feeds: session.run(None, feeds)[0], prepared.inputs, manifest.vision, derived)
-
+    encode, cfg = _vision_encoder(bundle, threads)
+    image = _image()
     encode(prepare_image(image, cfg))  # warm-up (the same size: every image is resized to one size)
     slicing, prepared = [], None
     for _ in range(runs):
@@ -121,6 +170,9 @@ def bench_ours_fixed(model: str, recipe: str, runs: int, threads: int) -> dict[s
     out: dict[str, Any] = {"preprocessing_ms": _summary(slicing), "chunks": prepared.n_chunks,
                            "image_tokens": int(features.shape[0] * features.shape[1])}
     out["batched_ms"] = _summary([_timed(lambda: encode(prepared)) for _ in range(runs)])
+    if reference is not None:
+        out.update(_cosine(features, reference))
+    out["kernel"] = _kernel(bundle)
     return out
 
 
@@ -161,6 +213,9 @@ def bench_torch_fixed(model: str, runs: int, threads: int) -> dict[str, Any]:
     from edgevlm.runtime.images import prepare_image
 
     torch.set_num_threads(threads)
+    import cpu_info
+
+    kernel = cpu_info.torch_kernel()
     hf = _paligemma_vision_reference(models.checkpoint(model))
     cfg = ProcessorConfig.from_dict(read_manifest(models.onnx_bundle(model, "fp32"), verify=False).processor)
     pixels = torch.from_numpy(np.asarray(prepare_image(_image(), cfg).inputs["pixel_values"], np.float32))
@@ -172,7 +227,7 @@ def bench_torch_fixed(model: str, runs: int, threads: int) -> dict[str, Any]:
 
     features = encode()  # warm-up
     return {"chunks": int(pixels.shape[0]), "image_tokens": int(features.shape[0] * features.shape[1]),
-            "batched_ms": _summary([_timed(encode) for _ in range(runs)])}
+            "batched_ms": _summary([_timed(encode) for _ in range(runs)]), "kernel": kernel}
 
 
 def bench_torch(model: str, runs: int, threads: int, modes: tuple[str, ...]) -> dict[str, Any]:
@@ -183,6 +238,9 @@ def bench_torch(model: str, runs: int, threads: int, modes: tuple[str, ...]) -> 
     from edgevlm.runtime.images import prepare_image
 
     torch.set_num_threads(threads)
+    import cpu_info
+
+    kernel = cpu_info.torch_kernel()
     ref = load_reference(models.checkpoint(model))
     manifest = json.loads((models.onnx_bundle(model, "fp32") / "manifest.json").read_text())
     cfg = ProcessorConfig.from_dict(manifest["processor"])
@@ -200,7 +258,7 @@ def bench_torch(model: str, runs: int, threads: int, modes: tuple[str, ...]) -> 
             one(pixels[i:i + 1, :, :, : n * 14], mask[i:i + 1, :n], tgt[i:i + 1])  # [1, 3, 14, n*14]
 
     one(small["pixel_values"], small["patch_attention_mask"], small["tgt_sizes"])  # warm-up
-    out: dict[str, Any] = {"chunks": len(tgt)}
+    out: dict[str, Any] = {"chunks": len(tgt), "kernel": kernel}
     for mode in modes:
         fn = sequential if mode == "sequential" else (lambda: one(pixels, mask, tgt))
         out[f"{mode}_ms"] = _summary([_timed(fn) for _ in range(runs)])
@@ -220,7 +278,10 @@ def bench_mtmd(model: str, runs: int, threads: int) -> dict[str, Any]:
     rgb = np.asarray(_image().convert("RGB"))
     enc.encode(np.asarray(_image().resize((224, 224)).convert("RGB")))  # warm-up
     chunks = len(enc.encode(rgb))
-    out = {"chunks": chunks, "sequential_ms": _summary([_timed(lambda: enc.encode(rgb)) for _ in range(runs)])}
+    import cpu_info
+
+    out = {"chunks": chunks, "sequential_ms": _summary([_timed(lambda: enc.encode(rgb)) for _ in range(runs)]),
+           "kernel": f"ggml (clip.cpp, f16 weights): {cpu_info.llamacpp_system_info()}"}
     enc.close()
     return out
 
@@ -267,6 +328,9 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json")
+    if sys.argv[1:2] == ["--write-reference"]:  # _reference_features's child process
+        _write_reference(sys.argv[2])
+        return
     args = ap.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     text = json.dumps(run_engine(args.engine, args.model, args.runs, args.threads), indent=2)

@@ -61,6 +61,11 @@ class ModelSpec:
     # (the export loads it into fp32 modules; PyTorch eager loads it as fp32): speed does not depend on values.
     checkpoint_dtype: str = "float32"
 
+    @property
+    def real_text(self) -> bool:
+        """Real language-model weights: answers mean something (prompt-lookup acceptance does)."""
+        return self.kind == "gemma3-real"
+
 
 MODELS: dict[str, ModelSpec] = {s.name: s for s in (
     ModelSpec("minicpmv-0.5b", "minicpmv", "MiniCPM-V 2.6 class: SigLIP-400M navit @448 + resampler (64 queries) "
@@ -70,6 +75,11 @@ MODELS: dict[str, ModelSpec] = {s.name: s for s in (
               "+ Qwen2-1.5B-sized text", "minicpmv-2.6", QWEN2_15B, SIGLIP_400M_448, default=False),
     ModelSpec("paligemma-2b", "paligemma", "PaliGemma 1 class: SigLIP So400m @224 + Gemma-2B-sized text", "paligemma",
               GEMMA_2B, SIGLIP_SO400M_224, default=False, checkpoint_dtype="bfloat16"),
+    # Mid-size, for interleaved A/B runs of one lever on a shared machine (bench_levers.py): real widths
+    # (Qwen2-0.5B's 896 hidden and 151936-row head, SigLIP-400M's 1152 hidden) at a third of the depth.
+    ModelSpec("mid-minicpmv", "minicpmv", "MiniCPM-V 2.6 class at real widths, 8 text and 6 vision layers (A/B runs)",
+              "minicpmv-2.6", {**QWEN2_05B, "num_hidden_layers": 8}, {**SIGLIP_400M_448, "num_hidden_layers": 6},
+              default=False, genai=False),
     # The smoke test's model: the same code paths at toy size (tests/test_benchmarks_smoke.py).
     ModelSpec("tiny-minicpmv", "minicpmv", "tiny random MiniCPM-V 2.6 (smoke test only)", "minicpmv-2.6", default=False,
               genai=False),
@@ -185,7 +195,8 @@ def _cached(out: Path, build: Callable[[], None], what: str) -> Path:
 
 
 # recipe name in the cache -> extra `edgevlm quantize` arguments
-RECIPE_ARGS = {"int8": ["--recipe", "int8"], "w4": ["--recipe", "w4"], "w4-head4": ["--recipe", "w4", "--head-bits", "4"],
+RECIPE_ARGS = {"int8": ["--recipe", "int8"], "w4": ["--recipe", "w4"], "mixed": ["--recipe", "mixed"],
+               "w4-head4": ["--recipe", "w4", "--head-bits", "4"],
                # Q4_0's bytes: 4.5 bits per body weight (symmetric blocks of 64 with fp32 scales vs Q4_0's 32
                # with fp16 scales) and an 8.5-bit head (8-bit blocks of 64 vs Q8_0's 32 with fp16 scales)
                "w4-b64-sym": ["--recipe", "w4", "--block-size", "64", "--symmetric"]}
@@ -290,6 +301,7 @@ ENGINE_BUILDS: dict[str, Callable[[str], Any]] = {
     "ours-onnx-int8": lambda n: onnx_bundle(n, "int8"),
     "ours-onnx-w4": lambda n: onnx_bundle(n, "w4"),
     "ours-onnx-w4-head4": lambda n: onnx_bundle(n, "w4-head4"),
+    "ours-onnx-mixed": lambda n: onnx_bundle(n, "mixed"),  # TTFT only (compare_ttft.py): text w4, vision int8
     "ours-onnx-w4-b64-sym": lambda n: onnx_bundle(n, "w4-b64-sym"),
     "ours-onnx-w4-portable": lambda n: onnx_bundle(n, "w4", graph="portable"),
     "ours-gguf-q4_0": lambda n: gguf_bundle(n, "q4_0"),
