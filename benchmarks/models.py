@@ -80,6 +80,11 @@ MODELS: dict[str, ModelSpec] = {s.name: s for s in (
     ModelSpec("mid-minicpmv", "minicpmv", "MiniCPM-V 2.6 class at real widths, 8 text and 6 vision layers (A/B runs)",
               "minicpmv-2.6", {**QWEN2_05B, "num_hidden_layers": 8}, {**SIGLIP_400M_448, "num_hidden_layers": 6},
               default=False, genai=False),
+    ModelSpec("mid-paligemma", "paligemma", "PaliGemma class: SigLIP So400m @224 at real width, 6 layers, behind a "
+              "small text model (vision A/B and profile)", "paligemma",
+              {"hidden_size": 256, "num_hidden_layers": 2, "intermediate_size": 1024, "num_attention_heads": 4,
+               "num_key_value_heads": 1, "head_dim": 64}, {**SIGLIP_SO400M_224, "num_hidden_layers": 6},
+              default=False, genai=False),
     # The smoke test's model: the same code paths at toy size (tests/test_benchmarks_smoke.py).
     ModelSpec("tiny-minicpmv", "minicpmv", "tiny random MiniCPM-V 2.6 (smoke test only)", "minicpmv-2.6", default=False,
               genai=False),

@@ -157,7 +157,7 @@ def ttft_table(rows: list[dict[str, Any]]) -> list[str]:
 
 def speculative_table(rows: list[dict[str, Any]]) -> list[str]:
     lines = ["| bundle | prompts | plain tok/s | prompt lookup tok/s | speed-up (wall, CPU) | drafts accepted | "
-             "tokens per forward | same tokens |", "|---|---|---:|---:|---|---:|---:|---|"]
+             "tokens per forward | same tokens as plain (runs) |", "|---|---|---:|---:|---|---:|---:|---|"]
     for r in rows:
         if "plain_tokens_per_s" not in r:
             lines.append(f"| {r.get('engine', '')} | {r.get('prompts', '')} | {_why(r)} | | | | | |")
@@ -165,7 +165,8 @@ def speculative_table(rows: list[dict[str, Any]]) -> list[str]:
         lines.append(f"| {r['engine']} | {r['prompts']} | {_mm(r['plain_tokens_per_s'])} | "
                      f"{_mm(r['lookup_tokens_per_s'])} | {r['speedup_wall']:.2f}×, {r['speedup_cpu']:.2f}× | "
                      f"{r['accepted']}/{r['drafted']} | {r['tokens_per_forward']:.2f} | "
-                     f"{'yes' if r['identical'] else 'NO'} |")
+                     f"{r.get('identical_runs', 'yes' if r['identical'] else 'NO')}"
+                     f"{'' if r['identical'] else ' (first difference at token ' + str(r.get('first_difference_at')) + ')'} |")
     return lines
 
 

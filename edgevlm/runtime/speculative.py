@@ -9,8 +9,12 @@ pick, after the same logits processors as ``generate_step``, is compared with th
 matching prefix is accepted, the first mismatch is replaced by the model's own pick, and the cache
 rows of the rejected drafts are rewound. Every yielded token is therefore the argmax the model gives
 after exactly the tokens before it: greedy output is the same as ``generate_step``'s by
-construction. (In floating point, a row of a T-token forward and a single-token forward may round
-differently, as prefill chunking already does; tests/test_speculative.py compares ids on bundles.)
+construction, wherever a row of a T-token forward equals the one-token forward bit for bit: fp32 ONNX
+bundles (tests/test_speculative.py compares ids; real Gemma 3 270M: identical logits) and 8-bit
+MatMulNBits. 4-bit MatMulNBits (blocks of 32 and more) has a one-row kernel that rounds differently
+from its many-row kernel (~1e-6 relative), and the int8 activations of the next layers amplify that to
+the recipe's own quantization noise (0.4 to 0.9 logits on Gemma 3 270M w4), so tokens can part at a
+near-tie, as they do between two prefill chunkings (docs/speculative.md has the measurements).
 
 It is used only where it is exact and possible: greedy sampling, and a backend whose cache can drop
 rows (every layer a KV cache: its ``snapshot`` is just the length). A model with recurrent-state
