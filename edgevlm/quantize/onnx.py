@@ -116,7 +116,7 @@ def quantize_onnx_part(src: Path, dst: Path, method: str, block_size: int = 32, 
         from ..export.onnx.fp16 import to_fp16
 
         # float32 I/O (the runtime feeds and reads float32 exactly as for the source bundle), and float32
-        # norms and rotary angles: fp16 ones turned real Gemma 3 270M's logits into NaN (onnx_fp16.py)
+        # norms and rotary angles: fp16 ones turned real Gemma 3 270M's logits into NaN (export/onnx/fp16.py)
         _save(to_fp16(_load(src)), dst)
     elif method == "rows8":
         _save(quantize_gather_rows(_load(src)), dst)
