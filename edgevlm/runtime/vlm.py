@@ -175,6 +175,7 @@ class Chat:
         stats.prefill_ms = (time.perf_counter() - t0) * 1e3
         stats.prefill_tokens_per_s = len(turn.ids) / max(stats.prefill_ms / 1e3, 1e-9)
         conv.fed.append((turn.ids, turn.rows, turn.blocks, turn.positions))
+        fed_before = len(conv.fed)
         conv.history += turn.ids.tolist()
         conv.pending, conv.turns, conv.images = [], conv.turns + 1, conv.images + turn.images
         position = turn.next_position
@@ -185,7 +186,8 @@ class Chat:
         finish, text_stream = "length", TextStream(vlm.tokenizer, stop)
         t_decode = time.perf_counter()
         steps = generate_step(vlm.backend, logits, sampler, vlm.logits_processors(opts["repetition_penalty"]),
-                              conv.history, position, budget)
+                              conv.history, position, budget,
+                              on_feed=lambda ids, positions: conv.fed.append((ids, None, None, positions)))
         for token in steps:
             if not generated:
                 stats.time_to_first_token_ms = (time.perf_counter() - start) * 1e3
@@ -193,25 +195,17 @@ class Chat:
                 conv.history.pop()  # the template's close of the turn stands for it
                 finish = "eos"
                 break
-            if generated:  # fed by the step that produced this token
-                conv.fed.append((np.array([generated[-1]], np.int64), None, None,
-                                 np.array([position + len(generated) - 1], np.int64)))
             generated.append(token)
             delta = text_stream.push(token)
-            if text_stream.stopped:
-                finish = "stop"
-                if delta:
-                    yield Delta(delta, token)
-                break
             if delta:
                 yield Delta(delta, token)
+            if text_stream.stopped:
+                finish = "stop"
+                break
         steps.close()
-        if generated and finish != "eos":
-            conv.pending = [generated[-1]]  # sampled, not fed: the next turn feeds it first
-        elif generated:
-            conv.fed.append((np.array([generated[-1]], np.int64), None, None,
-                             np.array([position + len(generated) - 1], np.int64)))
-        conv.next_position = position + len(generated) - len(conv.pending)
+        fed = len(conv.fed) - fed_before  # decode steps fed into the cache
+        conv.pending = generated[fed:]  # sampled, not fed (at most the last one): the next turn feeds it first
+        conv.next_position = position + fed
         rest = text_stream.finish()
         if rest:
             yield Delta(rest, generated[-1] if generated else -1)
