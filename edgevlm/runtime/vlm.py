@@ -188,24 +188,26 @@ class Chat:
         steps = generate_step(vlm.backend, logits, sampler, vlm.logits_processors(opts["repetition_penalty"]),
                               conv.history, position, budget,
                               on_feed=lambda ids, positions: conv.fed.append((ids, None, None, positions)))
-        for token in steps:
-            if not generated:
-                stats.time_to_first_token_ms = (time.perf_counter() - start) * 1e3
-            if token in vlm.stop_ids:
-                conv.history.pop()  # the template's close of the turn stands for it
-                finish = "eos"
-                break
-            generated.append(token)
-            delta = text_stream.push(token)
-            if delta:
-                yield Delta(delta, token)
-            if text_stream.stopped:
-                finish = "stop"
-                break
-        steps.close()
-        fed = len(conv.fed) - fed_before  # decode steps fed into the cache
-        conv.pending = generated[fed:]  # sampled, not fed (at most the last one): the next turn feeds it first
-        conv.next_position = position + fed
+        try:
+            for token in steps:
+                if not generated:
+                    stats.time_to_first_token_ms = (time.perf_counter() - start) * 1e3
+                if token in vlm.stop_ids:
+                    conv.history.pop()  # the template's close of the turn stands for it
+                    finish = "eos"
+                    break
+                generated.append(token)
+                delta = text_stream.push(token)
+                if delta:
+                    yield Delta(delta, token)
+                if text_stream.stopped:
+                    finish = "stop"
+                    break
+        finally:  # also when the caller stops reading mid-turn: the conversation stays consistent
+            steps.close()
+            fed = len(conv.fed) - fed_before  # decode steps fed into the cache
+            conv.pending = generated[fed:]  # sampled, not fed (at most the last): the next turn feeds it first
+            conv.next_position = position + fed
         rest = text_stream.finish()
         if rest:
             yield Delta(rest, generated[-1] if generated else -1)
