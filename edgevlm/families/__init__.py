@@ -12,7 +12,8 @@ from types import ModuleType
 from ..errors import CheckpointError
 
 FAMILY_MODULES = ("minicpmv", "paligemma", "gemma3")
-TINY_NAMES = ("minicpmv-2.5", "minicpmv-2.6", "minicpmv-4.5", "paligemma", "paligemma2", "gemma3")
+TINY_NAMES = ("minicpmv-2.5", "minicpmv-2.6", "minicpmv-4.5", "paligemma", "paligemma2", "gemma3",
+              "smolvlm", "idefics3", "internvl")
 
 
 def family_module(name: str) -> ModuleType:

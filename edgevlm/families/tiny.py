@@ -11,6 +11,7 @@ transformers' ``AutoProcessor`` / ``AutoModelForImageTextToText`` like a publish
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import shutil
@@ -54,6 +55,8 @@ def make_tiny(name: str, out_dir: str | Path, seed: int = 0, text_model: str | P
     out.mkdir(parents=True, exist_ok=True)
     if name.startswith("minicpmv-"):
         _make_minicpmv(float(name.split("-")[1]), out, seed)
+    elif name in ("smolvlm", "idefics3", "internvl"):  # tiled families: their folder's tiny.py
+        importlib.import_module(f".{'internvl' if name == 'internvl' else 'idefics3'}.tiny", __package__).make(name, out, seed)
     elif name.startswith("paligemma"):
         _make_paligemma(2 if name == "paligemma2" else 1, out, seed)
     else:
