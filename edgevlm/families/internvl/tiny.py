@@ -1,0 +1,102 @@
+"""A tiny InternVL checkpoint in the published "-hf" layout (``make_tiny("internvl", dir)``).
+
+=====================  ===============================  ==================================
+                       InternVL3-1B-hf (real)           tiny "internvl"
+=====================  ===============================  ==================================
+tile (size)            448                              112
+patch                  14 (32 per tile side)            14 (8 per side)
+downsample_ratio       0.5 -> 256 tokens per tile       0.5 -> 16 tokens per tile
+min / max patches      1 / 12                           1 / 12
+resample / mean, std   BICUBIC / ImageNet               same
+vision                 InternViT-300M (LayerNorm, no    InternViT, 2 layers, hidden 32, same
+                       qk-norm, layer scale, CLS)       flags
+text model             Qwen2 (tied embeddings)          Qwen2 2 layers, hidden 64, tied
+=====================  ===============================  ==================================
+
+Tensor names are the published ones: transformers' "llava" layout (``vision_tower.*``,
+``multi_modal_projector.*``, ``language_model.model.*``), which transformers maps onto its modules.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+# The published InternVL -hf chat template (ChatML, no default system turn; an image is "<IMG_CONTEXT>\n").
+INTERNVL_TEMPLATE = (
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n'}}"
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+    "{% for content in message['content'] %}{% if content['type'] == 'image' %}{{ '<IMG_CONTEXT>\n' }}"
+    "{% elif content['type'] == 'video' %}{{ '<video>\n' }}{% elif content['type'] == 'text' %}"
+    "{{ content['text'] }}{% endif %}{% endfor %}{% endif %}{{'<|im_end|>\n'}}{% endfor %}"
+    "{% if add_generation_prompt %}{{'<|im_start|>assistant\n' }}{% endif %}")
+
+SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<img>", "</img>", "<IMG_CONTEXT>", "<quad>", "</quad>",
+            "<ref>", "</ref>", "<box>", "</box>", "<video>"]
+EXTRA_SPECIAL = {"start_image_token": "<img>", "end_image_token": "</img>", "context_image_token": "<IMG_CONTEXT>",
+                 "video_token": "<video>"}
+TILE, PATCH, DOWNSAMPLE = 112, 14, 0.5
+IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+
+
+def tokens_per_tile(tile: int = TILE, patch: int = PATCH, downsample: float = DOWNSAMPLE) -> int:
+    return int((tile // patch) ** 2 * downsample**2)
+
+
+def random_config(vocab_size: int, ids: dict[str, int]) -> dict[str, Any]:
+    text = dict(model_type="qwen2", hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                num_key_value_heads=2, vocab_size=vocab_size, max_position_embeddings=4096, rms_norm_eps=1e-6,
+                rope_theta=1000000.0, tie_word_embeddings=True, bos_token_id=ids["bos"], eos_token_id=ids["eos"])
+    vision = dict(model_type="internvl_vision", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                  num_attention_heads=4, image_size=[TILE, TILE], patch_size=[PATCH, PATCH], attention_bias=True,
+                  use_qk_norm=False, norm_type="layer_norm", layer_norm_eps=1e-6, hidden_act="gelu",
+                  layer_scale_init_value=0.1, use_mean_pooling=True, use_absolute_position_embeddings=True)
+    return {"architectures": ["InternVLForConditionalGeneration"], "model_type": "internvl",
+            "image_token_id": ids["image"], "image_seq_length": tokens_per_tile(), "downsample_ratio": DOWNSAMPLE,
+            "projector_hidden_act": "gelu", "vision_feature_layer": -1, "vision_feature_select_strategy": "default",
+            "tie_word_embeddings": True, "text_config": text, "vision_config": vision}
+
+
+def make(name: str, out: Path, seed: int) -> None:
+    """Write the tiny InternVL checkpoint to ``out`` (``name`` is "internvl")."""
+    from transformers import InternVLConfig, InternVLForConditionalGeneration, PreTrainedTokenizerFast
+    from transformers.models.got_ocr2.image_processing_pil_got_ocr2 import GotOcr2ImageProcessorPil
+
+    from ..hf_vlm import module_to_hub
+    from ..tiny import _save_safetensors, _write_json, randomize_
+    from ..tiny_tokenizer import build_tokenizer
+
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=build_tokenizer("bytelevel", SPECIALS),
+                                        eos_token="<|im_end|>", pad_token="<|endoftext|>", model_max_length=4096,
+                                        extra_special_tokens=EXTRA_SPECIAL)
+    tokenizer.chat_template = INTERNVL_TEMPLATE
+    tokenizer.save_pretrained(str(out))
+    # As published: crop_to_patches false here, switched on by InternVLProcessor's own images_kwargs.
+    image_processor = GotOcr2ImageProcessorPil(size={"height": TILE, "width": TILE}, crop_to_patches=False,
+                                               min_patches=1, max_patches=12, resample=3, image_mean=IMAGENET_MEAN,
+                                               image_std=IMAGENET_STD)
+    data = image_processor.to_dict()
+    data["image_processor_type"] = "GotOcr2ImageProcessor"
+    _write_json(out / "preprocessor_config.json", data)
+    _write_json(out / "processor_config.json", {"processor_class": "InternVLProcessor",
+                                                "image_seq_length": tokens_per_tile()})
+    (out / "chat_template.jinja").write_text(INTERNVL_TEMPLATE, encoding="utf-8")
+
+    ids = {t: tokenizer.convert_tokens_to_ids(s) for t, s in
+           (("bos", "<|im_start|>"), ("eos", "<|im_end|>"), ("image", "<IMG_CONTEXT>"))}
+    config = random_config(len(tokenizer), ids)
+    torch.manual_seed(seed)
+    model = InternVLForConditionalGeneration(InternVLConfig(**{k: v for k, v in config.items()
+                                                               if k not in ("architectures", "model_type")}))
+    randomize_(model, seed)
+    with torch.no_grad():  # layer scales near 1 (randomize_ gives 1-D tensors ~0.02): every block matters
+        for layer in model.model.vision_tower.encoder.layer:
+            layer.lambda_1.mul_(10.0).add_(1.0)
+            layer.lambda_2.mul_(10.0).add_(1.0)
+    tensors = {module_to_hub(k): v for k, v in model.state_dict().items() if k != "lm_head.weight"}  # tied
+    _save_safetensors(tensors, out)
+    _write_json(out / "config.json", config)
+    _write_json(out / "generation_config.json", {"bos_token_id": ids["bos"], "eos_token_id": ids["eos"],
+                                                 "pad_token_id": tokenizer.pad_token_id})
