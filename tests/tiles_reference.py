@@ -45,3 +45,16 @@ def synthetic_image(width: int, height: int, seed: int = 0):
     noise[..., 1] += ramp_y.astype(np.uint16)
     noise[..., 2] += ((ramp_x + ramp_y) // 2).astype(np.uint16)
     return Image.fromarray(noise.astype(np.uint8), "RGB")
+
+
+SLOW_PIXELS = 1_000_000  # golden pixel cases over this many input pixels run in the slow tier (CI time)
+
+
+def golden_cases(cases, every: int = 4):
+    """pytest params of the golden pixel cases: every ``every``-th small one in the default tier (a tiled image
+    is up to 17 tiles of 512 x 512, so all 208 cost about a minute), all of them in the slow tier."""
+    import pytest
+
+    return [pytest.param(c, id=f"{c['size'][0]}x{c['size'][1]}",
+                         marks=[pytest.mark.slow] if i % every or c["size"][0] * c["size"][1] > SLOW_PIXELS else [])
+            for i, c in enumerate(cases)]

@@ -13,6 +13,9 @@ torchvision's bicubic and differs in pixels; this module reproduces the Pillow o
 * The whole image is resized (Pillow BICUBIC, from the original) to ``cols * tile x rows * tile`` and
   cut into tiles row-major; when there is more than one tile, a thumbnail (the original resized to
   ``tile x tile``) follows them. A 1 x 1 grid is that one resized image, without a thumbnail.
+
+As a processor kind (``runtime/images.py`` ``"aspect_tiles"``): ``ProcessorConfig.image_size`` is the
+tile, ``options`` holds ``min_tiles``, ``max_tiles`` and ``crop`` (``crop_to_patches``).
 """
 
 from __future__ import annotations
@@ -24,8 +27,10 @@ import numpy as np
 from PIL import Image
 
 from edgevlm.errors import ImageError
+from edgevlm.processing.config import ProcessorConfig
 from edgevlm.processing.images import to_rgb
 from edgevlm.processing.normalize import normalize_chw
+from edgevlm.processing.plan import ImagePlan
 
 BICUBIC = Image.Resampling.BICUBIC
 
@@ -104,3 +109,22 @@ def preprocess_aspect_tiles(image: Image.Image, tile: int, mean, std, min_tiles:
     stacked = np.stack(aspect_pieces(image, plan)).transpose(3, 0, 1, 2)  # uint8 [3, n, tile, tile]
     pixels = normalize_chw(stacked, rescale_factor, mean, std)  # float32 [3, n, tile, tile]
     return AspectTiledImage(np.ascontiguousarray(pixels.transpose(1, 0, 2, 3)), plan)  # [n, 3, tile, tile]
+
+
+def _options(cfg: ProcessorConfig) -> dict:
+    o = cfg.options
+    return {"min_tiles": int(o.get("min_tiles", 1)), "max_tiles": int(o.get("max_tiles", 12)),
+            "crop": bool(o.get("crop", True))}
+
+
+def image_plan(size: tuple[int, int], cfg: ProcessorConfig, tokens_per_tile: int, n_images: int = 1) -> ImagePlan:
+    """The runtime's plan: ``(cols, rows)`` (None for a 1 x 1 grid), every chunk ``tokens_per_tile`` rows."""
+    plan = plan_aspect_tiles(size, cfg.image_size, **_options(cfg))
+    return ImagePlan.uniform((plan.cols, plan.rows) if plan.thumbnail else None, tokens_per_tile)
+
+
+def vision_inputs(image: Image.Image, cfg: ProcessorConfig) -> dict[str, np.ndarray]:
+    """``pixel_values`` float32 [n, 3, tile, tile]: the tiles row-major, then the thumbnail (if any)."""
+    tiled = preprocess_aspect_tiles(image, cfg.image_size, cfg.mean, cfg.std, rescale_factor=cfg.rescale_factor,
+                                    **_options(cfg))
+    return {"pixel_values": tiled.pixel_values}

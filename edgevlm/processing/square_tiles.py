@@ -16,7 +16,11 @@ Three Pillow LANCZOS resizes, each from the previous result, never from the orig
    image is step 2's image resized to ``tile x tile``, placed after the tiles. Otherwise the one
    ``tile x tile`` image is the global image and the grid is 0 x 0 (the prompt then has no rows).
 
-Sizes here are ``(width, height)`` like Pillow; grids are ``(rows, cols)`` like the reference.
+Sizes here are ``(width, height)`` like Pillow; grids are ``(rows, cols)`` like the reference, except
+in the ``ImagePlan`` the runtime sees (``(cols, rows)``, None for one tile).
+
+As a processor kind (``runtime/images.py`` ``"square_tiles"``): ``ProcessorConfig.image_size`` is the
+tile, ``options`` holds ``longest_edge`` (step 1) and ``split`` (``do_image_splitting``).
 """
 
 from __future__ import annotations
@@ -28,8 +32,10 @@ import numpy as np
 from PIL import Image
 
 from edgevlm.errors import ImageError
+from edgevlm.processing.config import ProcessorConfig
 from edgevlm.processing.images import to_rgb
 from edgevlm.processing.normalize import normalize_chw
+from edgevlm.processing.plan import ImagePlan
 
 MAX_IMAGE_SIZE = 4096  # the reference's absolute cap on either edge after step 1
 LANCZOS = Image.Resampling.LANCZOS
@@ -132,3 +138,16 @@ def preprocess_square_tiles(image: Image.Image, tile: int, longest_edge: int, me
     stacked = np.stack(pieces).transpose(3, 0, 1, 2)  # uint8 [3, n, tile, tile]
     pixels = normalize_chw(stacked, rescale_factor, mean, std)  # float32 [3, n, tile, tile]
     return TiledImage(np.ascontiguousarray(pixels.transpose(1, 0, 2, 3)), plan)  # [n, 3, tile, tile]
+
+
+def image_plan(size: tuple[int, int], cfg: ProcessorConfig, tokens_per_tile: int, n_images: int = 1) -> ImagePlan:
+    """The runtime's plan: ``(cols, rows)`` of the tiles (None for one tile), every chunk ``tokens_per_tile`` rows."""
+    plan = plan_tiles(size, cfg.image_size, int(cfg.options["longest_edge"]), bool(cfg.options.get("split", True)))
+    return ImagePlan.uniform(None if plan.rows == 0 else (plan.cols, plan.rows), tokens_per_tile)
+
+
+def vision_inputs(image: Image.Image, cfg: ProcessorConfig) -> dict[str, np.ndarray]:
+    """``pixel_values`` float32 [n, 3, tile, tile]: the tiles row-major, then the global image."""
+    tiled = preprocess_square_tiles(image, cfg.image_size, int(cfg.options["longest_edge"]), cfg.mean, cfg.std,
+                                    cfg.rescale_factor, bool(cfg.options.get("split", True)))
+    return {"pixel_values": tiled.pixel_values}

@@ -1,10 +1,12 @@
-"""The SmolVLM / Idefics3 PyTorch reference seen as parts (transformers' own modules, float32, eager).
+"""The SmolVLM / Idefics3 PyTorch reference: transformers' own model (float32, eager) seen as parts.
 
-* ``image_features``: preprocessed tiles ``[n, 3, T, T]`` -> ``[n, tokens_per_tile, hidden]`` through
-  ``model.get_image_features`` (SigLIP-style tower with its bucketised positions, pixel shuffle,
-  modality projection); tiles are independent, so any batch of them gives the same rows.
-* ``embed_tokens``: the text model's embedding table (Llama: no scale).
-* ``language_model``: the Llama text model + lm_head over ``inputs_embeds``.
+* ``image_features``: tiles ``[n, 3, T, T]`` -> ``[n, tokens_per_tile, hidden]`` through transformers'
+  ``get_image_features`` (SigLIP tower with bucketed positions, pixel shuffle, modality projection);
+  tiles are independent, so any batch of them gives the same rows.
+* ``vision_graph``: the one export forward (vision.py), a fixed-size image part of tile size.
+* ``embed_tokens`` / ``language_model``: the Llama (SmolLM2) text model, no embedding scale.
+The weights are published under transformers' module names (``model.vision_model.*``,
+``model.connector.*``, ``model.text_model.*``, ``lm_head.weight``), so they load as they are.
 """
 
 from __future__ import annotations
@@ -13,22 +15,11 @@ from pathlib import Path
 
 import torch
 
-from ..base import ReferenceVLM, TextSpec
-from ..hf_vlm import CausalLMView
+from ..common.hf_vlm import HFVisionLanguageModel, load_hf_reference
+from .spec import NAME
 
 
-class Idefics3Reference(ReferenceVLM):
-    attention = "causal"
-
-    def __init__(self, hf_model: torch.nn.Module):
-        super().__init__()
-        self.hf = hf_model
-        cfg = hf_model.config
-        self.family = cfg.model_type  # "smolvlm" | "idefics3"
-        self.language_model = CausalLMView(hf_model.model.text_model, hf_model.lm_head, cfg.text_config)
-        self.text = TextSpec.from_config("llama", cfg.text_config)
-        self.image_token_id = cfg.image_token_id
-
+class Idefics3Reference(HFVisionLanguageModel):
     @torch.no_grad()
     def image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """[n, 3, T, T] normalised tiles -> [n, tokens_per_tile, hidden]."""
@@ -36,12 +27,21 @@ class Idefics3Reference(ReferenceVLM):
         rows = torch.cat(list(out.pooler_output))  # [n * tokens, hidden]
         return rows.reshape(pixel_values.shape[0], -1, rows.shape[-1])
 
-    def embed_tokens(self, input_ids: torch.Tensor) -> torch.Tensor:
-        return self.hf.model.text_model.embed_tokens(input_ids)
+    def vision_graph(self):
+        from .vision import vision_graph
+
+        return vision_graph(self)
 
 
-def load_reference(ckpt: str | Path, dtype: torch.dtype = torch.float32) -> Idefics3Reference:
-    from transformers import AutoModelForImageTextToText
+def load_reference(ckpt: str | Path, dtype: torch.dtype | None = None) -> Idefics3Reference:
+    import transformers
 
-    model = AutoModelForImageTextToText.from_pretrained(str(ckpt), dtype=dtype, attn_implementation="eager")
-    return Idefics3Reference(model.eval())
+    from ...text_archs import arch_of_model_type
+    from ..common.reference import read_config
+
+    config = read_config(ckpt)
+    prefix = "SmolVLM" if config["model_type"] == "smolvlm" else "Idefics3"  # the same design, two class names
+    arch = arch_of_model_type(config.get("text_config", {}).get("model_type", "llama"))
+    return load_hf_reference(ckpt, getattr(transformers, f"{prefix}Config"),
+                             getattr(transformers, f"{prefix}ForConditionalGeneration"), NAME, arch, dtype,
+                             view=Idefics3Reference)

@@ -23,7 +23,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
+from ...testing.tiny_writer import (apply_sizes, build_hf_model, decisive_text_weights, randomize, save_safetensors,
+                                    write_json)
+
 
 # Chat templates as the published checkpoints carry them (SmolVLM-256M/500M-Instruct, Idefics3-8B-Llama3).
 SMOLVLM_TEMPLATE = (
@@ -78,7 +80,7 @@ def _tokenizer(name: str):
     from tokenizers import processors
     from transformers import PreTrainedTokenizerFast
 
-    from ..tiny_tokenizer import build_tokenizer
+    from ...testing.tiny_tokenizer import build_tokenizer
 
     v = VARIANTS[name]
     tok = build_tokenizer("bytelevel", v["base"] + IMAGE_TOKENS + ROW_COL_TOKENS)
@@ -91,39 +93,50 @@ def _tokenizer(name: str):
                                    extra_special_tokens=EXTRA_SPECIAL)
 
 
-def make(name: str, out: Path, seed: int) -> None:
-    """Write the tiny ``name`` ("smolvlm" | "idefics3") checkpoint to ``out``."""
-    from transformers import AutoConfig, AutoModelForImageTextToText
+def _write_processor_files(name: str, out: Path, config: dict[str, Any]) -> None:
+    """preprocessor_config.json, processor_config.json and chat_template.jinja as the published checkpoints have them."""
     from transformers.models.smolvlm.image_processing_pil_smolvlm import SmolVLMImageProcessorPil
 
-    from ..tiny import _save_safetensors, _write_json, randomize_
+    v, vision = VARIANTS[name], config["vision_config"]
+    tile = vision["image_size"]
+    # Both families' image processors are the same algorithm; the class name is what AutoProcessor reads.
+    image_processor = SmolVLMImageProcessorPil(
+        do_resize=True, size={"longest_edge": 4 * tile}, max_image_size={"longest_edge": tile},
+        do_image_splitting=True, resample=1, image_mean=[0.5] * 3, image_std=[0.5] * 3, do_pad=True)
+    data = image_processor.to_dict()
+    data["image_processor_type"] = "SmolVLMImageProcessor" if name == "smolvlm" else "Idefics3ImageProcessor"
+    write_json(out / "preprocessor_config.json", data)
+    seq_len = ((tile // vision["patch_size"]) ** 2) // config["scale_factor"] ** 2
+    write_json(out / "processor_config.json", {
+        "processor_class": "SmolVLMProcessor" if name == "smolvlm" else "Idefics3Processor", "image_seq_len": seq_len})
+    (out / "chat_template.jinja").write_text(v["template"], encoding="utf-8")
+
+
+def make_tiny(name: str, out: Path, seed: int = 0, sizes: dict[str, Any] | None = None, fast_init: bool = False
+              ) -> Path:
+    """Write the tiny ``name`` ("smolvlm" | "idefics3") checkpoint to ``out``; ``sizes`` = real dims (benchmarks)."""
+    import transformers
 
     v = VARIANTS[name]
     tokenizer = _tokenizer(name)
     tokenizer.chat_template = v["template"]
     tokenizer.save_pretrained(str(out))
-    # Both families' image processors are the same algorithm; the class name is what AutoProcessor reads.
-    processor_class = "SmolVLMImageProcessor" if name == "smolvlm" else "Idefics3ImageProcessor"
-    image_processor = SmolVLMImageProcessorPil(
-        do_resize=True, size={"longest_edge": 4 * v["tile"]}, max_image_size={"longest_edge": v["tile"]},
-        do_image_splitting=True, resample=1, image_mean=[0.5] * 3, image_std=[0.5] * 3, do_pad=True)
-    data = image_processor.to_dict()
-    data["image_processor_type"] = processor_class
-    _write_json(out / "preprocessor_config.json", data)
-    _write_json(out / "processor_config.json", {
-        "processor_class": "SmolVLMProcessor" if name == "smolvlm" else "Idefics3Processor",
-        "image_seq_len": image_seq_len(v["tile"], v["patch"], v["scale"])})
-    (out / "chat_template.jinja").write_text(v["template"], encoding="utf-8")
-
     ids = {"bos": tokenizer.convert_tokens_to_ids(v["bos"]), "pad": tokenizer.convert_tokens_to_ids(v["pad"]),
            "eos": tokenizer.convert_tokens_to_ids("<end_of_utterance>"),
            "image": tokenizer.convert_tokens_to_ids("<image>")}
     config = random_config(name, len(tokenizer), ids)
-    torch.manual_seed(seed)
-    hf_config = AutoConfig.for_model(**{k: val for k, val in config.items() if k != "architectures"})
-    model = AutoModelForImageTextToText.from_config(hf_config)
-    randomize_(model, seed)
-    _save_safetensors(model.state_dict(), out)  # module names == published names for these two
-    _write_json(out / "config.json", config)
-    _write_json(out / "generation_config.json", {"bos_token_id": ids["bos"], "eos_token_id": ids["eos"],
-                                                 "pad_token_id": ids["pad"]})
+    apply_sizes(config["text_config"], config["vision_config"], sizes, tie=False)
+    if sizes:
+        config["scale_factor"] = sizes.get("scale_factor", config["scale_factor"])
+    _write_processor_files(name, out, config)
+    prefix = "SmolVLM" if name == "smolvlm" else "Idefics3"
+    model = build_hf_model(getattr(transformers, f"{prefix}Config"),
+                           getattr(transformers, f"{prefix}ForConditionalGeneration"), config, seed)
+    randomize(model, seed, fast=fast_init)
+    if not fast_init:
+        decisive_text_weights(model.model.text_model, model.lm_head, [ids["eos"]])
+    save_safetensors(model.state_dict(), out)  # module names == published names for these two
+    write_json(out / "config.json", config)
+    write_json(out / "generation_config.json", {"bos_token_id": ids["bos"], "eos_token_id": ids["eos"],
+                                                "pad_token_id": ids["pad"]})
+    return out

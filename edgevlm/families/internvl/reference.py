@@ -1,9 +1,12 @@
-"""The InternVL PyTorch reference seen as parts (transformers' own modules, float32, eager).
+"""The InternVL PyTorch reference: transformers' own ``InternVLForConditionalGeneration`` (float32, eager)
+seen as parts.
 
-* ``image_features``: tiles ``[n, 3, T, T]`` -> ``[n, tokens_per_tile, hidden]`` through
-  ``model.get_image_features`` (InternViT, CLS dropped, pixel shuffle, LayerNorm + MLP projector).
-* ``embed_tokens``: the text model's embedding table (Qwen2 / Llama: no scale).
-* ``language_model``: the text model + lm_head over ``inputs_embeds``.
+* ``image_features``: tiles ``[n, 3, T, T]`` -> ``[n, tokens_per_tile, hidden]`` through transformers'
+  ``get_image_features`` (InternViT, CLS dropped, pixel shuffle, LayerNorm + MLP projector);
+* ``vision_graph``: the one export forward (vision.py), a fixed-size image part of tile size;
+* ``embed_tokens`` / ``language_model``: the Qwen2 (or Llama) text model, no embedding scale.
+Published -hf weights are in transformers' "llava" layout (``vision_tower.*``, ``multi_modal_projector.*``,
+``language_model.model.*``), mapped onto the modules by families/common/hf_vlm.py.
 """
 
 from __future__ import annotations
@@ -12,33 +15,28 @@ from pathlib import Path
 
 import torch
 
-from ..base import ReferenceVLM, TextSpec
-from ..hf_vlm import CausalLMView
+from ..common.hf_vlm import HFVisionLanguageModel, load_hf_reference
+from .spec import NAME
 
 
-class InternVLReference(ReferenceVLM):
-    family = "internvl"
-    attention = "causal"
-
-    def __init__(self, hf_model: torch.nn.Module):
-        super().__init__()
-        self.hf = hf_model
-        cfg = hf_model.config
-        self.language_model = CausalLMView(hf_model.model.language_model, hf_model.lm_head, cfg.text_config)
-        self.text = TextSpec.from_config(cfg.text_config.model_type, cfg.text_config)  # qwen2 | llama
-        self.image_token_id = cfg.image_token_id
-
+class InternVLReference(HFVisionLanguageModel):
     @torch.no_grad()
     def image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """[n, 3, T, T] normalised tiles -> [n, tokens_per_tile, hidden]."""
         return self.hf.model.get_image_features(pixel_values=pixel_values).pooler_output
 
-    def embed_tokens(self, input_ids: torch.Tensor) -> torch.Tensor:
-        return self.hf.model.language_model.embed_tokens(input_ids)
+    def vision_graph(self):
+        from .vision import vision_graph
+
+        return vision_graph(self)
 
 
-def load_reference(ckpt: str | Path, dtype: torch.dtype = torch.float32) -> InternVLReference:
-    from transformers import AutoModelForImageTextToText
+def load_reference(ckpt: str | Path, dtype: torch.dtype | None = None) -> InternVLReference:
+    from transformers import InternVLConfig, InternVLForConditionalGeneration
 
-    model = AutoModelForImageTextToText.from_pretrained(str(ckpt), dtype=dtype, attn_implementation="eager")
-    return InternVLReference(model.eval())
+    from ...text_archs import arch_of_model_type
+    from ..common.reference import read_config
+
+    arch = arch_of_model_type(read_config(ckpt).get("text_config", {}).get("model_type", "qwen2"))
+    return load_hf_reference(ckpt, InternVLConfig, InternVLForConditionalGeneration, NAME, arch, dtype,
+                             view=InternVLReference)

@@ -24,6 +24,11 @@ from typing import Any
 
 import torch
 
+from ...testing.tiny_writer import apply_sizes, build_hf_model, decisive_text_weights, randomize, save_safetensors, \
+    write_json
+from ..common.hf_vlm import module_to_hub
+
+
 # The published InternVL -hf chat template (ChatML, no default system turn; an image is "<IMG_CONTEXT>\n").
 INTERNVL_TEMPLATE = (
     "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n'}}"
@@ -59,44 +64,52 @@ def random_config(vocab_size: int, ids: dict[str, int]) -> dict[str, Any]:
             "tie_word_embeddings": True, "text_config": text, "vision_config": vision}
 
 
-def make(name: str, out: Path, seed: int) -> None:
-    """Write the tiny InternVL checkpoint to ``out`` (``name`` is "internvl")."""
-    from transformers import InternVLConfig, InternVLForConditionalGeneration, PreTrainedTokenizerFast
+def _write_processor_files(out: Path, tile: int, seq_len: int) -> None:
     from transformers.models.got_ocr2.image_processing_pil_got_ocr2 import GotOcr2ImageProcessorPil
 
-    from ..hf_vlm import module_to_hub
-    from ..tiny import _save_safetensors, _write_json, randomize_
-    from ..tiny_tokenizer import build_tokenizer
+    # As published: crop_to_patches false here, switched on by InternVLProcessor's own images_kwargs.
+    image_processor = GotOcr2ImageProcessorPil(size={"height": tile, "width": tile}, crop_to_patches=False,
+                                               min_patches=1, max_patches=12, resample=3, image_mean=IMAGENET_MEAN,
+                                               image_std=IMAGENET_STD)
+    data = image_processor.to_dict()
+    data["image_processor_type"] = "GotOcr2ImageProcessor"
+    write_json(out / "preprocessor_config.json", data)
+    write_json(out / "processor_config.json", {"processor_class": "InternVLProcessor", "image_seq_length": seq_len})
+    (out / "chat_template.jinja").write_text(INTERNVL_TEMPLATE, encoding="utf-8")
+
+
+def make_tiny(name: str, out: Path, seed: int = 0, sizes: dict[str, Any] | None = None, fast_init: bool = False
+              ) -> Path:
+    """Write the tiny InternVL checkpoint to ``out`` (``name`` is "internvl"); ``sizes`` = real dims (benchmarks)."""
+    from transformers import InternVLConfig, InternVLForConditionalGeneration, PreTrainedTokenizerFast
+
+    from ...testing.tiny_tokenizer import build_tokenizer
 
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=build_tokenizer("bytelevel", SPECIALS),
                                         eos_token="<|im_end|>", pad_token="<|endoftext|>", model_max_length=4096,
                                         extra_special_tokens=EXTRA_SPECIAL)
     tokenizer.chat_template = INTERNVL_TEMPLATE
     tokenizer.save_pretrained(str(out))
-    # As published: crop_to_patches false here, switched on by InternVLProcessor's own images_kwargs.
-    image_processor = GotOcr2ImageProcessorPil(size={"height": TILE, "width": TILE}, crop_to_patches=False,
-                                               min_patches=1, max_patches=12, resample=3, image_mean=IMAGENET_MEAN,
-                                               image_std=IMAGENET_STD)
-    data = image_processor.to_dict()
-    data["image_processor_type"] = "GotOcr2ImageProcessor"
-    _write_json(out / "preprocessor_config.json", data)
-    _write_json(out / "processor_config.json", {"processor_class": "InternVLProcessor",
-                                                "image_seq_length": tokens_per_tile()})
-    (out / "chat_template.jinja").write_text(INTERNVL_TEMPLATE, encoding="utf-8")
-
     ids = {t: tokenizer.convert_tokens_to_ids(s) for t, s in
            (("bos", "<|im_start|>"), ("eos", "<|im_end|>"), ("image", "<IMG_CONTEXT>"))}
     config = random_config(len(tokenizer), ids)
-    torch.manual_seed(seed)
-    model = InternVLForConditionalGeneration(InternVLConfig(**{k: v for k, v in config.items()
-                                                               if k not in ("architectures", "model_type")}))
-    randomize_(model, seed)
-    with torch.no_grad():  # layer scales near 1 (randomize_ gives 1-D tensors ~0.02): every block matters
-        for layer in model.model.vision_tower.encoder.layer:
-            layer.lambda_1.mul_(10.0).add_(1.0)
-            layer.lambda_2.mul_(10.0).add_(1.0)
+    apply_sizes(config["text_config"], config["vision_config"], sizes, tie=True)
+    tile = config["vision_config"]["image_size"][0] if isinstance(config["vision_config"]["image_size"], list) \
+        else config["vision_config"]["image_size"]
+    patch = config["vision_config"]["patch_size"]
+    config["image_seq_length"] = tokens_per_tile(tile, patch[0] if isinstance(patch, list) else patch)
+    _write_processor_files(out, tile, config["image_seq_length"])
+    model = build_hf_model(InternVLConfig, InternVLForConditionalGeneration, config, seed)
+    randomize(model, seed, fast=fast_init)
+    if not fast_init:
+        with torch.no_grad():  # layer scales near 1 (randomize gives 1-D tensors ~0.02): every block matters
+            for layer in model.model.vision_tower.encoder.layer:
+                layer.lambda_1.mul_(10.0).add_(1.0)
+                layer.lambda_2.mul_(10.0).add_(1.0)
+        decisive_text_weights(model.model.language_model, model.lm_head, [ids["eos"]])
     tensors = {module_to_hub(k): v for k, v in model.state_dict().items() if k != "lm_head.weight"}  # tied
-    _save_safetensors(tensors, out)
-    _write_json(out / "config.json", config)
-    _write_json(out / "generation_config.json", {"bos_token_id": ids["bos"], "eos_token_id": ids["eos"],
-                                                 "pad_token_id": tokenizer.pad_token_id})
+    save_safetensors(tensors, out)
+    write_json(out / "config.json", config)
+    write_json(out / "generation_config.json", {"bos_token_id": ids["bos"], "eos_token_id": ids["eos"],
+                                                "pad_token_id": tokenizer.pad_token_id})
+    return out
