@@ -42,6 +42,8 @@ def load_reference(ckpt: str | Path, dtype: torch.dtype | None = None) -> Idefic
     config = read_config(ckpt)
     prefix = "SmolVLM" if config["model_type"] == "smolvlm" else "Idefics3"  # the same design, two class names
     arch = arch_of_model_type(config.get("text_config", {}).get("model_type", "llama"))
-    return load_hf_reference(ckpt, getattr(transformers, f"{prefix}Config"),
-                             getattr(transformers, f"{prefix}ForConditionalGeneration"), NAME, arch, dtype,
-                             view=Idefics3Reference)
+    ref = load_hf_reference(ckpt, getattr(transformers, f"{prefix}Config"),
+                            getattr(transformers, f"{prefix}ForConditionalGeneration"), NAME, arch, dtype,
+                            view=Idefics3Reference)
+    ref.checkpoint = Path(ckpt)  # the processor files (mmproj header: normalisation, tiling)
+    return ref

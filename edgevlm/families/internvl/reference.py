@@ -38,5 +38,7 @@ def load_reference(ckpt: str | Path, dtype: torch.dtype | None = None) -> Intern
     from ..common.reference import read_config
 
     arch = arch_of_model_type(read_config(ckpt).get("text_config", {}).get("model_type", "qwen2"))
-    return load_hf_reference(ckpt, InternVLConfig, InternVLForConditionalGeneration, NAME, arch, dtype,
-                             view=InternVLReference)
+    ref = load_hf_reference(ckpt, InternVLConfig, InternVLForConditionalGeneration, NAME, arch, dtype,
+                            view=InternVLReference)
+    ref.checkpoint = Path(ckpt)  # the processor files (mmproj header: normalisation, tiling)
+    return ref

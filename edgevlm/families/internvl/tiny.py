@@ -8,7 +8,7 @@ patch                  14 (32 per tile side)            14 (8 per side)
 downsample_ratio       0.5 -> 256 tokens per tile       0.5 -> 16 tokens per tile
 min / max patches      1 / 12                           1 / 12
 resample / mean, std   BICUBIC / ImageNet               same
-vision                 InternViT-300M (LayerNorm, no    InternViT, 2 layers, hidden 32, same
+vision                 InternViT-300M (LayerNorm, no    InternViT, 4 layers, hidden 32, same
                        qk-norm, layer scale, CLS)       flags
 text model             Qwen2 (tied embeddings)          Qwen2 2 layers, hidden 64, tied
 =====================  ===============================  ==================================
@@ -54,7 +54,9 @@ def random_config(vocab_size: int, ids: dict[str, int]) -> dict[str, Any]:
     text = dict(model_type="qwen2", hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
                 num_key_value_heads=2, vocab_size=vocab_size, max_position_embeddings=4096, rms_norm_eps=1e-6,
                 rope_theta=1000000.0, tie_word_embeddings=True, bos_token_id=ids["bos"], eos_token_id=ids["eos"])
-    vision = dict(model_type="internvl_vision", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+    # 4 vision layers, not 2: llama.cpp's converter names the projector's mlp1.3 through its block map, which has
+    # one entry per vision layer (a 2-layer tower could not be converted for the mmproj comparison)
+    vision = dict(model_type="internvl_vision", hidden_size=32, intermediate_size=64, num_hidden_layers=4,
                   num_attention_heads=4, image_size=[TILE, TILE], patch_size=[PATCH, PATCH], attention_bias=True,
                   use_qk_norm=False, norm_type="layer_norm", layer_norm_eps=1e-6, hidden_act="gelu",
                   layer_scale_init_value=0.1, use_mean_pooling=True, use_absolute_position_embeddings=True)
