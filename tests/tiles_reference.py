@@ -13,7 +13,13 @@ from __future__ import annotations
 import numpy as np
 
 
-def hf_processor(ckpt):
+def hf_processor(ckpt, load=None):
+    """transformers' processor of a tiny checkpoint, on the Pillow backend (the one our tilers match).
+
+    ``load``: the ``AutoProcessor.from_pretrained`` to call (a test that routes the export check's own
+    ``AutoProcessor`` here passes the original)."""
+    from pathlib import Path
+
     from transformers import AutoProcessor, processing_utils
     from transformers.utils import is_torchvision_available
     from transformers.video_processing_utils import VideoProcessorMixin
@@ -29,8 +35,8 @@ def hf_processor(ckpt):
         def __call__(self, *args, **kwargs):
             raise RuntimeError("videos are not part of these tests")
 
-    kwargs = {} if "Idefics3" in (ckpt / "processor_config.json").read_text() else {"video_processor": NoVideo()}
-    return AutoProcessor.from_pretrained(str(ckpt), **kwargs)
+    kwargs = {} if "Idefics3" in (Path(ckpt) / "processor_config.json").read_text() else {"video_processor": NoVideo()}
+    return (load or AutoProcessor.from_pretrained)(str(ckpt), backend="pil", **kwargs)
 
 
 def synthetic_image(width: int, height: int, seed: int = 0):
