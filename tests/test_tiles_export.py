@@ -77,6 +77,21 @@ def test_coreml_export_check(bundle, name):
     assert report["passed"] and report["vision"]["per_chunk_cosine_min"] >= 0.995
 
 
+@pytest.mark.parametrize("fmt, recipe, overrides", [("onnx", "mixed", None), ("gguf", "q4_0", {"mmproj": "q8_0"})])
+def test_quantization_recipes_and_report_apply(bundle, tmp_path, fmt, recipe, overrides):
+    """The recipes and the accuracy report work on a tiled bundle as on any other (InternVL: 13 tiles)."""
+    _, source = bundle("internvl", fmt)
+    manifest = edgevlm.quantize(source, tmp_path / recipe, recipe=recipe, overrides=overrides, report=True,
+                                progress=None)
+    table = manifest.quantization["report"]
+    methods = {k: v["method"] for k, v in manifest.quantization.items() if isinstance(v, dict) and "method" in v}
+    print(f"{fmt} {recipe}: {methods}; report {table}")
+    assert table["positions"] > 200 and table["vision_cosine_min"] > 0.99 and 0 < table["top1_agreement"] <= 1
+    result = edgevlm.load(tmp_path / recipe).generate("Describe it.", images=[synthetic_image(640, 480)],
+                                                      max_new_tokens=4)
+    assert len(result.token_ids) == 4 and result.stats.images == 1
+
+
 # -- the runtime on the ONNX bundles ------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def vlm(bundle):

@@ -1,7 +1,9 @@
 """The tiny SmolVLM / Idefics3 / InternVL checkpoints are real and useful: transformers' own Auto classes
 load and run them, our reference (families/<folder>/reference.py) equals transformers' from_pretrained,
 its parts rebuild transformers' logits, and greedy decoding writes varied, image-dependent text (so a
-32-token parity comparison tests something)."""
+32-token parity comparison tests something). The vision parts' ONNX parity is in test_tiles_export.py (the
+export check, per tile) and test_tiles_gguf.py (against mtmd); here, the one place our vision forward
+departs from transformers' code (full-tile position ids) is checked at every published tile size."""
 
 from __future__ import annotations
 
@@ -65,3 +67,19 @@ def test_processor_files_resolve_like_the_published_ones(tiny, name, processor_c
                  "idefics3": "model.vision_model.post_layernorm.weight",
                  "internvl": "multi_modal_projector.linear_2.weight"}
     assert published[name] in names and ("lm_head.weight" in names) == (name != "internvl")  # InternVL ties it
+
+
+@pytest.mark.parametrize("side", [6, 8, 26, 27, 32])
+def test_full_tile_positions_are_transformers_at_every_published_side(side):
+    """Our vision forward numbers a full tile's patches 0..P-1; transformers' float32 bucketing gives the same
+    at the tiny sides (6, 8) and at every published one (Idefics3-8B 26, SmolVLM-Instruct 27, SmolVLM 32)."""
+    from transformers.models.idefics3.configuration_idefics3 import Idefics3VisionConfig
+    from transformers.models.idefics3.modeling_idefics3 import Idefics3VisionEmbeddings
+
+    emb = Idefics3VisionEmbeddings(Idefics3VisionConfig(hidden_size=8, image_size=side * 2, patch_size=2)).eval()
+    pixels = torch.randn(2, 3, side * 2, side * 2)
+    with torch.no_grad():
+        theirs = emb(pixels, torch.ones(2, side, side, dtype=torch.bool))
+        ours = emb.patch_embedding(pixels).flatten(2).transpose(1, 2) + emb.position_embedding(
+            torch.arange(side * side)[None])
+    assert torch.equal(theirs, ours)
