@@ -51,7 +51,7 @@ SIGLIP_B16_512 = dict(hidden_size=768, intermediate_size=3072, num_hidden_layers
 SMOLLM2_135M = dict(hidden_size=576, num_hidden_layers=30, num_attention_heads=9, num_key_value_heads=3, head_dim=64,
                     intermediate_size=1536, vocab_size=49280, rope_theta=100000.0, max_position_embeddings=8192)
 # InternVL3-1B(-hf): InternViT-300M-448px-V2.5 (24 layers, 1024 hidden), pixel shuffle 0.5 (256 tokens per 448-px
-# tile), MLP projector, Qwen2.5-0.5B text (tied head, vocab 151674)
+# tile), MLP projector, Qwen2.5-0.5B text (vocab 151674) with an untied head (0.94B parameters in all)
 INTERNVIT_300M = dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
                       image_size=[448, 448], patch_size=[14, 14])
 QWEN25_05B = dict(QWEN2_05B, vocab_size=151674)
@@ -93,8 +93,8 @@ MODELS: dict[str, ModelSpec] = {s.name: s for s in (
               "(64 tokens per tile), linear projection, SmolLM2-135M-sized Llama text", "smolvlm", SMOLLM2_135M,
               SIGLIP_B16_512, default=False, sizes={"scale_factor": 4}),
     ModelSpec("internvl3-1b", "internvl", "InternVL3-1B class: InternViT-300M @448 tiles + thumbnail, pixel shuffle "
-              "0.5 (256 tokens per tile), LayerNorm + MLP, Qwen2.5-0.5B-sized text (tied head)", "internvl",
-              QWEN25_05B, INTERNVIT_300M, default=False),
+              "0.5 (256 tokens per tile), LayerNorm + MLP, Qwen2.5-0.5B-sized text (untied head: 0.94B in all)",
+              "internvl", QWEN25_05B, INTERNVIT_300M, default=False, sizes={"tie_word_embeddings": False}),
     ModelSpec("tiny-smolvlm", "idefics3", "tiny random SmolVLM (smoke test only)", "smolvlm", default=False,
               genai=False),
     ModelSpec("tiny-internvl", "internvl", "tiny random InternVL (smoke test only)", "internvl", default=False,

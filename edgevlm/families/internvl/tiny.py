@@ -10,7 +10,7 @@ min / max patches      1 / 12                           1 / 12
 resample / mean, std   BICUBIC / ImageNet               same
 vision                 InternViT-300M (LayerNorm, no    InternViT, 4 layers, hidden 32, same
                        qk-norm, layer scale, CLS)       flags
-text model             Qwen2 (tied embeddings)          Qwen2 2 layers, hidden 64, tied
+text model             Qwen2.5-0.5B (untied head)       Qwen2 2 layers, hidden 64, tied (as the 2B)
 =====================  ===============================  ==================================
 
 Tensor names are the published ones: transformers' "llava" layout (``vision_tower.*``,
@@ -95,7 +95,9 @@ def make_tiny(name: str, out: Path, seed: int = 0, sizes: dict[str, Any] | None 
     ids = {t: tokenizer.convert_tokens_to_ids(s) for t, s in
            (("bos", "<|im_start|>"), ("eos", "<|im_end|>"), ("image", "<IMG_CONTEXT>"))}
     config = random_config(len(tokenizer), ids)
-    apply_sizes(config["text_config"], config["vision_config"], sizes, tie=True)
+    tie = bool((sizes or {}).get("tie_word_embeddings", True))  # InternVL3-1B unties its head, 2B ties it
+    apply_sizes(config["text_config"], config["vision_config"], sizes, tie=tie)
+    config["tie_word_embeddings"] = tie
     tile = config["vision_config"]["image_size"][0] if isinstance(config["vision_config"]["image_size"], list) \
         else config["vision_config"]["image_size"]
     patch = config["vision_config"]["patch_size"]
@@ -109,7 +111,7 @@ def make_tiny(name: str, out: Path, seed: int = 0, sizes: dict[str, Any] | None 
                 layer.lambda_1.mul_(10.0).add_(1.0)
                 layer.lambda_2.mul_(10.0).add_(1.0)
         decisive_text_weights(model.model.language_model, model.lm_head, [ids["eos"]])
-    tensors = {module_to_hub(k): v for k, v in model.state_dict().items() if k != "lm_head.weight"}  # tied
+    tensors = {module_to_hub(k): v for k, v in model.state_dict().items() if not (tie and k == "lm_head.weight")}
     save_safetensors(tensors, out)
     write_json(out / "config.json", config)
     write_json(out / "generation_config.json", {"bos_token_id": ids["bos"], "eos_token_id": ids["eos"],
