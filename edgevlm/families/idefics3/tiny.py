@@ -25,7 +25,7 @@ from typing import Any
 
 from ...testing.tiny_writer import (apply_sizes, build_hf_model, decisive_text_weights, randomize, save_safetensors,
                                     write_json)
-
+from .spec import tokens_per_tile
 
 # Chat templates as the published checkpoints carry them (SmolVLM-256M/500M-Instruct, Idefics3-8B-Llama3).
 SMOLVLM_TEMPLATE = (
@@ -46,7 +46,7 @@ ROW_COL_TOKENS = [f"<row_{r}_col_{c}>" for r in range(1, 7) for c in range(1, 7)
 EXTRA_SPECIAL = {"fake_image_token": "<fake_token_around_image>", "image_token": "<image>",
                  "end_of_utterance_token": "<end_of_utterance>", "global_image_token": "<global-img>"}
 
-# name -> (tile, patch, scale_factor, base specials, bos, chat template, model class name)
+# name -> tile and patch sizes, pixel-shuffle scale, tokenizer specials, chat template, model class
 VARIANTS: dict[str, dict[str, Any]] = {
     "smolvlm": dict(tile=64, patch=8, scale=4, base=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
                     bos="<|im_start|>", pad="<|im_end|>", unk="<|endoftext|>", bos_in_tokenizer=False,
@@ -55,11 +55,6 @@ VARIANTS: dict[str, dict[str, Any]] = {
                      bos="<|begin_of_text|>", pad="<|end_of_text|>", unk="<unk>", bos_in_tokenizer=True,
                      template=IDEFICS3_TEMPLATE, model_type="idefics3", arch="Idefics3ForConditionalGeneration"),
 }
-
-
-def image_seq_len(tile: int, patch: int, scale: int) -> int:
-    """Tokens per tile after pixel shuffle: (tile / patch)^2 / scale^2 (transformers' formula)."""
-    return int(((tile // patch) ** 2) / (scale**2))
 
 
 def random_config(name: str, vocab_size: int, ids: dict[str, int]) -> dict[str, Any]:
@@ -106,9 +101,9 @@ def _write_processor_files(name: str, out: Path, config: dict[str, Any]) -> None
     data = image_processor.to_dict()
     data["image_processor_type"] = "SmolVLMImageProcessor" if name == "smolvlm" else "Idefics3ImageProcessor"
     write_json(out / "preprocessor_config.json", data)
-    seq_len = ((tile // vision["patch_size"]) ** 2) // config["scale_factor"] ** 2
     write_json(out / "processor_config.json", {
-        "processor_class": "SmolVLMProcessor" if name == "smolvlm" else "Idefics3Processor", "image_seq_len": seq_len})
+        "processor_class": "SmolVLMProcessor" if name == "smolvlm" else "Idefics3Processor",
+        "image_seq_len": tokens_per_tile(config)})
     (out / "chat_template.jinja").write_text(v["template"], encoding="utf-8")
 
 

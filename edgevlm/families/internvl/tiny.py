@@ -27,6 +27,7 @@ import torch
 from ...testing.tiny_writer import apply_sizes, build_hf_model, decisive_text_weights, randomize, save_safetensors, \
     write_json
 from ..common.hf_vlm import module_to_hub
+from .spec import tokens_per_tile
 
 
 # The published InternVL -hf chat template (ChatML, no default system turn; an image is "<IMG_CONTEXT>\n").
@@ -46,10 +47,6 @@ TILE, PATCH, DOWNSAMPLE = 112, 14, 0.5
 IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 
 
-def tokens_per_tile(tile: int = TILE, patch: int = PATCH, downsample: float = DOWNSAMPLE) -> int:
-    return int((tile // patch) ** 2 * downsample**2)
-
-
 def random_config(vocab_size: int, ids: dict[str, int]) -> dict[str, Any]:
     text = dict(model_type="qwen2", hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
                 num_key_value_heads=2, vocab_size=vocab_size, max_position_embeddings=4096, rms_norm_eps=1e-6,
@@ -60,10 +57,12 @@ def random_config(vocab_size: int, ids: dict[str, int]) -> dict[str, Any]:
                   num_attention_heads=4, image_size=[TILE, TILE], patch_size=[PATCH, PATCH], attention_bias=True,
                   use_qk_norm=False, norm_type="layer_norm", layer_norm_eps=1e-6, hidden_act="gelu",
                   layer_scale_init_value=0.1, use_mean_pooling=True, use_absolute_position_embeddings=True)
-    return {"architectures": ["InternVLForConditionalGeneration"], "model_type": "internvl",
-            "image_token_id": ids["image"], "image_seq_length": tokens_per_tile(), "downsample_ratio": DOWNSAMPLE,
-            "projector_hidden_act": "gelu", "vision_feature_layer": -1, "vision_feature_select_strategy": "default",
-            "tie_word_embeddings": True, "text_config": text, "vision_config": vision}
+    config = {"architectures": ["InternVLForConditionalGeneration"], "model_type": "internvl",
+              "image_token_id": ids["image"], "downsample_ratio": DOWNSAMPLE,
+              "projector_hidden_act": "gelu", "vision_feature_layer": -1, "vision_feature_select_strategy": "default",
+              "tie_word_embeddings": True, "text_config": text, "vision_config": vision}
+    config["image_seq_length"] = tokens_per_tile(config)
+    return config
 
 
 def _write_processor_files(out: Path, tile: int, seq_len: int) -> None:
@@ -98,11 +97,9 @@ def make_tiny(name: str, out: Path, seed: int = 0, sizes: dict[str, Any] | None 
     tie = bool((sizes or {}).get("tie_word_embeddings", True))  # InternVL3-1B unties its head, 2B ties it
     apply_sizes(config["text_config"], config["vision_config"], sizes, tie=tie)
     config["tie_word_embeddings"] = tie
-    tile = config["vision_config"]["image_size"][0] if isinstance(config["vision_config"]["image_size"], list) \
-        else config["vision_config"]["image_size"]
-    patch = config["vision_config"]["patch_size"]
-    config["image_seq_length"] = tokens_per_tile(tile, patch[0] if isinstance(patch, list) else patch)
-    _write_processor_files(out, tile, config["image_seq_length"])
+    config["image_seq_length"] = tokens_per_tile(config)  # the sizes may change the tile
+    size = config["vision_config"]["image_size"]
+    _write_processor_files(out, size[0] if isinstance(size, list) else size, config["image_seq_length"])
     model = build_hf_model(InternVLConfig, InternVLForConditionalGeneration, config, seed)
     randomize(model, seed, fast=fast_init)
     if not fast_init:
