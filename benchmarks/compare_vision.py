@@ -23,6 +23,16 @@ resized to 224x224 (our ``prepare_image``, timed as preprocessing), one chunk, 2
   fp32, eager attention) with the checkpoint's vision and projector weights; the text model is built
   with one layer and a small vocabulary, as it plays no part in the image features.
 - mtmd: a skipped row: llama.cpp's mtmd has no PaliGemma projector (the GGUF bundle has no mmproj).
+
+Tiled models (kinds "idefics3": SmolVLM, "internvl") take a 1024x768 image (the issue's TTFT image): SmolVLM-256M
+cuts it into 4 x 3 tiles of 512 + the global image, InternVL3-1B into 4 x 3 tiles of 448 + the thumbnail
+(13 chunks each; 64 / 256 tokens per chunk).
+- ours-*: as for MiniCPM-V (``prepare_image`` timed as preprocessing, then ``encode_images``): "sequential"
+  one tile per call, "batched" the runtime's default (up to max_batch tiles per call);
+- torch-eager: transformers' own ``get_image_features`` (fp32, eager attention) on the same tiles, one per
+  call and all in one call;
+- mtmd: llama.cpp's libmtmd with the GGUF bundle's mmproj on the raw image (its own tiler; the same grid
+  for this image), tile by tile.
 """
 
 from __future__ import annotations
@@ -42,8 +52,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import models  # noqa: E402
 
 IMAGE_SIZE = (1000, 500)
+TILED_IMAGE_SIZE = (1024, 768)  # the tiled models' image (the issue's TTFT image)
+TILED = ("idefics3", "internvl")  # model kinds whose processor cuts fixed-size tiles
 # model kind -> (table caption, plot caption) of the vision measurement; run_all.py runs vision for these kinds
 IMAGE_DESC = {
+    "idefics3": ("1024x768 image (4 x 3 tiles of 512 + the global image = 13 chunks, 64 tokens each = 832)",
+                 "1024x768 image (13 tiles)"),
+    "internvl": ("1024x768 image (4 x 3 tiles of 448 + the thumbnail = 13 chunks, 256 tokens each = 3328)",
+                 "1024x768 image (13 tiles)"),
     "minicpmv": (f"{IMAGE_SIZE[0]}x{IMAGE_SIZE[1]} image (overview + 2 slices = 3 chunks, 192 image tokens)",
                  f"{IMAGE_SIZE[0]}x{IMAGE_SIZE[1]} image (3 chunks)"),
     "paligemma": (f"{IMAGE_SIZE[0]}x{IMAGE_SIZE[1]} image resized to 224x224 (1 chunk, 256 image tokens)",
@@ -52,10 +68,10 @@ IMAGE_DESC = {
 MTMD_NO_PALIGEMMA = "llama.cpp's mtmd has no PaliGemma projector (no mmproj for this family): not run"
 
 
-def _image():
+def _image(model: str | None = None):
     from edgevlm.export.validate import test_image
 
-    return test_image(*IMAGE_SIZE)
+    return test_image(*(TILED_IMAGE_SIZE if model and models.spec(model).kind in TILED else IMAGE_SIZE))
 
 
 def _summary(values: list[float]) -> dict[str, float]:
@@ -74,7 +90,7 @@ def bench_ours(model: str, recipe: str, runs: int, threads: int, modes: tuple[st
     from edgevlm.runtime.images import prepare_image
 
     vlm = edgevlm.load(str(models.onnx_bundle(model, recipe)), threads=threads)
-    be, image = vlm.backend, _image()
+    be, image = vlm.backend, _image(model)
     default_batch = be.vision_info.max_batch
     be.encode_images(prepare_image(_image().resize((224, 224)), vlm.processor).inputs)  # warm-up, one small chunk
     out: dict[str, Any] = {}
@@ -89,6 +105,8 @@ def bench_ours(model: str, recipe: str, runs: int, threads: int, modes: tuple[st
     for mode in modes:
         be.vision_info.max_batch = 1 if mode == "sequential" else default_batch
         out[f"{mode}_ms"] = _summary([_timed(lambda: be.encode_images(prepared.inputs)) for _ in range(runs)])
+    features = be.encode_images(prepared.inputs)  # [chunks, tokens, D]
+    out["image_tokens"] = int(features.shape[0] * features.shape[1])
     vlm.close()
     return out
 
@@ -207,6 +225,32 @@ def bench_torch(model: str, runs: int, threads: int, modes: tuple[str, ...]) -> 
     return out
 
 
+def bench_torch_tiles(model: str, runs: int, threads: int) -> dict[str, Any]:
+    """Tiled models: transformers' get_image_features (through our reference's parts) on our tiles."""
+    import torch
+
+    from edgevlm.families import load_reference
+    from edgevlm.manifest import read_manifest
+    from edgevlm.processing.config import ProcessorConfig
+    from edgevlm.runtime.images import prepare_image
+
+    torch.set_num_threads(threads)
+    ref = load_reference(models.checkpoint(model))
+    cfg = ProcessorConfig.from_dict(read_manifest(models.onnx_bundle(model, "fp32"), verify=False).processor)
+    tiles = torch.from_numpy(np.asarray(prepare_image(_image(model), cfg).inputs["pixel_values"], np.float32))
+
+    def encode(pixels: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return ref.image_features(pixels)  # [n, tokens, D]
+
+    features = encode(tiles[:1])  # warm-up
+    out: dict[str, Any] = {"chunks": int(tiles.shape[0]), "image_tokens": int(tiles.shape[0] * features.shape[1])}
+    out["sequential_ms"] = _summary([_timed(lambda: [encode(tiles[i:i + 1]) for i in range(len(tiles))])
+                                     for _ in range(runs)])
+    out["batched_ms"] = _summary([_timed(lambda: encode(tiles)) for _ in range(runs)])
+    return out
+
+
 def bench_mtmd(model: str, runs: int, threads: int) -> dict[str, Any]:
     from edgevlm.runtime.backends.llamacpp_mtmd import MtmdImageEncoder
 
@@ -217,10 +261,11 @@ def bench_mtmd(model: str, runs: int, threads: int) -> dict[str, Any]:
     if not (bundle / "mmproj.gguf").is_file():
         return {"skipped": "no mmproj in this bundle (llama.cpp has no projector for this family)"}
     enc = MtmdImageEncoder(bundle / "text.gguf", bundle / "mmproj.gguf", threads=threads)
-    rgb = np.asarray(_image().convert("RGB"))
-    enc.encode(np.asarray(_image().resize((224, 224)).convert("RGB")))  # warm-up
-    chunks = len(enc.encode(rgb))
-    out = {"chunks": chunks, "sequential_ms": _summary([_timed(lambda: enc.encode(rgb)) for _ in range(runs)])}
+    rgb = np.asarray(_image(model).convert("RGB"))
+    enc.encode(np.asarray(_image(model).resize((224, 224)).convert("RGB")))  # warm-up
+    chunks = enc.encode(rgb)
+    out = {"chunks": len(chunks), "image_tokens": int(sum(len(c) for c in chunks)),
+           "sequential_ms": _summary([_timed(lambda: enc.encode(rgb)) for _ in range(runs)])}
     enc.close()
     return out
 
@@ -237,6 +282,8 @@ def _ours(recipe: str, modes: tuple[str, ...]) -> Callable[[str, int, int], dict
 
 
 def _torch(m: str, r: int, t: int) -> dict[str, Any]:
+    if models.spec(m).kind in TILED:
+        return bench_torch_tiles(m, r, t)
     return bench_torch_fixed(m, r, t) if _fixed(m) else bench_torch(m, r, t, ("sequential", "batched"))
 
 
@@ -254,7 +301,7 @@ def run_engine(name: str, model: str, runs: int = 2, threads: int = 2) -> dict[s
 
     label, fn = ENGINES[name]
     models.log(f"{model} vision {name}: {runs} runs")
-    result = {"engine": name, "label": label, "model": model, "image": list(IMAGE_SIZE), "threads": threads,
+    result = {"engine": name, "label": label, "model": model, "image": list(_image(model).size), "threads": threads,
               "runs": runs, **fn(model, runs, threads)}
     result["peak_rss_mb"] = round(peak_rss_mb(), 1)
     return result

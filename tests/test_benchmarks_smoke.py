@@ -99,3 +99,25 @@ def test_paligemma_vision_and_ttft_on_tiny_model(bench, tmp_path):
     ttft = run_all.ttft_rows(rows, seen)
     assert [r["prompt_tokens"] for r in ttft] == [256 + run_all.TEXT_PROMPT_TOKENS]
     assert {t["target"] for t in run_all.targets(rows, seen)} >= {"vision speed-up over PyTorch eager fp32 (batched)"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model, tokens", [("tiny-smolvlm", 4), ("tiny-internvl", 16)])
+def test_tiled_models_text_vision_and_ttft(bench, tmp_path, model, tokens):
+    """SmolVLM / InternVL-class rows on their tiny models (issue 18's figures): text speed (our ONNX fp32 and
+    GGUF Q4_0 backend vs llama.cpp Q4_0 on the same file vs PyTorch), vision of one 1024x768 image
+    (13 tiles: ours fp32 / int8 sequential and batched, PyTorch, mtmd) and the composed TTFT."""
+    text, vision, run_all = bench["text"], bench["vision"], bench["run_all"]
+    rows = [text.run_engine(engine, model, runs=1, steps=2)
+            for engine in ("ours-onnx-fp32", "ours-gguf-q4_0", "llamacpp-q4_0", "torch-eager")]
+    for row in rows:
+        _check_stats(row["decode_tokens_per_s_ctx1024"])
+        assert row["peak_rss_mb"] > 0
+    seen = [vision.run_engine(engine, model, runs=1) for engine in ("ours-onnx-fp32", "ours-onnx-int8", "torch-eager",
+                                                                    "mtmd")]
+    for r in seen:
+        assert r["image"] == [1024, 768] and r["chunks"] == 13 and r["image_tokens"] == 13 * tokens, r
+    _check_stats(seen[0]["sequential_ms"]), _check_stats(seen[0]["batched_ms"]), _check_stats(seen[3]["sequential_ms"])
+    ttft = {r["label"]: r for r in run_all.ttft_rows(rows, seen)}
+    assert {"edgevlm ONNX fp32", "llama.cpp Q4_0 + mtmd", "PyTorch eager fp32"} <= set(ttft)
+    assert all(r["prompt_tokens"] == 13 * tokens + run_all.TEXT_PROMPT_TOKENS for r in ttft.values())

@@ -64,14 +64,19 @@ def _hf_processor_inputs(ckpt: str, image: Image.Image, template: ChatTemplate) 
     try:
         from transformers import AutoProcessor
 
-        processor = AutoProcessor.from_pretrained(ckpt)
-    except Exception:  # MiniCPM-V 2.x/4.x processors are remote code: no transformers reference here
+        # the Pillow backend: the one our processing matches bit for bit (with torchvision installed,
+        # transformers would pick its torchvision twins, whose resizes differ)
+        processor = AutoProcessor.from_pretrained(ckpt, backend="pil")
+    except Exception:  # remote code (MiniCPM-V 2.x/4.x), or a processor that needs torchvision (SmolVLM, InternVL)
         return None
     options: dict[str, Any] = {}
     if getattr(processor, "chat_template", None) and template.generation_prompt:
         messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": PROMPT}]}]
         text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        options["add_special_tokens"] = False  # the rendered template already starts with <bos>
+        # no second BOS when the rendered template starts with it (Gemma 3); the tokenizer adds it when the
+        # template leaves it out (Idefics3's Llama 3 tokenizer)
+        bos = getattr(getattr(processor, "tokenizer", None), "bos_token", None)
+        options["add_special_tokens"] = not (bos and text.startswith(bos))
     else:
         text = "<image>" + PROMPT
     try:
@@ -106,8 +111,8 @@ def validate_bundle(ref: Any, ckpt: str, backend: Any, manifest: Any, tokenizer:
         if pixel_diff > 1e-5 or not ids_equal:
             failures.append(f"preprocessing: pixels max abs {pixel_diff:.3g}, input ids equal: {ids_equal}")
     else:
-        report["preprocessing"] = {"reference": "none in transformers (remote-code processor); "
-                                                "golden tests cover slicing and layout"}
+        report["preprocessing"] = {"reference": "no transformers processor here (remote code, or it needs "
+                                                "torchvision); golden tests cover tiling / slicing and layout"}
     _tick(progress, "preprocessing")
 
     # 2. vision features on the same pixels

@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import BundleError
+from ..processing import aspect_tiles, square_tiles
 from ..processing.config import ProcessorConfig
 from ..processing.plan import ImagePlan
 from ..processing.preprocess import preprocess_fixed, preprocess_slices
@@ -73,6 +74,12 @@ def _fixed_prepare(image: Image.Image, cfg: ProcessorConfig, plan: ImagePlan) ->
 KINDS: dict[str, ImageKind] = {
     "slice": ImageKind(_slice_plan, _slice_prepare),  # LLaVA-UHD: overview + slices (processing/slicing.py)
     "fixed": ImageKind(lambda size, cfg, tokens, n: ImagePlan.uniform(None, tokens), _fixed_prepare),  # one resize
+    # square tiles + a global image, last (SmolVLM / Idefics3: processing/square_tiles.py)
+    "square_tiles": ImageKind(square_tiles.image_plan,
+                              lambda image, cfg, plan: PreparedImage(square_tiles.vision_inputs(image, cfg), plan)),
+    # aspect-ratio tiles + a thumbnail, last (InternVL: processing/aspect_tiles.py)
+    "aspect_tiles": ImageKind(aspect_tiles.image_plan,
+                              lambda image, cfg, plan: PreparedImage(aspect_tiles.vision_inputs(image, cfg), plan)),
 }
 
 

@@ -1,8 +1,9 @@
 package org.edgevlm.core;
 
 /**
- * Pixels in, vision-tower inputs out, selected by the manifest's processor kind (processing/preprocess.py):
- * "slice" = MiniCPM-V overview + slices (always Pillow bicubic, as the reference); "fixed" = one square resize.
+ * Pixels in, vision-tower inputs out, selected by the manifest's processor kind (runtime/images.py KINDS):
+ * "slice" = MiniCPM-V overview + slices (always Pillow bicubic, as the reference); "fixed" = one square resize;
+ * "square_tiles" (SmolVLM / Idefics3) and "aspect_tiles" (InternVL) = tiles + a global image (Tiling.java).
  */
 public final class ImagePreprocessor {
     private final ProcessorConfig cfg;
@@ -15,7 +16,14 @@ public final class ImagePreprocessor {
 
     /** The slice grid without touching pixels (prompt length is known before any heavy work); null if not sliced. */
     public int[] gridOf(int width, int height) {
+        if (tiled()) {
+            return Tiling.gridOf(width, height, cfg);
+        }
         return cfg.kind.equals("slice") ? Slicing.plan(width, height, cfg).grid : null;
+    }
+
+    private boolean tiled() {
+        return cfg.kind.equals("square_tiles") || cfg.kind.equals("aspect_tiles");
     }
 
     public PreparedImage prepare(RgbImage image) {
@@ -29,8 +37,21 @@ public final class ImagePreprocessor {
         if (cfg.kind.equals("fixed")) {
             return fixed(image);
         }
+        if (tiled()) {
+            return tiles(image);
+        }
         throw new ImageException("the bundle's processor kind " + Py.repr(cfg.kind) + " is not one this app runs "
-                + "(slice, fixed); update the app");
+                + "(slice, fixed, square_tiles, aspect_tiles); update the app");
+    }
+
+    private PreparedImage tiles(RgbImage image) {
+        java.util.List<RgbImage> tiles = Tiling.tiles(image, cfg);
+        float[][] chunks = new float[tiles.size()][];
+        for (int i = 0; i < chunks.length; i++) {
+            chunks[i] = Patchify.chw(tiles.get(i), table); // [3, T, T]
+        }
+        return new PreparedImage(chunks, null, Tiling.gridOf(image.width, image.height, cfg), cfg.patchSize,
+                cfg.imageSize);
     }
 
     private PreparedImage slices(RgbImage image) {

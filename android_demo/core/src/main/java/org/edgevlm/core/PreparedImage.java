@@ -3,7 +3,7 @@ package org.edgevlm.core;
 /**
  * One image as vision-tower inputs (runtime/images.py PreparedImage). Sliced images: chunks are the
  * overview then the slices row-major, each float32 [3, p, L_i] with {@code tgtSizes[i] = (h_i, w_i)} patches.
- * Fixed-size images: one chunk float32 [3, S, S] and no tgtSizes.
+ * Fixed-size images: chunks float32 [3, S, S] (one, or tiles then the global image) and no tgtSizes.
  */
 public final class PreparedImage {
     public final float[][] chunks;
@@ -40,7 +40,11 @@ public final class PreparedImage {
     /** Zero-padded batch float32 [n, 3, p, L_max] (sliced) or [n, 3, S, S] (fixed), as the Python batched(). */
     public float[] pixelValues() {
         if (!sliced()) {
-            return chunks[0].clone();
+            float[] out = new float[chunks.length * chunks[0].length];
+            for (int n = 0; n < chunks.length; n++) {
+                System.arraycopy(chunks[n], 0, out, n * chunks[0].length, chunks[0].length);
+            }
+            return out;
         }
         int p = patchSize;
         int lMax = maxPatches() * p;
