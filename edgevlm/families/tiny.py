@@ -46,6 +46,10 @@ GEMMA3_TEMPLATE = (
 
 def make_tiny(name: str, out_dir: str | Path, seed: int = 0, text_model: str | Path | None = None) -> Path:
     """Write the tiny checkpoint ``name`` (one of TINY_NAMES) to ``out_dir`` and return the path."""
+    if name in ("llava", "llava-next", "llava-onevision"):  # not in TINY_NAMES until LLaVA exports (issue 20)
+        from .llava.tiny import make_llava_tiny
+
+        return make_llava_tiny(name, out_dir, seed)
     if name not in TINY_NAMES:
         raise ValueError(f"unknown tiny checkpoint {name!r}; choose one of {', '.join(TINY_NAMES)}")
     if text_model is not None and name != "gemma3":
