@@ -288,3 +288,15 @@ def test_feature_packing_equals_transformers_on_every_size(cfg):
 if __name__ == "__main__":  # python tests/test_llava_processing.py: rewrite the golden file
     write_golden()
     print(f"wrote {GOLDEN} ({math.ceil(GOLDEN.stat().st_size / 1024)} KiB)")
+
+
+def test_processing_and_spec_import_no_torch():
+    """The runtime side (pixels, packing, prompts, the checkpoint's torch-free data) never loads torch."""
+    import subprocess
+    import sys
+
+    code = ("import sys; import edgevlm.processing.anyres_image, edgevlm.processing.anyres_features, "
+            "edgevlm.processing.image_tokens, edgevlm.families.llava.spec; "
+            "bad = [m for m in ('torch', 'transformers') if m in sys.modules]; assert not bad, bad")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

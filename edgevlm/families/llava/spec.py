@@ -27,7 +27,6 @@ from ...errors import CheckpointError
 from ...processing.anyres import AnyresConfig
 from ...processing.config import ChatTemplate, ImageLayout
 from ...processing.square import SquareConfig
-from ..base import read_config
 
 MODEL_TYPES = ("llava", "llava_next", "llava_onevision")
 IMAGE_TOKEN = "<image>"
@@ -104,7 +103,9 @@ def chat_template(template_text: str, config: dict[str, Any]) -> tuple[ChatTempl
 
 
 def llava_spec(ckpt: str | Path) -> LlavaSpec:
-    config = read_config(ckpt)
+    config = _read_json(Path(ckpt) / "config.json")  # not families.base.read_config: that module imports torch
+    if not config:
+        raise CheckpointError(f"{ckpt}: no config.json, so this is not a Hugging Face checkpoint directory")
     if config.get("model_type") not in MODEL_TYPES:
         raise CheckpointError(f"{ckpt}: model_type {config.get('model_type')!r} is not LLaVA ({', '.join(MODEL_TYPES)})")
     images, processor, template_text = processor_files(ckpt)

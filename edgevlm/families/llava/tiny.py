@@ -133,7 +133,7 @@ def _tokenizer(name: str):
 
 
 def _processor(name: str, tokenizer):
-    """The transformers processor as llava-hf publishes it (Pillow image processors)."""
+    """LLaVA 1.5 / NeXT: the transformers processor as llava-hf publishes it (Pillow image processors)."""
     import transformers as tf
 
     if name == "llava":
