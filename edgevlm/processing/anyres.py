@@ -13,7 +13,7 @@ transformers does (5.x: ``image_processing_utils.select_best_resolution``,
   height, which only matters for asymmetric lists);
 * ``int(round(x, 7))`` and floor division are Python's, on Python floats, as upstream.
 
-Sizes here are explicit ``height`` / ``width`` fields: this family's configs mix both orders.
+Sizes here are explicit ``height`` / ``width`` fields: the published configs mix both orders.
 """
 
 from __future__ import annotations
@@ -21,33 +21,52 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from typing import Any
+
 from edgevlm.errors import ImageError
-from edgevlm.processing.config import _DictMixin
+from edgevlm.processing.config import ProcessorConfig
+from edgevlm.processing.plan import ImagePlan
 
 Pinpoint = tuple[int, int]  # (height, width) in pixels
 
 
 @dataclass(frozen=True)
-class AnyresConfig(_DictMixin):
-    """What the anyres processors read from preprocessor_config.json / processor_config.json."""
+class AnyresConfig:
+    """The tiling settings of an anyres processor, read from ``ProcessorConfig`` (``from_processor``).
+
+    ``ProcessorConfig`` carries them as ``image_size`` (the tile side), ``patch_size`` and
+    ``options = {"pinpoints": [[h, w], ...], "max_tiles": 9}`` (max_tiles only for "anyres_max").
+    """
 
     tile_size: int = 336  # side of every vision-tower input (crop_size / size)
     patch_size: int = 14  # vision patch: the feature map of a tile is (tile_size / patch_size)^2
     pinpoints: tuple[Pinpoint, ...] = ((336, 672), (672, 336), (672, 672), (1008, 336), (336, 1008))
     max_tiles: int | None = None  # OneVision "anyres_max_9" -> 9 (pool above it); NeXT: None
-    mean: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
-    std: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
-    rescale_factor: float = 1 / 255
-    resample: str = "bicubic"
 
     def __post_init__(self) -> None:
-        # from_dict gives lists back; keep hashable tuples
+        # from JSON come lists; keep hashable tuples
         object.__setattr__(self, "pinpoints", tuple((int(h), int(w)) for h, w in self.pinpoints))
         if not self.pinpoints:
-            raise ValueError("AnyresConfig.pinpoints is empty; give at least one (height, width)")
+            raise ValueError("anyres pinpoints are empty; give at least one (height, width)")
         for height, width in self.pinpoints:
-            if height % self.tile_size or width % self.tile_size:
+            if height <= 0 or width <= 0 or height % self.tile_size or width % self.tile_size:
                 raise ValueError(f"pinpoint {height}x{width} is not a multiple of the tile size {self.tile_size}")
+
+    @classmethod
+    def from_processor(cls, cfg: ProcessorConfig) -> "AnyresConfig":
+        if "pinpoints" not in cfg.options:
+            raise ValueError(f"processor kind {cfg.kind!r} needs options.pinpoints; re-export the bundle")
+        max_tiles = cfg.options.get("max_tiles")
+        return cls(tile_size=int(cfg.image_size), patch_size=int(cfg.patch_size), pinpoints=cfg.options["pinpoints"],
+                   max_tiles=None if max_tiles is None else int(max_tiles))
+
+    def processor(self, **fields: Any) -> ProcessorConfig:
+        """The ``ProcessorConfig`` of these settings ("anyres", or "anyres_max" with a tile budget)."""
+        options: dict[str, Any] = {"pinpoints": [list(p) for p in self.pinpoints]}
+        if self.max_tiles is not None:
+            options["max_tiles"] = self.max_tiles
+        return ProcessorConfig(kind="anyres" if self.max_tiles is None else "anyres_max", image_size=self.tile_size,
+                               patch_size=self.patch_size, options=options, **fields)
 
     @property
     def feature_side(self) -> int:
@@ -177,3 +196,20 @@ def plan_base_only(height: int, width: int, cfg: AnyresConfig) -> AnyresPlan:
     """OneVision's multi-image path: no tiles, the image padded to a square, one newline after it."""
     _check_size(height, width)
     return AnyresPlan(image_height=height, image_width=width, feature_side=cfg.feature_side)
+
+
+def plan_for_prompt(height: int, width: int, cfg: AnyresConfig, n_images: int) -> AnyresPlan:
+    """transformers' rule per prompt: NeXT tiles every image; OneVision (a tile budget) tiles only an
+    image that is alone in its prompt (``LlavaOnevisionImageProcessor``: ``batch_num_images > 1``)."""
+    if cfg.max_tiles is not None and n_images > 1:
+        return plan_base_only(height, width, cfg)
+    return plan_anyres(height, width, cfg)
+
+
+def image_plan(size: tuple[int, int], cfg: ProcessorConfig, n_images: int) -> ImagePlan:
+    """The runtime's plan of an image of ``size`` = (width, height): one run of ``n_tokens`` feature rows
+    (the base tile's, then the grid rows with their newlines: the packing merges the tiles, so the
+    prompt has no per-tile runs), the tiling itself in ``data["anyres"]``."""
+    width, height = size
+    plan = plan_for_prompt(height, width, AnyresConfig.from_processor(cfg), n_images)
+    return ImagePlan(None, plan.n_tokens, (), {"anyres": plan, "chunks": plan.n_chunks})

@@ -12,27 +12,19 @@ torchvision, which is what ``AutoProcessor`` gives then) do, per image:
 4. rescale + normalise (``normalize.normalize_chw``, bit-identical).
 
 OneVision with several images in one prompt skips tiling: ``square.py``'s "pad" mode, one tile.
+The plan (``anyres.plan_anyres`` / ``plan_base_only``) is made from the size alone, before this runs.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 from PIL import Image
 
-from edgevlm.processing.anyres import AnyresConfig, AnyresPlan, plan_anyres, plan_base_only
+from edgevlm.processing.anyres import AnyresPlan
+from edgevlm.processing.config import ProcessorConfig
 from edgevlm.processing.images import to_rgb
 from edgevlm.processing.normalize import normalize_chw
-from edgevlm.processing.square import RESAMPLE, SquareConfig, square_pixels
-
-
-@dataclass
-class AnyresImage:
-    """One image as vision-tower inputs: the base tile first, then the grid tiles row-major."""
-
-    pixel_values: np.ndarray  # float32 [n_chunks, 3, S, S]
-    plan: AnyresPlan
+from edgevlm.processing.square import RESAMPLE, padded_square
 
 
 def grid_canvas(image: Image.Image, plan: AnyresPlan, resample: str) -> np.ndarray:
@@ -44,38 +36,31 @@ def grid_canvas(image: Image.Image, plan: AnyresPlan, resample: str) -> np.ndarr
     return canvas
 
 
-def tile_pixels(image: Image.Image, plan: AnyresPlan, cfg: AnyresConfig) -> list[np.ndarray]:
+def tile_pixels(image: Image.Image, plan: AnyresPlan, tile_size: int, resample: str) -> list[np.ndarray]:
     """uint8 ``[S, S, 3]`` views: the base tile, then the grid tiles row-major."""
-    size = cfg.tile_size
-    base = np.asarray(image.resize((size, size), resample=RESAMPLE[cfg.resample]))
-    canvas = grid_canvas(image, plan, cfg.resample)
+    base = np.asarray(image.resize((tile_size, tile_size), resample=RESAMPLE[resample]))
+    canvas = grid_canvas(image, plan, resample)
     tiles = [
-        canvas[row * size : (row + 1) * size, col * size : (col + 1) * size]
+        canvas[row * tile_size : (row + 1) * tile_size, col * tile_size : (col + 1) * tile_size]
         for row in range(plan.grid_rows)
         for col in range(plan.grid_cols)
     ]
     return [base] + tiles
 
 
-def _normalize_tiles(tiles: list[np.ndarray], cfg: AnyresConfig) -> np.ndarray:
-    size = cfg.tile_size
+def preprocess_anyres(image: Image.Image, cfg: ProcessorConfig, plan: AnyresPlan) -> np.ndarray:
+    """float32 ``[plan.n_chunks, 3, S, S]``: the vision-tower inputs of one image, base tile first.
+
+    A base-only plan (OneVision with several images in the prompt) is one mean-padded square, as
+    transformers makes it (``square.padded_square``); otherwise the base tile and the grid tiles.
+    """
+    image = to_rgb(image)
+    size = cfg.image_size
+    if plan.grid_rows == 0:
+        tiles = [padded_square(image, size, cfg.mean, cfg.resample)]
+    else:
+        tiles = tile_pixels(image, plan, size, cfg.resample)
     out = np.empty((len(tiles), 3, size, size), dtype=np.float32)  # [n_chunks, 3, S, S]
     for index, tile in enumerate(tiles):
         out[index] = normalize_chw(tile.transpose(2, 0, 1), cfg.rescale_factor, cfg.mean, cfg.std)
     return out
-
-
-def preprocess_anyres(image: Image.Image, cfg: AnyresConfig, *, alone: bool = True) -> AnyresImage:
-    """The vision-tower inputs of one image.
-
-    ``alone``: the image is the only one in its prompt. OneVision (``cfg.max_tiles`` set) tiles only
-    then, as transformers does; with several images each is one mean-padded square. NeXT always tiles.
-    """
-    image = to_rgb(image)
-    width, height = image.size
-    if not alone and cfg.max_tiles is not None:
-        square = SquareConfig(mode="pad", size=cfg.tile_size, mean=cfg.mean, std=cfg.std,
-                              rescale_factor=cfg.rescale_factor, resample=cfg.resample)
-        return AnyresImage(_normalize_tiles([square_pixels(image, square)], cfg), plan_base_only(height, width, cfg))
-    plan = plan_anyres(height, width, cfg)
-    return AnyresImage(_normalize_tiles(tile_pixels(image, plan, cfg), cfg), plan)

@@ -1,55 +1,40 @@
-"""Square vision inputs from images of any aspect ratio: CLIP's crop and LLaVA's pad.
+"""Square vision inputs from images of any aspect ratio: CLIP's crop and LLaVA's pad (processor kind "square").
 
 Two ways transformers' Pillow image processors make an ``S x S`` input (5.x, without torchvision;
-exact to them bit for bit, see tests/test_llava_processing.py):
+exact to them bit for bit, see tests/test_llava_processing.py). ``ProcessorConfig.image_size`` is
+``S`` and ``options["mode"]`` says which:
 
 * ``"crop"``: ``CLIPImageProcessorPil`` (the published llava-1.5-*-hf checkpoints): resize so the
-  shorter side is ``size`` (the longer side ``int(size * long / short)``), then centre-crop
-  ``crop_size`` (offsets ``(h - crop) // 2``, ``(w - crop) // 2``);
+  shorter side is ``options["shortest_edge"]`` (the longer side ``int(edge * long / short)``), then
+  centre-crop ``S`` (offsets ``(h - S) // 2``, ``(w - S) // 2``);
 * ``"pad"``: ``LlavaImageProcessorPil(do_pad=True)`` (the original LLaVA-1.5 "pad" aspect mode) and
   ``LlavaOnevisionImageProcessorPil`` for an image that shares its prompt with other images: paste
   the image centred on a square of the mean colour (``int(mean * 255)`` per channel), then resize
-  that square to ``size``.
+  that square to ``S``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 from PIL import Image
 
-from edgevlm.processing.config import _DictMixin
+from edgevlm.processing.config import ProcessorConfig
 from edgevlm.processing.images import to_rgb
 from edgevlm.processing.normalize import normalize_chw
+from edgevlm.processing.preprocess import _RESAMPLE as RESAMPLE
 
-RESAMPLE = {
-    "bicubic": Image.Resampling.BICUBIC,
-    "bilinear": Image.Resampling.BILINEAR,
-    "lanczos": Image.Resampling.LANCZOS,
-    "nearest": Image.Resampling.NEAREST,
-}
+MODES = ("crop", "pad")
 
 
-@dataclass(frozen=True)
-class SquareConfig(_DictMixin):
-    mode: str = "crop"  # "crop" | "pad"
-    size: int = 336  # "crop": the shorter side after resizing; "pad": the output side
-    crop_size: int = 336  # "crop" only
-    mean: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
-    std: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
-    rescale_factor: float = 1 / 255
-    resample: str = "bicubic"
-
-    def __post_init__(self) -> None:
-        if self.mode not in ("crop", "pad"):
-            raise ValueError(f"SquareConfig.mode must be 'crop' or 'pad', not {self.mode!r}")
-        if self.mode == "crop" and self.crop_size > self.size:
-            raise ValueError(f"crop_size {self.crop_size} is larger than the resized shorter side {self.size}")
-
-    @property
-    def output_size(self) -> int:
-        return self.crop_size if self.mode == "crop" else self.size
+def square_options(cfg: ProcessorConfig) -> tuple[str, int]:
+    """(mode, shortest edge) of a "square" processor, checked."""
+    mode = cfg.options.get("mode", "crop")
+    if mode not in MODES:
+        raise ValueError(f"square processor mode must be one of {MODES}, not {mode!r}")
+    edge = int(cfg.options.get("shortest_edge", cfg.image_size))
+    if mode == "crop" and edge < cfg.image_size:
+        raise ValueError(f"square crop of {cfg.image_size} px is larger than the resized shorter side {edge}")
+    return mode, edge
 
 
 def shortest_edge_size(width: int, height: int, size: int) -> tuple[int, int]:
@@ -75,20 +60,30 @@ def pad_to_square(image: Image.Image, color: tuple[int, int, int]) -> Image.Imag
     return canvas
 
 
-def square_pixels(image: Image.Image, cfg: SquareConfig) -> np.ndarray:
-    """uint8 ``[S, S, 3]``: the square the vision tower sees, before normalisation."""
+def padded_square(image: Image.Image, size: int, mean, resample: str) -> np.ndarray:
+    """uint8 ``[size, size, 3]``: the image on a mean-coloured square, resized."""
+    square = pad_to_square(to_rgb(image), pad_color(mean))
+    return np.asarray(square.resize((size, size), resample=RESAMPLE[resample]))
+
+
+def cropped_square(image: Image.Image, edge: int, size: int, resample: str) -> np.ndarray:
+    """uint8 ``[size, size, 3]``: shorter side resized to ``edge``, then the centre ``size`` square."""
     image = to_rgb(image)
-    resample = RESAMPLE[cfg.resample]
-    if cfg.mode == "pad":
-        square = pad_to_square(image, pad_color(cfg.mean))
-        return np.asarray(square.resize((cfg.size, cfg.size), resample=resample))
-    resized = np.asarray(image.resize(shortest_edge_size(*image.size, cfg.size), resample=resample))  # [h, w, 3]
-    top = (resized.shape[0] - cfg.crop_size) // 2
-    left = (resized.shape[1] - cfg.crop_size) // 2
-    return resized[top : top + cfg.crop_size, left : left + cfg.crop_size]
+    resized = np.asarray(image.resize(shortest_edge_size(*image.size, edge), resample=RESAMPLE[resample]))  # [h, w, 3]
+    top = (resized.shape[0] - size) // 2
+    left = (resized.shape[1] - size) // 2
+    return resized[top : top + size, left : left + size]
 
 
-def preprocess_square(image: Image.Image, cfg: SquareConfig) -> np.ndarray:
+def square_pixels(image: Image.Image, cfg: ProcessorConfig) -> np.ndarray:
+    """uint8 ``[S, S, 3]``: the square the vision tower sees, before normalisation."""
+    mode, edge = square_options(cfg)
+    if mode == "pad":
+        return padded_square(image, cfg.image_size, cfg.mean, cfg.resample)
+    return cropped_square(image, edge, cfg.image_size, cfg.resample)
+
+
+def preprocess_square(image: Image.Image, cfg: ProcessorConfig) -> np.ndarray:
     """float32 ``[3, S, S]``, rescaled and normalised."""
     pixels = square_pixels(image, cfg)  # uint8 [S, S, 3]
     return normalize_chw(pixels.transpose(2, 0, 1), cfg.rescale_factor, cfg.mean, cfg.std)

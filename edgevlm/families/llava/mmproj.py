@@ -14,7 +14,7 @@ model; tests/test_llava_mmproj.py holds the two files equal tensor by tensor and
   than the projector was trained on: ``il_last = n_layer - 1`` in tools/mtmd/models/llava.cpp on top
   of the converter's own ``n - 1``, upstream issue #25817);
 * no post-layernorm (the features are taken before it); f16 for 2-D weights and the conv kernel,
-  f32 for the rest (the legacy default); ``dtype="f32"`` keeps everything f32.
+  f32 for the rest (the legacy default); ``dtype="fp32"`` keeps everything f32.
 
 Known divergence that no mmproj can fix (tests pin it): the llava graph appends the CLS token after
 the patches, adds position embeddings in that order and returns rows 1..N, so patch 0 is dropped,
@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import CheckpointError
+from ...manifest import Part
 from .vision import feature_layer_indices
 
 # transformers 5 module name (under model.vision_tower.) -> legacy GGUF name
@@ -85,23 +86,24 @@ def _to_f16(name: str, data: np.ndarray) -> bool:
     return data.ndim == 4 or (data.ndim == 2 and name.endswith(".weight"))
 
 
-def write_mmproj(hf_model: Any, path: str | Path, image_mean, image_std, dtype: str = "f16",
-                 name: str = "edgevlm") -> dict[str, Any]:
-    """Write the mmproj GGUF for a transformers LLaVA / NeXT / OneVision model; returns its key facts."""
+def write_mmproj(ref: Any, path: str | Path, dtype: str = "fp16") -> Part:
+    """Write the mmproj GGUF of a LLaVA / NeXT / OneVision reference (families/llava/reference.py)."""
     import gguf
 
-    if dtype not in ("f16", "f32"):
-        raise CheckpointError(f"mmproj dtype {dtype!r} is not available; choose f16 or f32")
+    if dtype not in ("fp16", "fp32"):
+        raise CheckpointError(f"mmproj dtype {dtype!r} is not available; choose fp32 or fp16.")
+    hf_model = ref.hf
     config, vision = hf_model.config, hf_model.config.vision_config
     if isinstance(config.vision_feature_layer, list):
         raise CheckpointError("several vision feature layers (Granite-style) are not written by this exporter")
     tensors, layers = mmproj_tensors(hf_model)
+    processor = ref.image_processor  # the checkpoint's ProcessorConfig: mean / std as the processor uses them
     writer = gguf.GGUFWriter(str(path), arch="clip")
     writer.add_bool("clip.has_text_encoder", False)
     writer.add_bool("clip.has_vision_encoder", True)
     writer.add_bool("clip.has_llava_projector", True)
-    writer.add_file_type(1 if dtype == "f16" else 0)
-    writer.add_name(name)
+    writer.add_file_type(1 if dtype == "fp16" else 0)
+    writer.add_name("edgevlm")
     writer.add_description("image encoder for LLaVA")
     writer.add_string("clip.projector_type", "mlp")
     writer.add_uint32("clip.vision.image_size", vision.image_size)
@@ -114,19 +116,20 @@ def write_mmproj(hf_model: Any, path: str | Path, image_mean, image_std, dtype: 
     writer.add_float32("clip.vision.attention.layer_norm_epsilon", vision.layer_norm_eps)
     writer.add_uint32("clip.vision.block_count", layers)
     pinpoints = getattr(config, "image_grid_pinpoints", None)
-    if pinpoints:
+    if pinpoints:  # written as the legacy converter writes them (transformers' (height, width) order)
         writer.add_array("clip.vision.image_grid_pinpoints", [int(v) for pair in pinpoints for v in pair])
         writer.add_string("clip.vision.mm_patch_merge_type", "spatial_unpad")
     writer.add_array("clip.vision.feature_layer", [layers])
-    writer.add_array("clip.vision.image_mean", [float(v) for v in image_mean])
-    writer.add_array("clip.vision.image_std", [float(v) for v in image_std])
+    writer.add_array("clip.vision.image_mean", [float(v) for v in processor.mean])
+    writer.add_array("clip.vision.image_std", [float(v) for v in processor.std])
     writer.add_bool("clip.use_gelu", vision.hidden_act in ("gelu", "gelu_pytorch_tanh"))
     for tensor_name, data in tensors.items():
-        writer.add_tensor(tensor_name, data.astype(np.float16) if dtype == "f16" and _to_f16(tensor_name, data)
+        writer.add_tensor(tensor_name, data.astype(np.float16) if dtype == "fp16" and _to_f16(tensor_name, data)
                           else data.astype(np.float32))
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
-    return {"projector_type": "mlp", "block_count": layers, "n_tensors": len(tensors),
-            "image_newline": "model.image_newline" in tensors}
+    return Part(file=Path(path).name, format="gguf", dtype=dtype, info={
+        "kind": "mmproj", "projector_type": "mlp", "block_count": layers, "n_tensors": len(tensors),
+        "image_newline": "model.image_newline" in tensors})

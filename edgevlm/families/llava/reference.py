@@ -1,13 +1,14 @@
-"""The PyTorch reference of LLaVA 1.5 / NeXT / OneVision, seen as parts (transformers' own code).
+"""The PyTorch reference of LLaVA 1.5 / NeXT / OneVision: transformers' own model, seen as parts.
 
-* ``load_model`` / ``load_processor``: transformers' ``AutoModelForImageTextToText`` and
-  ``AutoProcessor`` (OneVision's processor without its video half when torchvision is missing,
-  see ``OnevisionImagesProcessor``).
+* ``load_reference``: ``AutoModelForImageTextToText`` (eager attention, so that traces are plain)
+  wrapped as a ``ReferenceVLM`` (families/common/hf_vlm.py): the text model for the decoder
+  exporters, ``image_features`` = the per-tile vision part (vision.py), ``vision_graph``;
+* ``hf_processor``: transformers' processor (OneVision's without its video half when torchvision
+  is missing: ``onevision_processor_class``);
 * ``reference_image_features``: one call of transformers' ``get_image_features`` that returns both
-  sides of the ONNX/numpy boundary (see vision.py): the projector's output per tile, captured with
-  a forward hook, and the packed features per image (after unpadding, OneVision's pooling and the
-  newline rows) that the language model receives.
-* ``image_newline``: the learned row-end embedding the numpy packing appends.
+  sides of the vision-part / numpy boundary (see vision.py): the projector's output per tile,
+  captured with a forward hook, and the packed features per image (after unpadding, OneVision's
+  pooling and the newline rows) that the language model receives.
 """
 
 from __future__ import annotations
@@ -16,22 +17,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from ..base import read_config
+from ...text_archs import arch_of_model_type
+from ..common.hf_vlm import HFVisionLanguageModel
+from .spec import NAME
+from .vision import LlavaVision, vision_graph
 
 
-def _onevision_images_processor_class():
+def onevision_processor_class():
+    """transformers' ``LlavaOnevisionProcessor`` with its image processor and tokenizer only.
+
+    transformers 5 builds OneVision's video processor with torchvision, which this environment does
+    not have (and must not: installing it switches every image processor to the torch backend). The
+    image path (tiling, ``replace_image_token``, token counts, ``batch_num_images``) is the class's own.
+    """
     from transformers import LlavaOnevisionProcessor
 
     class OnevisionImagesProcessor(LlavaOnevisionProcessor):
-        """transformers' ``LlavaOnevisionProcessor`` with its image processor and tokenizer only.
-
-        transformers 5 builds the video processor with torchvision, which this environment does
-        not have; the image path (tiling, ``replace_image_token``, token counts) is the class's own.
-        """
-
         # ProcessorMixin derives the sub-processors (image + tokenizer only) and the config keys it
         # passes on from this signature, so the parent's keyword arguments are spelled out.
         def __init__(self, image_processor=None, tokenizer=None, num_image_tokens=None,
@@ -50,17 +53,46 @@ def load_processor(ckpt: str | Path):
     from transformers import AutoProcessor
     from transformers.utils import is_torchvision_available
 
+    from ..common.reference import read_config
+
     if read_config(ckpt)["model_type"] == "llava_onevision" and not is_torchvision_available():
-        return _onevision_images_processor_class().from_pretrained(str(ckpt))
+        return onevision_processor_class().from_pretrained(str(ckpt))
     return AutoProcessor.from_pretrained(str(ckpt))
 
 
-def load_model(ckpt: str | Path, dtype: torch.dtype = torch.float32) -> torch.nn.Module:
-    """transformers' own model (eager attention, so that the ONNX trace of its modules is plain)."""
+class LlavaReference(HFVisionLanguageModel):
+    """transformers' Llava / LlavaNext / LlavaOnevision ForConditionalGeneration as a ReferenceVLM."""
+
+    def __init__(self, hf_model: torch.nn.Module, image_processor: Any):
+        super().__init__(hf_model, NAME, arch_of_model_type(hf_model.config.text_config.model_type))
+        self.vision = LlavaVision(hf_model)
+        self.image_processor = image_processor  # the checkpoint's ProcessorConfig (spec.py), for the mmproj
+
+    def image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Tiles [B, 3, S, S] -> the projector's features per tile [B, T, D] (no packing)."""
+        return self.vision(pixel_values)
+
+    def vision_graph(self):
+        return vision_graph(self.hf)
+
+    def hf_processor(self, ckpt: str | Path) -> Any:
+        return load_processor(ckpt)
+
+
+def load_reference(ckpt: str | Path, dtype: torch.dtype | None = None) -> LlavaReference:
     from transformers import AutoModelForImageTextToText
 
-    model = AutoModelForImageTextToText.from_pretrained(str(ckpt), dtype=dtype, attn_implementation="eager")
-    return model.eval()
+    from ...errors import CheckpointError
+    from ..common.reference import read_config
+    from .spec import bundle_spec
+
+    processor = bundle_spec(Path(ckpt), read_config(ckpt)).processor
+    try:
+        model = AutoModelForImageTextToText.from_pretrained(str(ckpt), dtype=dtype or torch.float32,
+                                                            attn_implementation="eager")
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{ckpt}: transformers cannot load this LLaVA checkpoint ({exc}). Re-copy it.") from None
+    return LlavaReference(model.eval(), processor)
 
 
 @dataclass
@@ -92,16 +124,3 @@ def reference_image_features(model: torch.nn.Module, inputs: dict[str, Any]) -> 
         hook.remove()
     packed = out.pooler_output if hasattr(out, "pooler_output") else out
     return ReferenceFeatures(tiles=captured[0], packed=list(packed))
-
-
-def image_newline(model: torch.nn.Module) -> np.ndarray | None:
-    """float32 ``[D]``, or None for LLaVA 1.5 (no newline)."""
-    newline = getattr(model.model, "image_newline", None)
-    return None if newline is None else newline.detach().float().numpy()
-
-
-@torch.no_grad()
-def reference_generate(model: torch.nn.Module, inputs: dict[str, Any], max_new_tokens: int) -> list[int]:
-    """transformers' own greedy ``generate``; the new tokens only."""
-    out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
-    return out[0, inputs["input_ids"].shape[1]:].tolist()

@@ -1,6 +1,6 @@
 """Tiny LLaVA 1.5 / LLaVA-NeXT / LLaVA-OneVision checkpoints in the published llava-hf layout.
 
-``make_llava_tiny(name, out_dir, seed)`` writes what llava-hf publishes: config.json,
+``make_tiny(name, out, seed, sizes=, fast_init=)`` writes what llava-hf publishes: config.json,
 model.safetensors with the published tensor names (``language_model.model.*``,
 ``language_model.lm_head.weight``, ``vision_tower.vision_model.*``, ``multi_modal_projector.*``,
 ``image_newline``), tokenizer.json / tokenizer_config.json with the image token, the processor
@@ -25,16 +25,13 @@ chat template           USER: / ASSISTANT:          USER: / ASSISTANT:          
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-import torch
+from ...testing.tiny_tokenizer import build_tokenizer
+from ...testing.tiny_writer import apply_sizes, build_hf_model, randomize, save_safetensors, write_json
 
-from ..tiny import randomize_
-from ..tiny_tokenizer import build_tokenizer
-
-NAMES = ("llava", "llava-next", "llava-onevision")
+from .spec import CLIP_MEAN, CLIP_STD, TINY_NAMES  # noqa: F401
 
 LLAMA_SPECIALS = ["<unk>", "<s>", "</s>", "<image>", "<pad>"]  # Llama-2 / Vicuna ids 0, 1, 2; llava adds two
 QWEN2_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<image>", "<video>"]
@@ -58,8 +55,6 @@ ONEVISION_TEMPLATE = (
     "{% generation %}{{ content['text'] }}{% endgeneration %}{% endfor %}{% endif %}{{'<|im_end|>' + '\n'}}"
     "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
 
-CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
-CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
 CLIP_TILE, SIGLIP_TILE, PATCH = 56, 72, 14
 NEXT_PINPOINTS = [[56, 112], [112, 56], [112, 112], [168, 56], [56, 168]]  # llava-next's list / 6
 ONEVISION_PINPOINTS = [[SIGLIP_TILE * i, SIGLIP_TILE * j] for i in range(1, 7) for j in range(1, 7)]
@@ -94,7 +89,7 @@ def _siglip_vision() -> dict[str, Any]:
 
 
 def random_config(name: str, vocab_size: int, ids: dict[str, int]) -> dict[str, Any]:
-    """config.json of the tiny checkpoint ``name`` (one of NAMES)."""
+    """config.json of the tiny checkpoint ``name`` (one of TINY_NAMES)."""
     text: dict[str, Any] = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
                             "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16,
                             "vocab_size": vocab_size, "tie_word_embeddings": False}
@@ -162,40 +157,28 @@ def _write_onevision_processor(tokenizer, out: Path) -> None:
     images = LlavaOnevisionImageProcessorPil(size=size, image_grid_pinpoints=ONEVISION_PINPOINTS,
                                              image_mean=[0.5] * 3, image_std=[0.5] * 3, resample=3, do_pad=True)
     tokenizer.save_pretrained(str(out))
-    _write_json(out / "processor_config.json", {
+    write_json(out / "processor_config.json", {
         "image_processor": images.to_dict(), "image_token": "<image>", "video_token": "<video>",
         "num_image_tokens": (SIGLIP_TILE // PATCH) ** 2, "vision_feature_select_strategy": "full",
         "vision_aspect_ratio": "anyres_max_9", "processor_class": "LlavaOnevisionProcessor"})
     # As published; loading it needs torchvision, so nothing here reads it.
-    _write_json(out / "video_preprocessor_config.json", {
+    write_json(out / "video_preprocessor_config.json", {
         "video_processor_type": "LlavaOnevisionVideoProcessor", "size": size, "resample": 3,
         "image_mean": [0.5] * 3, "image_std": [0.5] * 3, "rescale_factor": 1 / 255, "do_resize": True,
         "do_rescale": True, "do_normalize": True, "do_convert_rgb": True, "processor_class": "LlavaOnevisionProcessor"})
     (out / "chat_template.jinja").write_text(ONEVISION_TEMPLATE, encoding="utf-8")
 
 
-def _model(config: dict[str, Any]) -> torch.nn.Module:
+_CLASSES = {"llava": ("LlavaConfig", "LlavaForConditionalGeneration"),
+            "llava_next": ("LlavaNextConfig", "LlavaNextForConditionalGeneration"),
+            "llava_onevision": ("LlavaOnevisionConfig", "LlavaOnevisionForConditionalGeneration")}
+
+
+def make_tiny(name: str, out: Path, seed: int = 0, sizes: dict[str, Any] | None = None, fast_init: bool = False) -> Path:
+    """Write the tiny checkpoint ``name`` (one of TINY_NAMES) to ``out``; ``sizes`` swaps in real dims."""
     import transformers as tf
 
-    classes = {"llava": (tf.LlavaConfig, tf.LlavaForConditionalGeneration),
-               "llava_next": (tf.LlavaNextConfig, tf.LlavaNextForConditionalGeneration),
-               "llava_onevision": (tf.LlavaOnevisionConfig, tf.LlavaOnevisionForConditionalGeneration)}
-    config_class, model_class = classes[config["model_type"]]
-    fields = {k: v for k, v in config.items() if k not in ("architectures", "model_type")}
-    return model_class(config_class(**fields))
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-
-
-def make_llava_tiny(name: str, out_dir: str | Path, seed: int = 0) -> Path:
-    """Write the tiny checkpoint ``name`` (one of NAMES) to ``out_dir``; returns the path."""
-    from safetensors.torch import save_file
-
-    if name not in NAMES:
-        raise ValueError(f"unknown tiny LLaVA checkpoint {name!r}; choose one of {', '.join(NAMES)}")
-    out = Path(out_dir)
+    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = _tokenizer(name)
     if name == "llava-onevision":
@@ -205,15 +188,19 @@ def make_llava_tiny(name: str, out_dir: str | Path, seed: int = 0) -> Path:
     specials = QWEN2_SPECIALS if name == "llava-onevision" else LLAMA_SPECIALS
     ids = {token: tokenizer.convert_tokens_to_ids(token) for token in specials}
     config = random_config(name, len(tokenizer), ids)
-    torch.manual_seed(seed)
-    model = _model(config)
-    randomize_(model, seed)
-    tensors = {hub_name(k): v.contiguous() for k, v in model.state_dict().items()}
-    save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt"})
-    _write_json(out / "config.json", config)
+    tie = bool((sizes or {}).get("text", {}).get("tie_word_embeddings", False))  # Qwen2-0.5B ties its head
+    apply_sizes(config["text_config"], config["vision_config"], sizes, tie=tie)
+    config["tie_word_embeddings"] = config["text_config"]["tie_word_embeddings"]
+    config_class, model_class = (getattr(tf, c) for c in _CLASSES[config["model_type"]])
+    model = build_hf_model(config_class, model_class, config, seed)
+    randomize(model, seed, fast=fast_init)
+    tied = config["text_config"].get("tie_word_embeddings", False)
+    tensors = {hub_name(k): v for k, v in model.state_dict().items() if not (tied and k == "lm_head.weight")}
+    save_safetensors(tensors, out)
+    write_json(out / "config.json", config)
     text = config["text_config"]
     generation = {"eos_token_id": text["eos_token_id"]}
     if text.get("bos_token_id") is not None:
         generation.update(bos_token_id=text["bos_token_id"], pad_token_id=text["pad_token_id"])
-    _write_json(out / "generation_config.json", generation)
+    write_json(out / "generation_config.json", generation)
     return out

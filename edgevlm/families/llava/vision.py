@@ -1,27 +1,29 @@
-"""The LLaVA vision part for export: tiles in, projected per-tile features out.
+"""The LLaVA vision part, written once: tiles in, projected per-tile features out.
 
 ``LlavaVision(hf_model)`` maps pixel_values float32 ``[B, 3, S, S]`` (the base tile and the grid
 tiles of any number of images, batched) to ``[B, T, D_text]``: the vision tower run only up to the
 deepest feature layer, the CLS token dropped ("default" strategy), the 2-layer GELU projector. It
 is built from the transformers model's own submodules (no copied weights, no re-implementation of
-the layers) and reproduces ``get_image_features``' per-tile projector output.
+the layers) and reproduces ``get_image_features``' per-tile projector output exactly.
 
 Where the graph stops, and why: everything after the projector (putting the tiles back into one
 map, dropping the padding rows/columns, OneVision's bilinear shrink, the newline column) depends on
 the image's size and pinpoint, so its shapes are data-dependent; it is a few numpy slices on the
-projected features (``edgevlm/processing/anyres_features.py``). Stopping at the projector keeps one
-graph with a fixed per-tile shape and only a dynamic batch (the same for LLaVA 1.5, NeXT and
-OneVision, and for Core ML's fixed shapes), makes every tile cacheable on its own, and is the same
-cut llama.cpp's mtmd makes (it encodes each tile through ``clip_graph_llava``).
+projected features (``edgevlm/processing/anyres_features.py``, the "anyres" processor kinds' pack).
+Stopping at the projector keeps one graph with a fixed per-tile shape and only a dynamic batch (the
+same for LLaVA 1.5, NeXT and OneVision, and for Core ML's fixed shapes), makes every tile cacheable on
+its own, and is the same cut llama.cpp's mtmd makes (it encodes each tile through its llava graph).
+The learned ``image_newline`` vector the packing appends ships beside the graph as a table (a bundle
+data part, ``VisionGraph.tables``).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
+import numpy as np
 import torch
 from torch import nn
+
+from ..common.vision_graph import VisionGraph, VisionInput
 
 
 def feature_layer_indices(layer: int | list[int], num_layers: int) -> list[int]:
@@ -31,7 +33,7 @@ def feature_layer_indices(layer: int | list[int], num_layers: int) -> list[int]:
 
 
 class LlavaVision(nn.Module):
-    """pixel_values ``[B, 3, S, S]`` -> features ``[B, T, D_text]`` (T = (S/patch)^2)."""
+    """pixel_values ``[B, 3, S, S]`` -> features ``[B, T, D_text]`` (T = (S/patch)^2, + CLS if kept)."""
 
     def __init__(self, hf_model: nn.Module):
         super().__init__()
@@ -43,7 +45,8 @@ class LlavaVision(nn.Module):
         self.feature_layers = feature_layer_indices(config.vision_feature_layer, len(tower.encoder.layers))
         # Only the layers up to the deepest feature layer run (LLaVA 1.5/NeXT skip CLIP's last one).
         self.layers = nn.ModuleList(tower.encoder.layers[: max(self.feature_layers)])
-        self.drop_cls = config.vision_feature_select_strategy == "default"
+        self.has_cls = hasattr(tower.embeddings, "class_embedding")
+        self.drop_cls = self.has_cls and config.vision_feature_select_strategy == "default"
         self.projector = hf_model.model.multi_modal_projector
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
@@ -57,22 +60,30 @@ class LlavaVision(nn.Module):
             selected = [state[:, 1:] for state in selected]  # [B, N, Dv]
         return self.projector(torch.cat(selected, dim=-1))  # [B, N, D_text]
 
-
-def export_vision_onnx(hf_model: nn.Module, path: str | Path, dtype: str = "fp32") -> Path:
-    """``LlavaVision`` as ONNX with a dynamic tile batch: pixel_values -> features."""
-    from edgevlm.export.onnx_common import export_module
-
-    size = hf_model.config.vision_config.image_size
-    example = (torch.randn(2, 3, size, size),)  # two tiles: the batch axis is traced as dynamic
-    dynamic = {"pixel_values": {0: "tiles"}, "features": {0: "tiles"}}
-    return export_module(LlavaVision(hf_model).float(), example, Path(path), ["pixel_values"], ["features"],
-                         dynamic, dtype)
+    def tokens_per_tile(self, image_size: int, patch_size: int) -> int:
+        return (image_size // patch_size) ** 2 + (1 if self.has_cls and not self.drop_cls else 0)
 
 
-def vision_metadata(hf_model: nn.Module) -> dict[str, Any]:
-    """What the runtime needs to know about the graph (manifest data)."""
-    config = hf_model.config
-    vision = config.vision_config
-    return {"tile_size": vision.image_size, "patch_size": vision.patch_size,
-            "tokens_per_tile": (vision.image_size // vision.patch_size) ** 2,
-            "hidden_size": config.text_config.hidden_size}
+def image_newline(hf_model: nn.Module) -> np.ndarray | None:
+    """float32 ``[D_text]``: the learned row-end embedding of NeXT / OneVision (None for LLaVA 1.5)."""
+    newline = getattr(hf_model.model, "image_newline", None)
+    return None if newline is None else newline.detach().float().numpy()
+
+
+def vision_graph(hf_model: nn.Module) -> VisionGraph:
+    """The one vision forward for every target: fixed square tiles, dynamic batch (ONNX) or batch 1 (Core ML)."""
+    vision = hf_model.config.vision_config
+    size, patch = int(vision.image_size), int(vision.patch_size)
+    tokens = LlavaVision(hf_model).tokens_per_tile(size, patch)
+
+    def example(batch: int, patches: int, target: str) -> tuple[torch.Tensor, ...]:
+        # ONNX: traced with two tiles so that nothing specialises to a batch of one (CLIP's CLS expand).
+        batch = max(batch, 2) if target == "onnx" else batch
+        return (torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(0)),)
+
+    newline = image_newline(hf_model)
+    return VisionGraph(lambda target: LlavaVision(hf_model), [VisionInput("pixel_values", ("batch", 3, size, size),
+                                                                          "float32")],
+                       {"kind": "image", "image_size": size, "patch_size": patch, "tokens_per_chunk": tokens},
+                       example, tables={} if newline is None else {"image_newline": newline})
+
