@@ -6,18 +6,26 @@ import numpy as np
 from PIL import Image
 
 from edgevlm.processing.anyres import AnyresConfig
+from edgevlm.processing.config import ProcessorConfig
 from test_processing_slicing import synthetic_image  # noqa: F401  (deterministic RGB test images)
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+CLIP = dict(mean=CLIP_MEAN, std=CLIP_STD)
+SIGLIP = dict(mean=(0.5,) * 3, std=(0.5,) * 3)
 
 # llava-v1.6-*-hf (preprocessor_config.json) and llava-onevision-qwen2-*-hf as published.
 NEXT_REAL = AnyresConfig(tile_size=336, patch_size=14,
-                         pinpoints=((336, 672), (672, 336), (672, 672), (1008, 336), (336, 1008)),
-                         mean=CLIP_MEAN, std=CLIP_STD)
-ONEVISION_REAL = AnyresConfig(tile_size=384, patch_size=14,
-                              pinpoints=tuple((384 * i, 384 * j) for i in range(1, 7) for j in range(1, 7)),
-                              max_tiles=9, mean=(0.5,) * 3, std=(0.5,) * 3)
+                         pinpoints=((336, 672), (672, 336), (672, 672), (1008, 336), (336, 1008))).processor(**CLIP)
+ONEVISION_REAL = AnyresConfig(tile_size=384, patch_size=14, max_tiles=9,
+                              pinpoints=tuple((384 * i, 384 * j) for i in range(1, 7) for j in range(1, 7))
+                              ).processor(**SIGLIP)
+
+
+def square(mode: str, size: int) -> ProcessorConfig:
+    """LLaVA 1.5's processor: CLIP's shortest-edge + centre crop, or LLaVA's mean-colour pad."""
+    options = {"mode": mode, "shortest_edge": size} if mode == "crop" else {"mode": mode}
+    return ProcessorConfig(kind="square", image_size=size, patch_size=14, options=options, **CLIP)
 
 
 def _boundaries() -> list[tuple[int, int]]:

@@ -28,21 +28,31 @@ import numpy as np
 import pytest
 
 from edgevlm.errors import ImageError
-from edgevlm.processing.anyres import AnyresConfig, plan_anyres, plan_base_only, select_best_resolution
+from edgevlm.processing.anyres import AnyresConfig, plan_anyres, plan_base_only, plan_for_prompt, select_best_resolution
 from edgevlm.processing.anyres_features import pack_anyres_features
 from edgevlm.processing.anyres_image import preprocess_anyres
-from edgevlm.processing.square import SquareConfig, preprocess_square
-from llava_cases import CLIP_MEAN, CLIP_STD, NEXT_REAL, ONEVISION_REAL, case_image, image_sizes
+from edgevlm.processing.config import ProcessorConfig
+from edgevlm.processing.square import preprocess_square
+from llava_cases import CLIP, CLIP_MEAN, CLIP_STD, NEXT_REAL, ONEVISION_REAL, SIGLIP, case_image, image_sizes, square
 
 GOLDEN = Path(__file__).parent / "golden" / "processing" / "llava_anyres.json"
 
 # The tiny checkpoints' image settings (edgevlm/families/llava/tiny.py), for the pixel hashes.
-TINY_NEXT = AnyresConfig(tile_size=56, patch_size=14, pinpoints=((56, 112), (112, 56), (112, 112), (168, 56), (56, 168)),
-                         mean=CLIP_MEAN, std=CLIP_STD)
-TINY_ONEVISION = AnyresConfig(tile_size=72, patch_size=14, max_tiles=9, mean=(0.5,) * 3, std=(0.5,) * 3,
-                              pinpoints=tuple((72 * i, 72 * j) for i in range(1, 7) for j in range(1, 7)))
-TINY_CROP = SquareConfig(mode="crop", size=56, crop_size=56, mean=CLIP_MEAN, std=CLIP_STD)
-TINY_PAD = SquareConfig(mode="pad", size=56, mean=CLIP_MEAN, std=CLIP_STD)
+TINY_NEXT = AnyresConfig(tile_size=56, patch_size=14,
+                         pinpoints=((56, 112), (112, 56), (112, 112), (168, 56), (56, 168))).processor(**CLIP)
+TINY_ONEVISION = AnyresConfig(tile_size=72, patch_size=14, max_tiles=9,
+                              pinpoints=tuple((72 * i, 72 * j) for i in range(1, 7) for j in range(1, 7))
+                              ).processor(**SIGLIP)
+TINY_CROP, TINY_PAD = square("crop", 56), square("pad", 56)
+
+
+def _grid(cfg: ProcessorConfig) -> AnyresConfig:
+    return AnyresConfig.from_processor(cfg)
+
+
+def _anyres_pixels(image, cfg: ProcessorConfig, n_images: int = 1) -> np.ndarray:
+    """Our pixels of one image in a prompt of ``n_images`` (plan from the size, then the pixels)."""
+    return preprocess_anyres(image, cfg, plan_for_prompt(image.height, image.width, _grid(cfg), n_images))
 
 
 def _sha(pixels: np.ndarray) -> str:
@@ -56,7 +66,7 @@ def _sha(pixels: np.ndarray) -> str:
 def _hf_image_processors(tiny: bool):
     import transformers as tf
 
-    nxt, ov = (TINY_NEXT, TINY_ONEVISION) if tiny else (NEXT_REAL, ONEVISION_REAL)
+    nxt, ov = (_grid(TINY_NEXT), _grid(TINY_ONEVISION)) if tiny else (_grid(NEXT_REAL), _grid(ONEVISION_REAL))
     side = {"shortest_edge": nxt.tile_size}
     crop = {"height": nxt.tile_size, "width": nxt.tile_size}
     return {
@@ -76,14 +86,14 @@ def _hf_processors():
     their image-token arithmetic is used)."""
     import transformers as tf
 
-    from edgevlm.families.llava.reference import _onevision_images_processor_class
-    from edgevlm.families.tiny_tokenizer import build_tokenizer
+    from edgevlm.families.llava.reference import onevision_processor_class
+    from edgevlm.testing.tiny_tokenizer import build_tokenizer
 
     tokenizer = tf.PreTrainedTokenizerFast(tokenizer_object=build_tokenizer("bytelevel", ["<image>", "<video>"]))
     images = _hf_image_processors(tiny=False)
     nxt = tf.LlavaNextProcessor(image_processor=images["llava-next"], tokenizer=tokenizer, patch_size=14,
                                 vision_feature_select_strategy="default", num_additional_image_tokens=1)
-    ov = _onevision_images_processor_class()(image_processor=images["llava-onevision"], tokenizer=tokenizer,
+    ov = onevision_processor_class()(image_processor=images["llava-onevision"], tokenizer=tokenizer,
                                              num_image_tokens=729, vision_feature_select_strategy="full")
     return nxt, ov
 
@@ -93,7 +103,7 @@ def transformers_facts(width: int, height: int, processors, image_processors) ->
     from transformers.models.llava_next.modeling_llava_next import image_size_to_num_patches
 
     facts = {"size": [width, height]}
-    for key, proc, cfg in (("next", processors[0], NEXT_REAL), ("onevision", processors[1], ONEVISION_REAL)):
+    for key, proc, cfg in (("next", processors[0], _grid(NEXT_REAL)), ("onevision", processors[1], _grid(ONEVISION_REAL))):
         pins = [list(p) for p in cfg.pinpoints]
         tokens = proc._get_number_of_features(height, width, cfg.tile_size, cfg.tile_size)
         if key == "next":
@@ -130,22 +140,25 @@ def test_golden_covers_the_required_ranges():
     assert len(onevision_pooled) >= 20, "OneVision grids above its 9-tile budget"
 
 
-@pytest.mark.parametrize("key,cfg", [("next", NEXT_REAL), ("onevision", ONEVISION_REAL)])
-def test_plan_matches_transformers_on_every_size(key, cfg):
-    bad = []
+@pytest.mark.parametrize("key,processor", [("next", NEXT_REAL), ("onevision", ONEVISION_REAL)])
+def test_plan_matches_transformers_on_every_size(key, processor):
+    from edgevlm.runtime.images import image_kind
+
+    cfg, bad, kind = _grid(processor), [], image_kind(processor)
     for case in _golden():
         width, height = case["size"]
         want = case[key]
         plan = plan_anyres(height, width, cfg)
         got = {"best": [plan.best_height, plan.best_width], "chunks": plan.n_chunks, "tokens": plan.n_tokens}
-        if got != want:
+        runtime = kind.plan((width, height), processor, 0, 1)  # the processor kind's plan, as the runtime makes it
+        if got != want or (runtime.n_tokens, runtime.data["chunks"]) != (want["tokens"], want["chunks"]):
             bad.append((case["size"], got, want))
     assert not bad, f"{len(bad)} sizes differ, first: {bad[:3]}"
 
 
 OURS = {"llava": lambda im: preprocess_square(im, TINY_CROP), "llava-pad": lambda im: preprocess_square(im, TINY_PAD),
-        "llava-next": lambda im: preprocess_anyres(im, TINY_NEXT).pixel_values,
-        "llava-onevision": lambda im: preprocess_anyres(im, TINY_ONEVISION).pixel_values}
+        "llava-next": lambda im: _anyres_pixels(im, TINY_NEXT),
+        "llava-onevision": lambda im: _anyres_pixels(im, TINY_ONEVISION)}
 PAD_SIDE_LIMIT = 1600  # "pad" pastes onto a max(w, h)^2 square: the 59 larger sizes take most of the time
 
 
@@ -183,17 +196,22 @@ def test_select_best_resolution_prefers_kept_pixels_then_less_waste():
 
 def test_bad_sizes_and_configs_are_clear_errors():
     with pytest.raises(ImageError, match="zero size"):
-        plan_anyres(0, 10, NEXT_REAL)
+        plan_anyres(0, 10, _grid(NEXT_REAL))
     with pytest.raises(ImageError, match="zero size"):
-        plan_base_only(5, 0, ONEVISION_REAL)
+        plan_base_only(5, 0, _grid(ONEVISION_REAL))
     with pytest.raises(ValueError, match="not a multiple of the tile size"):
         AnyresConfig(tile_size=336, pinpoints=((336, 700),))
-    with pytest.raises(ValueError, match="crop_size"):
-        SquareConfig(mode="crop", size=224, crop_size=336)
+    with pytest.raises(ValueError, match="needs options.pinpoints"):
+        AnyresConfig.from_processor(ProcessorConfig(kind="anyres", image_size=336))
+    with pytest.raises(ValueError, match="larger than the resized shorter side"):
+        preprocess_square(case_image(20, 30), ProcessorConfig(kind="square", image_size=336,
+                                                              options={"mode": "crop", "shortest_edge": 224}))
+    with pytest.raises(ValueError, match="mode must be one of"):
+        preprocess_square(case_image(20, 30), ProcessorConfig(kind="square", image_size=336, options={"mode": "fit"}))
 
 
 def test_packing_rejects_features_of_another_image():
-    plan = plan_anyres(400, 300, TINY_NEXT)
+    plan = plan_anyres(400, 300, _grid(TINY_NEXT))
     with pytest.raises(ValueError, match="expected features"):
         pack_anyres_features(np.zeros((plan.n_chunks + 1, 16, 8), np.float32), plan, np.zeros(8, np.float32))
 
@@ -203,17 +221,19 @@ def test_packing_rejects_features_of_another_image():
 
 
 def test_golden_is_transformers_today():
-    """The recorded answers are still what transformers computes (arithmetic for all sizes, pixels for 10)."""
+    """The recorded answers are still what transformers computes (arithmetic for all sizes, pixels for ~10)."""
     pytest.importorskip("transformers")
     processors, image_processors = _hf_processors(), _hf_image_processors(tiny=True)
     for index, case in enumerate(_golden()):
-        live = transformers_facts(*case["size"], processors, image_processors if index % 26 == 0 else {})
+        sample = index % 26 == 0 and max(case["size"]) <= 1600  # pixels of ~10 sizes (large ones: the slow tier)
+        live = transformers_facts(*case["size"], processors, image_processors if sample else {})
         assert {k: v for k, v in live.items() if k != "pixels"} == {k: v for k, v in case.items() if k != "pixels"}
         assert all(case["pixels"][name] == sha for name, sha in live["pixels"].items()), case["size"]
 
 
-REAL_SIZES = [(640, 480), (480, 640), (1, 500), (1000, 200), (336, 1008), (50, 50), (2000, 1500), (899, 1024),
-              (4000, 40), (700, 700), (1153, 383), (3000, 2500)]
+# The sizes whose published-size tiles take seconds each run in the slow tier.
+REAL_SIZES = [(640, 480), (480, 640), (1000, 200), (336, 1008), (50, 50), (899, 1024), (700, 700), (1153, 383)] + [
+    pytest.param(size, marks=pytest.mark.slow) for size in ((1, 500), (2000, 1500), (4000, 40), (3000, 2500))]
 
 
 @pytest.mark.parametrize("size", REAL_SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
@@ -222,16 +242,14 @@ def test_pixels_equal_transformers_at_published_settings(size):
     pytest.importorskip("transformers")
     image = case_image(*size)
     hf = _hf_image_processors(tiny=False)
-    crop = SquareConfig(mode="crop", size=336, crop_size=336, mean=CLIP_MEAN, std=CLIP_STD)
-    pad = SquareConfig(mode="pad", size=336, mean=CLIP_MEAN, std=CLIP_STD)
+    crop, pad = square("crop", 336), square("pad", 336)
     pairs = [
         (hf["llava"](image, return_tensors="np")["pixel_values"][0], preprocess_square(image, crop)),
         (hf["llava-pad"](image, return_tensors="np")["pixel_values"][0], preprocess_square(image, pad)),
-        (hf["llava-next"](image, return_tensors="np")["pixel_values"][0], preprocess_anyres(image, NEXT_REAL).pixel_values),
-        (hf["llava-onevision"](image, return_tensors="np")["pixel_values"][0],
-         preprocess_anyres(image, ONEVISION_REAL).pixel_values),
+        (hf["llava-next"](image, return_tensors="np")["pixel_values"][0], _anyres_pixels(image, NEXT_REAL)),
+        (hf["llava-onevision"](image, return_tensors="np")["pixel_values"][0], _anyres_pixels(image, ONEVISION_REAL)),
         (hf["llava-onevision"]([[image, image]], return_tensors="np")["pixel_values"][0],
-         preprocess_anyres(image, ONEVISION_REAL, alone=False).pixel_values),
+         _anyres_pixels(image, ONEVISION_REAL, n_images=2)),
     ]
     for reference, ours in pairs:
         assert reference.shape == ours.shape
@@ -256,14 +274,15 @@ def _hf_pack(model_class, cfg: AnyresConfig, tiles, height: int, width: int):
     return out[0].numpy()
 
 
-@pytest.mark.parametrize("cfg", [NEXT_REAL, ONEVISION_REAL], ids=["next", "onevision"])
-def test_feature_packing_equals_transformers_on_every_size(cfg):
+@pytest.mark.parametrize("processor", [NEXT_REAL, ONEVISION_REAL], ids=["next", "onevision"])
+def test_feature_packing_equals_transformers_on_every_size(processor):
     """Each tile token carries its (row, column) in the grid's feature map, so the packed output shows
     exactly which map cells survive unpadding, how pooling blends them, and where the newlines go."""
     pytest.importorskip("transformers")
     from transformers.models.llava_next.modeling_llava_next import LlavaNextModel
     from transformers.models.llava_onevision.modeling_llava_onevision import LlavaOnevisionModel
 
+    cfg = _grid(processor)
     model_class = LlavaNextModel if cfg.max_tiles is None else LlavaOnevisionModel
     side = cfg.feature_side
     worst = 0.0
@@ -296,7 +315,7 @@ def test_processing_and_spec_import_no_torch():
     import sys
 
     code = ("import sys; import edgevlm.processing.anyres_image, edgevlm.processing.anyres_features, "
-            "edgevlm.processing.image_tokens, edgevlm.families.llava.spec; "
+            "edgevlm.runtime.images; "
             "bad = [m for m in ('torch', 'transformers') if m in sys.modules]; assert not bad, bad")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr

@@ -1,35 +1,34 @@
 """LLaVA prompts: our token ids equal transformers' processor input_ids (chat template + image expansion).
 
-Ours: ``spec.llava_spec`` (torch-free data from the checkpoint) -> the image plans -> per-image token
-counts -> ``image_tokens.build_prompt_counted`` -> tokenizer.json. transformers: the processor's
+Ours, the runtime's path: ``spec.bundle_spec`` (torch-free data from the checkpoint) -> each image's
+plan from its size (``runtime.images.plan_image``, the processor kind's ``plan``) -> ``prompt.build_prompt``
+over the plans -> ``layout_tokens`` with tokenizer.json. transformers: the processor's
 ``apply_chat_template`` and ``__call__`` (which expands each ``<image>`` to the image's count).
 """
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 transformers = pytest.importorskip("transformers")
 
 from edgevlm.errors import PromptError  # noqa: E402
-from edgevlm.families.llava import reference  # noqa: E402
-from edgevlm.families.llava.spec import LlavaSpec, llava_spec  # noqa: E402
-from edgevlm.families.llava.tiny import NAMES  # noqa: E402
-from edgevlm.processing.anyres import plan_anyres, plan_base_only  # noqa: E402
-from edgevlm.processing.image_tokens import build_prompt_counted, layout_tokens_counted  # noqa: E402
+from edgevlm.families import read_config  # noqa: E402
+from edgevlm.families.llava import reference, spec  # noqa: E402
+from edgevlm.families.llava.spec import TINY_NAMES  # noqa: E402
 from edgevlm.processing.prompt import IMAGE, build_prompt, layout_tokens  # noqa: E402
 from edgevlm.processing.tokenizer import Tokenizer  # noqa: E402
+from edgevlm.runtime.images import plan_image  # noqa: E402
 from llava_cases import case_image  # noqa: E402
 
 
-def image_token_counts(spec: LlavaSpec, sizes: list[tuple[int, int]]) -> list[int]:
-    """What the runtime will do per image: the fixed count (1.5) or the anyres plan's (NeXT, OneVision)."""
-    if spec.fixed_tokens:
-        return [spec.fixed_tokens] * len(sizes)
-    alone = len(sizes) == 1 or spec.images.max_tiles is None  # OneVision tiles a lone image only
-    plan = plan_anyres if alone else plan_base_only
-    return [plan(h, w, spec.images).n_tokens for w, h in sizes]
+def _spec(ckpt):
+    return spec.bundle_spec(ckpt, read_config(ckpt))
+
+
+def image_plans(bundle, images):
+    """What the runtime does per image: the processor kind's plan from the size and the image count."""
+    return [plan_image(image, bundle.processor, bundle.layout.tokens_per_chunk, len(images)) for image in images]
 
 
 def _hf_content(content):
@@ -51,7 +50,7 @@ SIZE_SETS = [[(130, 90)], [(40, 300)], [(1000, 900)], [(20, 20)], [(431, 100)], 
 
 
 def _cases():
-    for name in NAMES:
+    for name in TINY_NAMES:
         for label, messages in CONVERSATIONS.items():
             n_images = sum(part is IMAGE for m in messages for part in m["content"])
             sizes_list = [[]] if n_images == 0 else (SIZE_SETS if n_images == 1 else [[(130, 90), (300, 40)],
@@ -63,39 +62,27 @@ def _cases():
 @pytest.mark.parametrize("name,messages,sizes", list(_cases()))
 def test_prompt_ids_equal_the_processor(tiny, name, messages, sizes):
     ckpt = tiny(name)
-    spec = llava_spec(ckpt)
+    bundle = _spec(ckpt)
     processor = reference.load_processor(ckpt)
     images = [case_image(w, h) for w, h in sizes]
     hf_messages = [{"role": m["role"], "content": _hf_content(m["content"])} for m in messages]
     chat = processor.apply_chat_template(hf_messages, add_generation_prompt=True)
     expected = processor(images=[images] if images else None, text=chat, return_tensors="np")["input_ids"][0]
 
-    counts = image_token_counts(spec, sizes)
-    prompt = build_prompt_counted(messages, counts, spec.layout, spec.template)
+    plans = image_plans(bundle, images)
+    prompt = build_prompt(messages, plans, bundle.layout, bundle.chat_template)
     tokenizer = Tokenizer.from_file(ckpt / "tokenizer.json")
-    ours = layout_tokens_counted(tokenizer, prompt, spec.layout, counts)
+    ours = layout_tokens(tokenizer, prompt, bundle.layout, tokens_per_image=[p.n_tokens for p in plans])
     assert ours.input_ids.tolist() == expected.tolist()
-    assert len(ours.image_positions) == sum(counts)
-
-
-def test_fixed_count_images_need_nothing_new(tiny):
-    """LLaVA 1.5's count is the same for every image: prompt.build_prompt (chunks x tokens_per_chunk) fits."""
-    ckpt = tiny("llava")
-    spec = llava_spec(ckpt)
-    tokenizer = Tokenizer.from_file(ckpt / "tokenizer.json")
-    messages = [{"role": "user", "content": [IMAGE, IMAGE, "Compare them."]}]
-    old = layout_tokens(tokenizer, build_prompt(messages, [None, None], spec.layout, spec.template), spec.layout, [1, 1])
-    new = layout_tokens_counted(tokenizer, build_prompt_counted(messages, [spec.fixed_tokens] * 2, spec.layout,
-                                                                spec.template), spec.layout, [spec.fixed_tokens] * 2)
-    assert np.array_equal(old.input_ids, new.input_ids)
+    assert len(ours.image_positions) == sum(p.n_tokens for p in plans)
 
 
 def test_typed_image_token_is_a_clear_error(tiny):
     ckpt = tiny("llava-next")
-    spec = llava_spec(ckpt)
+    bundle = _spec(ckpt)
     with pytest.raises(PromptError, match="marker"):
-        build_prompt_counted([{"role": "user", "content": [IMAGE, "what is <image> here"]}], [70], spec.layout,
-                             spec.template)
+        build_prompt([{"role": "user", "content": [IMAGE, "what is <image> here"]}], image_plans(bundle, [case_image(9, 9)]),
+                     bundle.layout, bundle.chat_template)
     tokenizer = Tokenizer.from_file(ckpt / "tokenizer.json")
     with pytest.raises(PromptError, match="images need 70"):
-        layout_tokens_counted(tokenizer, "USER: " + "<image>" * 71 + " ASSISTANT:", spec.layout, [70])
+        layout_tokens(tokenizer, "USER: " + "<image>" * 71 + " ASSISTANT:", bundle.layout, tokens_per_image=[70])

@@ -174,6 +174,29 @@ _CLASSES = {"llava": ("LlavaConfig", "LlavaForConditionalGeneration"),
             "llava_onevision": ("LlavaOnevisionConfig", "LlavaOnevisionForConditionalGeneration")}
 
 
+QK_SCALE = 2.5  # sharper attention in the tiny text model (see _make_images_matter)
+
+
+def _make_images_matter(model: Any, seed: int) -> None:
+    """Weights whose greedy answers depend on the image and vary from token to token.
+
+    With ``randomize``'s scales the tiny text model's attention is near uniform, so the last token
+    averages ~100 similar image rows: OneVision then answered every image with one token repeated 32
+    times and the others ignored most of it, which makes 32-token greedy parity a weak check. Sharper
+    attention (q and k scaled, scores x 6) and a newline row as large as a feature row fix both:
+    measured on the export check's prompt, 24-31 distinct tokens of 32, answers differ per image.
+    """
+    import torch
+
+    with torch.no_grad():
+        for layer in model.model.language_model.layers:
+            layer.self_attn.q_proj.weight.mul_(QK_SCALE)
+            layer.self_attn.k_proj.weight.mul_(QK_SCALE)
+        newline = getattr(model.model, "image_newline", None)
+        if newline is not None:  # randomize gives 1-D tensors 0.02 noise: a newline row would barely count
+            newline.copy_(torch.randn(newline.shape, generator=torch.Generator().manual_seed(seed + 1)))
+
+
 def make_tiny(name: str, out: Path, seed: int = 0, sizes: dict[str, Any] | None = None, fast_init: bool = False) -> Path:
     """Write the tiny checkpoint ``name`` (one of TINY_NAMES) to ``out``; ``sizes`` swaps in real dims."""
     import transformers as tf
@@ -194,6 +217,8 @@ def make_tiny(name: str, out: Path, seed: int = 0, sizes: dict[str, Any] | None 
     config_class, model_class = (getattr(tf, c) for c in _CLASSES[config["model_type"]])
     model = build_hf_model(config_class, model_class, config, seed)
     randomize(model, seed, fast=fast_init)
+    if not fast_init:
+        _make_images_matter(model, seed)
     tied = config["text_config"].get("tie_word_embeddings", False)
     tensors = {hub_name(k): v for k, v in model.state_dict().items() if not (tied and k == "lm_head.weight")}
     save_safetensors(tensors, out)
