@@ -5,6 +5,9 @@ its ``vendor/llama.cpp``): ``llava_surgery_v2.py -C`` splits the checkpoint, the
 ``convert_image_encoder_to_gguf.py --clip-model-is-vision`` (run through tests/llava_lcp_convert.py,
 which only restores two transformers 4 attributes the script uses) writes the mmproj from a vision
 config that carries ``vision_feature_layer`` (and, for NeXT, the pinpoints), as its README says.
+
+Then mtmd itself (llama-cpp-python's libmtmd) encodes images with our mmproj, per variant, against
+transformers' per-tile features (families/llava/mmproj.py explains the CLIP graph's CLS order).
 """
 
 from __future__ import annotations
@@ -24,7 +27,6 @@ gguf = pytest.importorskip("gguf")
 
 from edgevlm.families.llava import reference  # noqa: E402
 from edgevlm.families.llava.mmproj import write_mmproj  # noqa: E402
-from edgevlm.families.llava.spec import llava_spec  # noqa: E402
 from llava_cases import case_image  # noqa: E402
 
 LCP = Path(os.environ.get("EDGEVLM_LLAMA_CPP_SRC", "/work/wt/_lcp/llama-cpp-python-0.3.36/vendor/llama.cpp"))
@@ -65,48 +67,46 @@ def _read(path: Path) -> tuple[dict, dict]:
 
 
 @pytest.fixture(scope="module")
-def ours(tiny, tmp_path_factory):
+def refs(tiny):
     made = {}
 
-    def get(name, dtype="f16"):
-        if (name, dtype) not in made:
-            ckpt = tiny(name)
-            model = reference.load_model(ckpt)
-            images = llava_spec(ckpt).images
-            path = tmp_path_factory.mktemp("mmproj") / f"mmproj-{dtype}.gguf"
-            facts = write_mmproj(model, path, images.mean, images.std, dtype, name="vit")
-            made[(name, dtype)] = (ckpt, model, path, facts)
-        return made[(name, dtype)]
+    def get(name):
+        if name not in made:
+            made[name] = reference.load_reference(tiny(name))
+        return made[name]
 
     return get
 
 
 @needs_lcp
 @pytest.mark.parametrize("name", ["llava", "llava-next"])
-def test_mmproj_equals_llama_cpp_legacy_converter(ours, tmp_path, name):
-    ckpt, _, path, facts = ours(name)
-    want_fields, want_tensors = _read(legacy_mmproj(ckpt, tmp_path))
-    got_fields, got_tensors = _read(path)
+def test_mmproj_equals_llama_cpp_legacy_converter(refs, tiny, tmp_path, name):
+    """Tensor by tensor (names, types, shapes, bytes) and key by key; the default file differs from it only in
+    the position table, rotated by one row for mtmd's CLS-last token order."""
+    ref = refs(name)
+    legacy_layout, rotated = tmp_path / "legacy-layout.gguf", tmp_path / "rotated.gguf"
+    part = write_mmproj(ref, legacy_layout, "fp16", cls_last_positions=False)
+    write_mmproj(ref, rotated, "fp16")
+    want_fields, want_tensors = _read(legacy_mmproj(tiny(name), tmp_path))
+    got_fields, got_tensors = _read(legacy_layout)
     assert set(got_tensors) == set(want_tensors)
     for tensor, (kind, shape, data) in want_tensors.items():
         assert got_tensors[tensor][:2] == (kind, shape), tensor
         assert np.array_equal(got_tensors[tensor][2], data), tensor
     assert got_fields.keys() == want_fields.keys()
     for key, value in want_fields.items():
+        if key == "general.name":
+            continue  # the script names the file after its directory
         if isinstance(value, list) and value and isinstance(value[0], float):
             assert np.allclose(got_fields[key], value, rtol=0, atol=0), key
         else:
             assert got_fields[key] == value, key
-    assert facts["block_count"] == 2 and facts["image_newline"] == (name == "llava-next")
-
-
-def _text_gguf(ckpt: Path, model, path: Path) -> Path:
-    from edgevlm.export.gguf_text import export_text_gguf
-    from edgevlm.families.base import read_config
-    from edgevlm.families.hf_vlm import HFVisionLanguageModel, text_arch
-
-    export_text_gguf(HFVisionLanguageModel(model, "llava", "causal", text_arch(read_config(ckpt))), ckpt, path, "f32")
-    return path
+    assert part.info["block_count"] == 2 and part.info["image_newline"] == (name == "llava-next")
+    _, default_tensors = _read(rotated)
+    changed = [t for t in want_tensors if not np.array_equal(default_tensors[t][2], want_tensors[t][2])]
+    assert changed == ["v.position_embd.weight"]
+    table = want_tensors["v.position_embd.weight"][2]
+    assert np.array_equal(default_tensors["v.position_embd.weight"][2], np.concatenate([table[1:], table[:1]]))
 
 
 def _cosine(a, b) -> float:
@@ -114,63 +114,52 @@ def _cosine(a, b) -> float:
     return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
 
 
-def _mtmd_llava_graph(model, pixels):
-    """What tools/mtmd/models/llava.cpp computes: CLS after the patches, positions in that order,
-    ``block_count`` layers (the feature layer), rows 1..N through the projector."""
-    tower, layers = model.model.vision_tower, model.config.vision_config.num_hidden_layers - 1
-    with torch.no_grad():
-        patches = tower.embeddings.patch_embedding(pixels).flatten(2).transpose(1, 2)  # [1, N, Dv]
-        tokens = torch.cat([patches, tower.embeddings.class_embedding[None, None]], dim=1)  # [1, N + 1, Dv]
-        hidden = tower.pre_layrnorm(tokens + tower.embeddings.position_embedding.weight[None])
-        for layer in tower.encoder.layers[:layers]:
-            hidden = layer(hidden, None)
-        return model.model.multi_modal_projector(hidden[:, 1:])[0].numpy()
+# (variant, image size, mtmd's image tokens, transformers' image tokens): mtmd's llava graph keeps every tile
+# whole (no unpadding, no newline rows, no pooling) and puts the overview last (mtmd.cpp:517 ov_img_first).
+MTMD_CASES = [("llava", (56, 56), 16, 16), ("llava-next", (130, 90), 80, 70), ("llava-onevision", (130, 90), 125, 91)]
 
 
 @pytest.mark.gguf
-def test_mtmd_runs_our_mmproj_with_its_known_cls_divergence(ours, tmp_path):
-    """mtmd on our f32 mmproj equals its graph's arithmetic (cosine >= 0.9999), and that arithmetic is
-    not transformers' (CLS placement): pinned here so a llama.cpp change shows up."""
+@pytest.mark.parametrize("name,size,mtmd_tokens,hf_tokens", MTMD_CASES, ids=[c[0] for c in MTMD_CASES])
+def test_mtmd_features_per_tile_against_transformers(refs, tiny, tmp_path, name, size, mtmd_tokens, hf_tokens):
+    """Per variant, mtmd (libmtmd) on our mmproj vs transformers' per-tile features, pixels equal on both sides.
+
+    SigLIP (OneVision): every tile's features equal transformers' (cosine >= 0.999, fp16 mmproj).
+    CLIP (1.5, NeXT): every token's features are transformers' exactly, one row early: mtmd returns rows
+    1..N of [patches, CLS] (clip.cpp:5199-5207, models/llava.cpp:35-36), i.e. patch 0 is dropped and the
+    projected CLS row comes last. The row-order cosine (what the language model gets) stays below 0.99
+    and no mmproj can change that; the legacy position table (not rotated) also breaks the features."""
     pytest.importorskip("llama_cpp")
-    from edgevlm.processing.square import preprocess_square
+    from edgevlm.export.gguf.text import export_text_gguf
     from edgevlm.runtime.backends.llamacpp_mtmd import MtmdImageEncoder
 
-    ckpt, model, path, _ = ours("llava", "f32")
-    encoder = MtmdImageEncoder(_text_gguf(ckpt, model, tmp_path / "text.gguf"), path)
-    try:
-        image = case_image(56, 56)  # the tile size: mtmd's resize is the identity, pixels equal ours
-        (mtmd,) = encoder.encode(np.asarray(image))
-    finally:
-        encoder.close()
-    pixels = torch.from_numpy(preprocess_square(image, llava_spec(ckpt).images))[None]
-    assert _cosine(mtmd, _mtmd_llava_graph(model, pixels)) >= 0.9999
-    with torch.no_grad():
-        transformers_tile = model.model.get_image_features(pixel_values=pixels).pooler_output[0].numpy()
-    assert _cosine(mtmd, transformers_tile) < 0.99
-
-
-@pytest.mark.gguf
-def test_mtmd_onevision_tile_equals_transformers_and_its_layout_does_not(ours, tmp_path):
-    """SigLIP has no CLS token, so mtmd's llava graph on our mmproj gives transformers' tile features
-    (cosine >= 0.999 at the tile size, where mtmd's resize is the identity). Its anyres layout is its
-    own: every tile in full (no unpadding, no newline rows): pinned so a llama.cpp change shows up."""
-    pytest.importorskip("llama_cpp")
-    from edgevlm.runtime.backends.llamacpp_mtmd import MtmdImageEncoder
-
-    ckpt, model, _, _ = ours("llava-onevision")
-    mmproj = tmp_path / "mmproj-f32.gguf"
-    spec = llava_spec(ckpt)
-    write_mmproj(model, mmproj, spec.images.mean, spec.images.std, "f32")
-    encoder = MtmdImageEncoder(_text_gguf(ckpt, model, tmp_path / "text.gguf"), mmproj)
-    processor = reference.load_processor(ckpt)
-    try:
-        for size, mtmd_tokens in (((72, 72), 25), ((130, 90), 5 * 25)):
-            image = case_image(*size)
+    ref, ckpt = refs(name), tiny(name)
+    text = tmp_path / "text.gguf"  # mtmd needs a text model of the same width beside the mmproj
+    export_text_gguf(ref, ckpt, text, "fp32")
+    image = case_image(*size)
+    inputs = ref.hf_processor(ckpt)(images=image, text="<image>", return_tensors="pt")
+    want = reference.reference_image_features(ref.hf, inputs)
+    tiles = want.tiles.numpy()  # [chunks, T, D], base tile first
+    assert want.packed[0].shape[0] == hf_tokens
+    figures = {}
+    for label, dtype, rotated in (("fp16", "fp16", True), ("fp32", "fp32", True), ("legacy-layout", "fp32", False)):
+        mmproj = tmp_path / f"mmproj-{label}.gguf"
+        write_mmproj(ref, mmproj, dtype, cls_last_positions=rotated)
+        encoder = MtmdImageEncoder(text, mmproj)
+        try:
             chunks = encoder.encode(np.asarray(image))
-            inputs = processor(images=image, text="<image>", return_tensors="pt")
-            ref = reference.reference_image_features(model, inputs)
-            assert sum(len(c) for c in chunks) == mtmd_tokens != ref.packed[0].shape[0]
-            if size == (72, 72):
-                assert _cosine(chunks[0], ref.tiles[0].numpy()) >= 0.999
-    finally:
-        encoder.close()
+        finally:
+            encoder.close()
+        assert sum(len(c) for c in chunks) == mtmd_tokens
+        chunks = chunks[-1:] + chunks[:-1] if len(chunks) > 1 else chunks  # overview first, as transformers
+        row_order = min(_cosine(c, t) for c, t in zip(chunks, tiles))
+        shifted = min(_cosine(a, b) for c, t in zip(chunks, tiles) for a, b in zip(c[:-1], t[1:]))
+        figures[label] = (row_order, shifted)
+    print(f"{name} {size}: per-tile cosine min (row order / CLIP rows shifted by one) "
+          + ", ".join(f"{k} {a:.6f} / {b:.6f}" for k, (a, b) in figures.items()))
+    if name == "llava-onevision":
+        assert figures["fp16"][0] >= 0.999 and figures["fp32"][0] >= 0.99999
+    else:
+        assert figures["fp32"][1] >= 0.99999 and figures["fp16"][1] >= 0.999  # each token exact, one row early
+        assert figures["fp32"][0] < 0.99  # ... which the row order the language model sees cannot hide
+        assert figures["legacy-layout"][1] < 0.99  # the rotated table is what makes the tokens exact

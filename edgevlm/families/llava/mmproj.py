@@ -3,7 +3,8 @@
 What llama.cpp's own pipeline writes (``tools/mtmd/legacy-models/llava_surgery_v2.py`` then
 ``convert_image_encoder_to_gguf.py --clip-model-is-vision``, with the feature layer given in the
 vision config as its README says for HF-format checkpoints), written straight from the transformers
-model; tests/test_llava_mmproj.py holds the two files equal tensor by tensor and key by key.
+model; tests/test_llava_mmproj.py holds the two files equal tensor by tensor and key by key (with
+``cls_last_positions=False``; by default the CLIP position table is rotated, see below).
 
 * names: the legacy ones clip.cpp reads: ``v.class_embd``, ``v.patch_embd.weight``,
   ``v.position_embd.weight``, ``v.pre_ln.*``, ``v.blk.N.{attn_q,attn_k,attn_v,attn_out,ln1,ln2}.*``,
@@ -16,9 +17,23 @@ model; tests/test_llava_mmproj.py holds the two files equal tensor by tensor and
 * no post-layernorm (the features are taken before it); f16 for 2-D weights and the conv kernel,
   f32 for the rest (the legacy default); ``dtype="fp32"`` keeps everything f32.
 
-Known divergence that no mmproj can fix (tests pin it): the llava graph appends the CLS token after
-the patches, adds position embeddings in that order and returns rows 1..N, so patch 0 is dropped,
-the CLS row is returned and every token's position is off by one.
+What mtmd does with a CLIP tower (llama.cpp 0.3.36), and what this file does about it:
+
+* tools/mtmd/models/llava.cpp:35-36 appends the CLS token AFTER the patches (transformers puts it
+  first), :43 adds position rows ``positions`` = 0..N in that token order (clip.cpp:5193-5197), and
+  clip.cpp:5199-5207 then returns rows ``1..N`` (``patch_offset = 1`` when there is a CLS) to the
+  projector: upstream issue #25814, fix PR #25844 (open). With the legacy position table every
+  patch gets its left neighbour's position and CLS gets the last patch's.
+* Fixed here: ``v.position_embd.weight`` is written rotated by one row (rows 1..N, then row 0), so in
+  mtmd's token order every patch and the CLS token get transformers' position; attention has no
+  other notion of order, so every token's features are then transformers' exactly
+  (``cls_last_positions``, default on; the legacy layout with it off).
+* Not fixable from a GGUF file: the returned rows are still ``1..N`` of ``[patch 0..N-1, CLS]``, i.e.
+  patches 1..N-1 (exact, each one row early) then the projected CLS token, and patch 0 is lost. The
+  row selection is C++; leaving out ``v.class_embd`` would make it select all patches in order but
+  removes CLS from every attention (different features). So a CLIP LLaVA image through mtmd differs
+  from transformers' by a one-row shift plus one wrong row; tests/test_llava_mmproj.py measures it.
+* SigLIP towers (OneVision) have no CLS: none of this applies, tiles equal transformers' features.
 
 One deliberate difference from the legacy script: a SigLIP tower (OneVision) gets ``clip.use_gelu``
 true (its ``gelu_pytorch_tanh`` is GELU; the script only recognises ``"gelu"`` and would select
@@ -62,8 +77,9 @@ def _gguf_name(name: str, n_layers: int) -> str | None:
     raise CheckpointError(f"vision tensor {name} has no llava mmproj name")
 
 
-def mmproj_tensors(hf_model: Any) -> tuple[dict[str, np.ndarray], int]:
-    """(GGUF name -> float32 array, number of encoder layers stored)."""
+def mmproj_tensors(hf_model: Any, cls_last_positions: bool = True) -> tuple[dict[str, np.ndarray], int]:
+    """(GGUF name -> float32 array, number of encoder layers stored). ``cls_last_positions``: the position
+    table rotated for mtmd's CLS-last token order (module doc); False: the legacy converter's table."""
     config = hf_model.config
     tower = hf_model.model.vision_tower
     layers = max(feature_layer_indices(config.vision_feature_layer, len(tower.encoder.layers)))
@@ -72,6 +88,9 @@ def mmproj_tensors(hf_model: Any) -> tuple[dict[str, np.ndarray], int]:
         target = _gguf_name(name, layers)
         if target is not None:
             out[target] = np.ascontiguousarray(tensor.detach().float().numpy().squeeze())
+    if cls_last_positions and "v.class_embd" in out:
+        table = out["v.position_embd.weight"]  # [1 + N, Dv]: row 0 is CLS's position, rows 1..N the patches'
+        out["v.position_embd.weight"] = np.ascontiguousarray(np.concatenate([table[1:], table[:1]]))
     for name, tensor in hf_model.model.multi_modal_projector.state_dict().items():
         module, kind = name.split(".")
         out[f"{_PROJECTOR[module]}.{kind}"] = tensor.detach().float().numpy()
@@ -86,7 +105,7 @@ def _to_f16(name: str, data: np.ndarray) -> bool:
     return data.ndim == 4 or (data.ndim == 2 and name.endswith(".weight"))
 
 
-def write_mmproj(ref: Any, path: str | Path, dtype: str = "fp16") -> Part:
+def write_mmproj(ref: Any, path: str | Path, dtype: str = "fp16", cls_last_positions: bool = True) -> Part:
     """Write the mmproj GGUF of a LLaVA / NeXT / OneVision reference (families/llava/reference.py)."""
     import gguf
 
@@ -96,7 +115,7 @@ def write_mmproj(ref: Any, path: str | Path, dtype: str = "fp16") -> Part:
     config, vision = hf_model.config, hf_model.config.vision_config
     if isinstance(config.vision_feature_layer, list):
         raise CheckpointError("several vision feature layers (Granite-style) are not written by this exporter")
-    tensors, layers = mmproj_tensors(hf_model)
+    tensors, layers = mmproj_tensors(hf_model, cls_last_positions)
     processor = ref.image_processor  # the checkpoint's ProcessorConfig: mean / std as the processor uses them
     writer = gguf.GGUFWriter(str(path), arch="clip")
     writer.add_bool("clip.has_text_encoder", False)
@@ -132,4 +151,5 @@ def write_mmproj(ref: Any, path: str | Path, dtype: str = "fp16") -> Part:
     writer.close()
     return Part(file=Path(path).name, format="gguf", dtype=dtype, info={
         "kind": "mmproj", "projector_type": "mlp", "block_count": layers, "n_tensors": len(tensors),
-        "image_newline": "model.image_newline" in tensors})
+        "image_newline": "model.image_newline" in tensors,
+        "position_table": "rotated for CLS-last (mtmd)" if cls_last_positions and "v.class_embd" in tensors else "as is"})
