@@ -23,6 +23,11 @@ def family_specs() -> dict[str, dict[str, Any]]:
     specs = {f"minicpmv-{v}": minicpmv.bundle_spec(None, minicpmv_config(v, 600, {})) for v in (2.5, 2.6, 4.5)}
     specs["paligemma"] = paligemma.bundle_spec(None, paligemma_config(1, 600, 5))
     specs["gemma3"] = gemma3.bundle_spec(None, gemma3_config(600, {"boi": 1, "eoi": 2, "image": 3}))
+    from edgevlm.families.llava.tiny import random_config as llava_config
+
+    ids = {t: i for i, t in enumerate(["<unk>", "<s>", "</s>", "<image>", "<pad>", "<|im_end|>", "<video>"])}
+    specs.update({name: FAMILIES["llava"].bundle_spec(None, llava_config(name, 600, ids))
+                  for name in ("llava", "llava-onevision")})  # Vicuna USER:/ASSISTANT: and ChatML without a system
     return {name: {"processor": s.processor.to_dict(), "layout": s.layout.to_dict(),
                    "chat_template": s.chat_template.to_dict()} for name, s in specs.items()}
 
