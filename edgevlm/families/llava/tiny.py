@@ -56,8 +56,19 @@ ONEVISION_TEMPLATE = (
     "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
 
 CLIP_TILE, SIGLIP_TILE, PATCH = 56, 72, 14
-NEXT_PINPOINTS = [[56, 112], [112, 56], [112, 112], [168, 56], [56, 168]]  # llava-next's list / 6
-ONEVISION_PINPOINTS = [[SIGLIP_TILE * i, SIGLIP_TILE * j] for i in range(1, 7) for j in range(1, 7)]
+
+
+def next_pinpoints(tile: int) -> list[list[int]]:
+    """llava-v1.6's grid list ((336, 672), (672, 336), (672, 672), (1008, 336), (336, 1008)) for a tile side."""
+    return [[tile * h, tile * w] for h, w in ((1, 2), (2, 1), (2, 2), (3, 1), (1, 3))]
+
+
+def onevision_pinpoints(tile: int) -> list[list[int]]:
+    """llava-onevision's 36 grids: 1..6 x 1..6 tiles."""
+    return [[tile * i, tile * j] for i in range(1, 7) for j in range(1, 7)]
+
+
+NEXT_PINPOINTS, ONEVISION_PINPOINTS = next_pinpoints(CLIP_TILE), onevision_pinpoints(SIGLIP_TILE)
 
 # Checkpoint (hub) name prefixes <- transformers 5 module prefixes; first match wins.
 MODULE_TO_HUB = (
@@ -91,7 +102,7 @@ def _siglip_vision() -> dict[str, Any]:
 def random_config(name: str, vocab_size: int, ids: dict[str, int]) -> dict[str, Any]:
     """config.json of the tiny checkpoint ``name`` (one of TINY_NAMES)."""
     text: dict[str, Any] = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
-                            "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16,
+                            "num_attention_heads": 4, "num_key_value_heads": 2,  # head_dim: hidden / heads
                             "vocab_size": vocab_size, "tie_word_embeddings": False}
     if name == "llava-onevision":
         text.update(model_type="qwen2", max_position_embeddings=32768, rope_theta=1000000.0, rms_norm_eps=1e-6,
@@ -127,39 +138,39 @@ def _tokenizer(name: str):
                           pad_token="<pad>", add_bos_token=True, add_eos_token=False, model_max_length=4096)
 
 
-def _processor(name: str, tokenizer):
+def _processor(name: str, tokenizer, tile: int, pinpoints: list[list[int]] | None):
     """LLaVA 1.5 / NeXT: the transformers processor as llava-hf publishes it (Pillow image processors)."""
     import transformers as tf
 
     if name == "llava":
-        images = tf.CLIPImageProcessorPil(size={"shortest_edge": CLIP_TILE}, crop_size={"height": CLIP_TILE,
-                                          "width": CLIP_TILE}, image_mean=CLIP_MEAN, image_std=CLIP_STD, resample=3)
+        images = tf.CLIPImageProcessorPil(size={"shortest_edge": tile}, crop_size={"height": tile, "width": tile},
+                                          image_mean=CLIP_MEAN, image_std=CLIP_STD, resample=3)
         return tf.LlavaProcessor(image_processor=images, tokenizer=tokenizer, patch_size=PATCH,
                                  vision_feature_select_strategy="default", num_additional_image_tokens=1,
                                  chat_template=VICUNA_TEMPLATE)
     if name == "llava-next":
-        images = tf.LlavaNextImageProcessorPil(size={"shortest_edge": CLIP_TILE}, crop_size={"height": CLIP_TILE,
-                                               "width": CLIP_TILE}, image_grid_pinpoints=NEXT_PINPOINTS,
-                                               image_mean=CLIP_MEAN, image_std=CLIP_STD, resample=3, do_pad=True)
+        images = tf.LlavaNextImageProcessorPil(size={"shortest_edge": tile}, crop_size={"height": tile, "width": tile},
+                                               image_grid_pinpoints=pinpoints, image_mean=CLIP_MEAN,
+                                               image_std=CLIP_STD, resample=3, do_pad=True)
         return tf.LlavaNextProcessor(image_processor=images, tokenizer=tokenizer, patch_size=PATCH,
                                      vision_feature_select_strategy="default", num_additional_image_tokens=1,
                                      chat_template=VICUNA_TEMPLATE)
     raise ValueError(name)
 
 
-def _write_onevision_processor(tokenizer, out: Path) -> None:
+def _write_onevision_processor(tokenizer, out: Path, tile: int, pinpoints: list[list[int]]) -> None:
     """llava-onevision-*-hf's processor files, written as data: transformers 5 cannot build a
     ``LlavaOnevisionProcessor`` without torchvision (its video processor needs it), and this
     environment has none (installing it would switch every image processor to the torch backend)."""
     from transformers import LlavaOnevisionImageProcessorPil
 
-    size = {"height": SIGLIP_TILE, "width": SIGLIP_TILE}
-    images = LlavaOnevisionImageProcessorPil(size=size, image_grid_pinpoints=ONEVISION_PINPOINTS,
+    size = {"height": tile, "width": tile}
+    images = LlavaOnevisionImageProcessorPil(size=size, image_grid_pinpoints=pinpoints,
                                              image_mean=[0.5] * 3, image_std=[0.5] * 3, resample=3, do_pad=True)
     tokenizer.save_pretrained(str(out))
     write_json(out / "processor_config.json", {
         "image_processor": images.to_dict(), "image_token": "<image>", "video_token": "<video>",
-        "num_image_tokens": (SIGLIP_TILE // PATCH) ** 2, "vision_feature_select_strategy": "full",
+        "num_image_tokens": (tile // PATCH) ** 2, "vision_feature_select_strategy": "full",
         "vision_aspect_ratio": "anyres_max_9", "processor_class": "LlavaOnevisionProcessor"})
     # As published; loading it needs torchvision, so nothing here reads it.
     write_json(out / "video_preprocessor_config.json", {
@@ -204,16 +215,22 @@ def make_tiny(name: str, out: Path, seed: int = 0, sizes: dict[str, Any] | None 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = _tokenizer(name)
-    if name == "llava-onevision":
-        _write_onevision_processor(tokenizer, out)
-    else:
-        _processor(name, tokenizer).save_pretrained(str(out))
     specials = QWEN2_SPECIALS if name == "llava-onevision" else LLAMA_SPECIALS
     ids = {token: tokenizer.convert_tokens_to_ids(token) for token in specials}
     config = random_config(name, len(tokenizer), ids)
     tie = bool((sizes or {}).get("text", {}).get("tie_word_embeddings", False))  # Qwen2-0.5B ties its head
     apply_sizes(config["text_config"], config["vision_config"], sizes, tie=tie)
     config["tie_word_embeddings"] = config["text_config"]["tie_word_embeddings"]
+    tile = int(config["vision_config"]["image_size"])  # real sizes: the grids follow the tile (336, 384 px)
+    pinpoints = (onevision_pinpoints if name == "llava-onevision" else next_pinpoints)(tile)
+    if "image_grid_pinpoints" in config:
+        config["image_grid_pinpoints"] = pinpoints
+    else:
+        config["image_seq_length"] = (tile // PATCH) ** 2
+    if name == "llava-onevision":
+        _write_onevision_processor(tokenizer, out, tile, pinpoints)
+    else:
+        _processor(name, tokenizer, tile, pinpoints if name == "llava-next" else None).save_pretrained(str(out))
     config_class, model_class = (getattr(tf, c) for c in _CLASSES[config["model_type"]])
     model = build_hf_model(config_class, model_class, config, seed)
     randomize(model, seed, fast=fast_init)
