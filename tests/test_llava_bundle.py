@@ -203,6 +203,7 @@ def test_quantized_bundle_keeps_the_newline_table_and_reports(bundles, tmp_path)
 
 
 @pytest.mark.gguf
+@pytest.mark.slow
 def test_gguf_quantized_with_llama_cpp_keeps_data_parts_and_runs(bundles, tmp_path):
     pytest.importorskip("llama_cpp")
     source = bundles("llava-onevision", "gguf")

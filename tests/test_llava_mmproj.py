@@ -79,6 +79,7 @@ def refs(tiny):
 
 
 @needs_lcp
+@pytest.mark.slow  # runs llama.cpp's two legacy scripts in subprocesses (~20 s each)
 @pytest.mark.parametrize("name", ["llava", "llava-next"])
 def test_mmproj_equals_llama_cpp_legacy_converter(refs, tiny, tmp_path, name):
     """Tensor by tensor (names, types, shapes, bytes) and key by key; the default file differs from it only in

@@ -94,7 +94,8 @@ def test_vicuna_tokenizer_adds_bos_like_llama(tiny):
     assert np.array_equal(tokenizer.convert_tokens_to_ids(["<image>"]), [3])
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", [n if n == "llava-onevision" else pytest.param(n, marks=pytest.mark.slow)
+                                  for n in NAMES])
 def test_tiny_answers_depend_on_the_image_and_vary(tiny, name):
     """The tiny weights make 32-token greedy parity a real check: transformers' own answer to the export
     check's prompt varies from token to token, changes with the image, and its top-1 / top-2 logit gaps
