@@ -19,5 +19,6 @@ def read_tables(bundle: str | Path, manifest: Any) -> dict[str, np.ndarray]:
         try:
             out[name] = np.load(path, allow_pickle=False)
         except (OSError, ValueError) as exc:
-            raise BundleError(f"{path}: cannot read data part {name!r} ({exc}); re-copy or re-export the bundle.") from None
+            raise BundleError(f"{path}: cannot read data part {name!r} ({exc}); re-copy or re-export the "
+                              "bundle.") from None
     return out

@@ -131,7 +131,8 @@ def prepare_turn(vlm: Any, conv: Conversation, text: str, images: Sequence[Any] 
         t0 = time.perf_counter()
         prepared = prepare_image(picture, vlm.processor, plan)
         t1 = time.perf_counter()
-        features = pack_features(vlm.backend.encode_images(prepared.inputs), vlm.processor, plan, vlm.tables)  # [K_i, hidden]
+        tiles = vlm.backend.encode_images(prepared.inputs)  # [n_chunks, tokens, hidden]
+        features = pack_features(tiles, vlm.processor, plan, vlm.tables)  # [K_i, hidden] in prompt order
         t_slice, t_vision = t_slice + t1 - t0, t_vision + time.perf_counter() - t1
         vlm.vision_cache.put(key, features, plan)
         rows.append(features)

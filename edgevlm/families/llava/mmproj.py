@@ -152,4 +152,5 @@ def write_mmproj(ref: Any, path: str | Path, dtype: str = "fp16", cls_last_posit
     return Part(file=Path(path).name, format="gguf", dtype=dtype, info={
         "kind": "mmproj", "projector_type": "mlp", "block_count": layers, "n_tensors": len(tensors),
         "image_newline": "model.image_newline" in tensors,
-        "position_table": "rotated for CLS-last (mtmd)" if cls_last_positions and "v.class_embd" in tensors else "as is"})
+        "position_table": ("rotated for CLS-last (mtmd)" if cls_last_positions and "v.class_embd" in tensors
+                           else "as is")})

@@ -133,8 +133,8 @@ def bundle_spec(ckpt: Path | None, config: dict[str, Any]) -> BundleSpec:
     processor = processor_config(config, images, processor_cfg)
     if processor.kind != "square" and tokens_per_tile(config) != (processor.image_size // processor.patch_size) ** 2:
         raise CheckpointError("anyres needs the CLS token dropped (strategy 'default') or absent (SigLIP)")
-    layout = ImageLayout(feature_token=IMAGE_TOKEN, tokens_per_chunk=tokens_per_tile(config), overview_template="{features}",
-                         slice_template="{features}", row_separator="", marker=IMAGE_TOKEN, auto_marker_joiner="\n",
-                         attention="causal")
+    layout = ImageLayout(feature_token=IMAGE_TOKEN, tokens_per_chunk=tokens_per_tile(config),
+                         overview_template="{features}", slice_template="{features}", row_separator="",
+                         marker=IMAGE_TOKEN, auto_marker_joiner="\n", attention="causal")
     template, stops = chat_template(template_text, config)
     return BundleSpec(processor, layout, template, stops)

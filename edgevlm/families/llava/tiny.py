@@ -208,7 +208,8 @@ def _make_images_matter(model: Any, seed: int) -> None:
             newline.copy_(torch.randn(newline.shape, generator=torch.Generator().manual_seed(seed + 1)))
 
 
-def make_tiny(name: str, out: Path, seed: int = 0, sizes: dict[str, Any] | None = None, fast_init: bool = False) -> Path:
+def make_tiny(name: str, out: Path, seed: int = 0, sizes: dict[str, Any] | None = None,
+              fast_init: bool = False) -> Path:
     """Write the tiny checkpoint ``name`` (one of TINY_NAMES) to ``out``; ``sizes`` swaps in real dims."""
     import transformers as tf
 
