@@ -1,5 +1,5 @@
 """A Gemma 3 VLM on a text-only checkpoint has an embedding table grown with zero rows (the image
-placeholder, padding to a multiple of 64; families/tiny.py). A zero row of the tied head scores exactly
+placeholder, padding to a multiple of 64; families/gemma3/tiny.py). A zero row of the tied head scores exactly
 0, so stock llama.cpp would sample it whenever every real logit is negative (real Gemma 3 270M: the
 placeholder over and over after a few tokens). Our text GGUF leaves those rows out
 (export/gguf/text.sampled_rows); our runtime, which feeds the placeholder as embedding rows, stays exact.

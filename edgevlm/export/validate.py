@@ -177,6 +177,12 @@ def validate_bundle(ref: Any, ckpt: str, backend: Any, manifest: Any, tokenizer:
     return report
 
 
+STAGES = ("preprocessing", "vision", "logits", "greedy")
+
+
 def _tick(progress: Any, stage: str) -> None:
+    """The next stage's line starts when this one is done (on a terminal the line shows its time)."""
     if progress is not None:
-        progress(f"parity: {stage} checked")
+        index = STAGES.index(stage)
+        following = STAGES[index + 1] if index + 1 < len(STAGES) else None
+        progress(f"parity {index + 2}/4: {following}" if following else "parity: all four stages checked")

@@ -177,6 +177,7 @@ class Chat:
         stats.prefill_ms = (time.perf_counter() - t0) * 1e3
         stats.prefill_tokens_per_s = len(turn.ids) / max(stats.prefill_ms / 1e3, 1e-9)
         conv.fed.append((turn.ids, turn.rows, turn.blocks, turn.positions))
+        fed_before = len(conv.fed)
         conv.history += turn.ids.tolist()
         conv.pending, conv.turns, conv.images = [], conv.turns + 1, conv.images + turn.images
         position = turn.next_position
@@ -187,33 +188,28 @@ class Chat:
         finish, text_stream = "length", TextStream(vlm.tokenizer, stop)
         t_decode = time.perf_counter()
         steps = generate_step(vlm.backend, logits, sampler, vlm.logits_processors(opts["repetition_penalty"]),
-                              conv.history, position, budget)
-        for token in steps:
-            if not generated:
-                stats.time_to_first_token_ms = (time.perf_counter() - start) * 1e3
-            if token in vlm.stop_ids:
-                conv.history.pop()  # the template's close of the turn stands for it
-                finish = "eos"
-                break
-            if generated:  # fed by the step that produced this token
-                conv.fed.append((np.array([generated[-1]], np.int64), None, None,
-                                 np.array([position + len(generated) - 1], np.int64)))
-            generated.append(token)
-            delta = text_stream.push(token)
-            if text_stream.stopped:
-                finish = "stop"
+                              conv.history, position, budget,
+                              on_feed=lambda ids, positions: conv.fed.append((ids, None, None, positions)))
+        try:
+            for token in steps:
+                if not generated:
+                    stats.time_to_first_token_ms = (time.perf_counter() - start) * 1e3
+                if token in vlm.stop_ids:
+                    conv.history.pop()  # the template's close of the turn stands for it
+                    finish = "eos"
+                    break
+                generated.append(token)
+                delta = text_stream.push(token)
                 if delta:
                     yield Delta(delta, token)
-                break
-            if delta:
-                yield Delta(delta, token)
-        steps.close()
-        if generated and finish != "eos":
-            conv.pending = [generated[-1]]  # sampled, not fed: the next turn feeds it first
-        elif generated:
-            conv.fed.append((np.array([generated[-1]], np.int64), None, None,
-                             np.array([position + len(generated) - 1], np.int64)))
-        conv.next_position = position + len(generated) - len(conv.pending)
+                if text_stream.stopped:
+                    finish = "stop"
+                    break
+        finally:  # also when the caller stops reading mid-turn: the conversation stays consistent
+            steps.close()
+            fed = len(conv.fed) - fed_before  # decode steps fed into the cache
+            conv.pending = generated[fed:]  # sampled, not fed (at most the last): the next turn feeds it first
+            conv.next_position = position + fed
         rest = text_stream.finish()
         if rest:
             yield Delta(rest, generated[-1] if generated else -1)
