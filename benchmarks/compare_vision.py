@@ -33,6 +33,17 @@ cuts it into 4 x 3 tiles of 512 + the global image, InternVL3-1B into 4 x 3 tile
   call and all in one call;
 - mtmd: llama.cpp's libmtmd with the GGUF bundle's mmproj on the raw image (its own tiler; the same grid
   for this image), tile by tile.
+
+LLaVA-class models (kind "llava": anyres tiles of one fixed size; at OneVision's settings the 1000x500 image
+takes the 768x1152 pinpoint: the base tile + 2 x 3 tiles = 7 chunks of 729 rows, 4009 image tokens after
+unpadding (40 x 81 rows) and newlines):
+- ours-*: ``prepare_image`` (plan + tiles, timed as preprocessing) then ``encode_images`` (all tiles in one
+  call, "batched"; one tile per call, "sequential") and the numpy packing (unpadding, pooling, newline rows),
+  inside the timed figure; ``image_tokens`` is the plan's count.
+- torch-eager: transformers' ``get_image_features`` on the same tiles with the image size ("batched": all tiles
+  in one call, its own packing included); "sequential": one tile per call through the same tower + projector.
+- mtmd: the bundle's mmproj (f16): its own tiling (overview + tiles, no unpadding or newline rows), so its
+  ``image_tokens`` (every tile in full) differ from transformers' count; see families/llava/NOTES.md.
 """
 
 from __future__ import annotations
@@ -64,6 +75,8 @@ IMAGE_DESC = {
                  f"{IMAGE_SIZE[0]}x{IMAGE_SIZE[1]} image (3 chunks)"),
     "paligemma": (f"{IMAGE_SIZE[0]}x{IMAGE_SIZE[1]} image resized to 224x224 (1 chunk, 256 image tokens)",
                   f"{IMAGE_SIZE[0]}x{IMAGE_SIZE[1]} image at 224x224 (1 chunk)"),
+    "llava": (f"{IMAGE_SIZE[0]}x{IMAGE_SIZE[1]} image, anyres tiles (base + grid; unpadded, newline rows)",
+              f"{IMAGE_SIZE[0]}x{IMAGE_SIZE[1]} image (anyres tiles)"),
 }
 MTMD_NO_PALIGEMMA = "llama.cpp's mtmd has no PaliGemma projector (no mmproj for this family): not run"
 
@@ -87,7 +100,7 @@ def _timed(fn: Callable[[], Any]) -> float:
 
 def bench_ours(model: str, recipe: str, runs: int, threads: int, modes: tuple[str, ...]) -> dict[str, Any]:
     import edgevlm
-    from edgevlm.runtime.images import prepare_image
+    from edgevlm.runtime.images import pack_features, prepare_image
 
     vlm = edgevlm.load(str(models.onnx_bundle(model, recipe)), threads=threads)
     be, image = vlm.backend, _image(model)
@@ -101,12 +114,15 @@ def bench_ours(model: str, recipe: str, runs: int, threads: int, modes: tuple[st
         prepared = prepare_image(image, vlm.processor)
         slicing.append((time.perf_counter() - t0) * 1e3)
     out["preprocessing_ms"] = _summary(slicing)
-    out["chunks"] = prepared.n_chunks
+    out["chunks"] = int(prepared.inputs["pixel_values"].shape[0])
+
+    def encode() -> np.ndarray:  # the vision part, then the feature rows in prompt order (packing: numpy)
+        return pack_features(be.encode_images(prepared.inputs), vlm.processor, prepared.plan, vlm.tables)
+
+    out["image_tokens"] = int(encode().shape[0])
     for mode in modes:
         be.vision_info.max_batch = 1 if mode == "sequential" else default_batch
-        out[f"{mode}_ms"] = _summary([_timed(lambda: be.encode_images(prepared.inputs)) for _ in range(runs)])
-    features = be.encode_images(prepared.inputs)  # [chunks, tokens, D]
-    out["image_tokens"] = int(features.shape[0] * features.shape[1])
+        out[f"{mode}_ms"] = _summary([_timed(encode) for _ in range(runs)])
     vlm.close()
     return out
 
@@ -251,6 +267,43 @@ def bench_torch_tiles(model: str, runs: int, threads: int) -> dict[str, Any]:
     return out
 
 
+def bench_torch_anyres(model: str, runs: int, threads: int, modes: tuple[str, ...]) -> dict[str, Any]:
+    """LLaVA: transformers' get_image_features (tower, projector, its own packing) on our tiles; "sequential"
+    runs the tiles one per call through the same tower + projector (the reference's image_features)."""
+    import torch
+
+    from edgevlm.families import load_reference
+    from edgevlm.manifest import read_manifest
+    from edgevlm.processing.config import ProcessorConfig
+    from edgevlm.runtime.images import prepare_image
+
+    torch.set_num_threads(threads)
+    ref = load_reference(models.checkpoint(model))
+    cfg = ProcessorConfig.from_dict(read_manifest(models.onnx_bundle(model, "fp32"), verify=False).processor)
+    pixels = torch.from_numpy(np.asarray(prepare_image(_image(), cfg).inputs["pixel_values"], np.float32))
+    sizes = torch.tensor([[IMAGE_SIZE[1], IMAGE_SIZE[0]]])  # (height, width)
+
+    def batched() -> Any:
+        tiled = hasattr(ref.hf.config, "image_grid_pinpoints")  # NeXT / OneVision: [images, tiles, 3, S, S]
+        with torch.inference_mode():
+            out = ref.hf.model.get_image_features(pixel_values=pixels[None] if tiled else pixels,
+                                                  **({"image_sizes": sizes} if tiled else {}))
+        return getattr(out, "pooler_output", out)
+
+    def sequential() -> None:
+        with torch.inference_mode():
+            for i in range(len(pixels)):
+                ref.image_features(pixels[i:i + 1])
+
+    rows = batched()  # warm-up, both paths
+    with torch.inference_mode():
+        ref.image_features(pixels[:1])
+    out: dict[str, Any] = {"chunks": int(pixels.shape[0]), "image_tokens": int(sum(r.shape[0] for r in rows))}
+    for mode in modes:
+        out[f"{mode}_ms"] = _summary([_timed(batched if mode == "batched" else sequential) for _ in range(runs)])
+    return out
+
+
 def bench_mtmd(model: str, runs: int, threads: int) -> dict[str, Any]:
     from edgevlm.runtime.backends.llamacpp_mtmd import MtmdImageEncoder
 
@@ -284,6 +337,8 @@ def _ours(recipe: str, modes: tuple[str, ...]) -> Callable[[str, int, int], dict
 def _torch(m: str, r: int, t: int) -> dict[str, Any]:
     if models.spec(m).kind in TILED:
         return bench_torch_tiles(m, r, t)
+    if models.spec(m).kind == "llava":
+        return bench_torch_anyres(m, r, t, ("sequential", "batched"))
     return bench_torch_fixed(m, r, t) if _fixed(m) else bench_torch(m, r, t, ("sequential", "batched"))
 
 

@@ -43,6 +43,11 @@ QWEN2_05B = dict(hidden_size=896, num_hidden_layers=24, num_attention_heads=14, 
                  intermediate_size=4864, vocab_size=151936, rope_theta=1000000.0, max_position_embeddings=32768)
 QWEN2_15B = dict(hidden_size=1536, num_hidden_layers=28, num_attention_heads=12, num_key_value_heads=2,
                  intermediate_size=8960, vocab_size=151936, rope_theta=1000000.0, max_position_embeddings=32768)
+# llava-hf/llava-onevision-qwen2-0.5b-ov-hf: SigLIP So400m/14 @384 with its last layer dropped by the converter
+# (26 layers; features from the last, no post-layernorm), Qwen2-0.5B text with the head tied to its embeddings.
+SIGLIP_SO400M_384_26 = dict(hidden_size=1152, intermediate_size=4304, num_hidden_layers=26, num_attention_heads=16,
+                            image_size=384, patch_size=14)
+QWEN2_05B_LLAVA_OV = dict(QWEN2_05B, vocab_size=152000, tie_word_embeddings=True)
 GEMMA_2B = dict(hidden_size=2048, num_hidden_layers=18, num_attention_heads=8, num_key_value_heads=1, head_dim=256,
                 intermediate_size=16384, vocab_size=257216, max_position_embeddings=8192)
 # SmolVLM-256M-Instruct: SigLIP base/16 @512 (93M), pixel shuffle 4 (64 tokens per 512-px tile), SmolLM2-135M text
@@ -60,7 +65,7 @@ QWEN25_05B = dict(QWEN2_05B, vocab_size=151674)
 @dataclass
 class ModelSpec:
     name: str
-    kind: str  # minicpmv | paligemma | gemma3-real
+    kind: str  # minicpmv | paligemma | gemma3-real | llava
     description: str
     tiny: str = ""  # the make_tiny name whose layout the checkpoint takes (dims from text / vision)
     text: dict[str, Any] = field(default_factory=dict)
@@ -86,6 +91,11 @@ MODELS: dict[str, ModelSpec] = {s.name: s for s in (
               genai=False),
     ModelSpec("tiny-paligemma", "paligemma", "tiny random PaliGemma (smoke test only)", "paligemma", default=False,
               genai=False),
+    ModelSpec("llava-onevision-0.5b", "llava", "LLaVA-OneVision-0.5B class: SigLIP So400m @384 (26 layers, 729 "
+              "tokens per tile, anyres_max_9) + 2-layer MLP + Qwen2-0.5B-sized text (tied head, vocab 152000)",
+              "llava-onevision", QWEN2_05B_LLAVA_OV, SIGLIP_SO400M_384_26, default=False),
+    ModelSpec("tiny-llava-onevision", "llava", "tiny random LLaVA-OneVision (smoke test only)", "llava-onevision",
+              default=False, genai=False),
     ModelSpec("gemma3-270m", "gemma3-real", "Gemma 3 270M (real weights, dequantized from the published Q4_K_M) "
               "behind a tiny random vision tower", "gemma3"),
     # Issue 18: tiled images with pixel shuffle (random weights at the published dimensions).
@@ -178,9 +188,9 @@ def text_checkpoint(name: str) -> Path:
     elif s.kind in TILED_TEXT:  # the text model's tensors under their causal-LM names
         prefix, target, architecture = TILED_TEXT[s.kind]
         text_cfg = dict(config["text_config"], architectures=[architecture])
-    else:
+    else:  # the "llava" key layout: language_model.model.* and language_model.lm_head.weight
         prefix, text_cfg = "language_model.", dict(config["text_config"])
-        text_cfg["architectures"] = ["GemmaForCausalLM"]
+        text_cfg["architectures"] = [_ARCHITECTURES[text_cfg.get("model_type", "gemma")]]
     tensors = {}
     with safe_open(str(ckpt / "model.safetensors"), "pt") as f:
         for key in f.keys():
@@ -283,7 +293,8 @@ def genai_model(name: str, precision: str = "fp32") -> Path | None:
     return out
 
 
-_ARCHITECTURES = {"gemma3_text": "Gemma3ForCausalLM", "qwen2": "Qwen2ForCausalLM", "gemma": "GemmaForCausalLM"}
+_ARCHITECTURES = {"gemma3_text": "Gemma3ForCausalLM", "qwen2": "Qwen2ForCausalLM", "gemma": "GemmaForCausalLM",
+                  "gemma2": "Gemma2ForCausalLM", "llama": "LlamaForCausalLM"}
 
 
 def _with_architectures(src: Path) -> Path:

@@ -121,3 +121,24 @@ def test_tiled_models_text_vision_and_ttft(bench, tmp_path, model, tokens):
     ttft = {r["label"]: r for r in run_all.ttft_rows(rows, seen)}
     assert {"edgevlm ONNX fp32", "llama.cpp Q4_0 + mtmd", "PyTorch eager fp32"} <= set(ttft)
     assert all(r["prompt_tokens"] == 13 * tokens + run_all.TEXT_PROMPT_TOKENS for r in ttft.values())
+
+
+@pytest.mark.slow
+def test_llava_onevision_rows_on_tiny_model(bench):
+    """LLaVA-OneVision-class rows (issue 20's figures): text engines incl. llama.cpp on the same text.gguf and
+    PyTorch; vision for ours / PyTorch (same tiles, same packed token count) / mtmd (its own tiling); TTFT."""
+    text, vision, run_all = bench["text"], bench["vision"], bench["run_all"]
+    model = "tiny-llava-onevision"
+    rows = [text.run_engine(engine, model, runs=1, steps=2)
+            for engine in ("ours-onnx-fp32", "ours-gguf-q4_0", "llamacpp-q4_0", "torch-eager")]
+    for row in rows:
+        _check_stats(row["decode_tokens_per_s_ctx128"]), _check_stats(row["decode_tokens_per_s_ctx1024"])
+        assert row["peak_rss_mb"] > 0
+    seen = [vision.run_engine(engine, model, runs=1) for engine in ("ours-onnx-fp32", "torch-eager", "mtmd")]
+    ours, torch_row, mtmd = seen
+    assert ours["chunks"] == torch_row["chunks"] == mtmd["chunks"] > 1
+    assert ours["image_tokens"] == torch_row["image_tokens"] != mtmd["image_tokens"]  # mtmd keeps every tile whole
+    _check_stats(ours["batched_ms"]), _check_stats(torch_row["batched_ms"]), _check_stats(mtmd["sequential_ms"])
+    ttft = {r["text_engine"]: r for r in run_all.ttft_rows(rows, seen)}
+    assert ttft["ours-onnx-fp32"]["prompt_tokens"] == ours["image_tokens"] + run_all.TEXT_PROMPT_TOKENS
+    assert ttft["llamacpp-q4_0"]["prompt_tokens"] == mtmd["image_tokens"] + run_all.TEXT_PROMPT_TOKENS

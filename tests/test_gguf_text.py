@@ -8,6 +8,8 @@ metadata is checked by tokenizing with llama.cpp and with the checkpoint's token
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -16,6 +18,7 @@ llama_cpp = pytest.importorskip("llama_cpp")
 gguf = pytest.importorskip("gguf")
 
 from edgevlm.export.gguf.text import export_text_gguf, input_scales  # noqa: E402
+from edgevlm.export.gguf.tokenizer import is_byte_level  # noqa: E402
 from edgevlm.families import TINY_NAMES, load_reference  # noqa: E402
 
 pytestmark = pytest.mark.gguf

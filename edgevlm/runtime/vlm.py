@@ -32,6 +32,7 @@ from .backend import Backend
 from .generate import cap_vocabulary, feed, generate_step, penalize_repetition, suppress_tokens
 from .results import Delta, GenerationResult, GenerationStats, peak_rss_mb
 from .sampling import Sampler, SamplingParams
+from .tables import read_tables
 from .text_stream import TextStream
 from .turn import Conversation, prepare_turn
 from .vision_cache import VisionCache
@@ -50,6 +51,7 @@ class VLM:
         self.processor = ProcessorConfig.from_dict(manifest.processor)
         self.layout = ImageLayout.from_dict(manifest.layout)
         self.template = ChatTemplate.from_dict(manifest.chat_template)
+        self.tables = read_tables(self.bundle, manifest)  # data parts, e.g. the feature packing's row separator
         self.vision_cache = VisionCache(vision_cache_bytes)
         self.defaults = {"max_new_tokens": 256, "temperature": 0.0, "top_k": 0, "top_p": 1.0,
                          "repetition_penalty": 1.0, **manifest.generation}

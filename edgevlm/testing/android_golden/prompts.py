@@ -29,6 +29,11 @@ def family_specs() -> dict[str, dict[str, Any]]:
     for name in ("smolvlm", "idefics3"):  # text_first_prefix, {row}/{col} tiles, the global image last
         specs[name] = FAMILIES["idefics3"].bundle_spec(None, idefics3_config(name, 600, tiled_ids))
     specs["internvl"] = FAMILIES["internvl"].bundle_spec(None, internvl_config(600, tiled_ids))  # <img> ... </img>
+    from edgevlm.families.llava.tiny import random_config as llava_config
+
+    ids = {t: i for i, t in enumerate(["<unk>", "<s>", "</s>", "<image>", "<pad>", "<|im_end|>", "<video>"])}
+    specs.update({name: FAMILIES["llava"].bundle_spec(None, llava_config(name, 600, ids))
+                  for name in ("llava", "llava-onevision")})  # Vicuna USER:/ASSISTANT: and ChatML without a system
     return {name: {"processor": s.processor.to_dict(), "layout": s.layout.to_dict(),
                    "chat_template": s.chat_template.to_dict()} for name, s in specs.items()}
 

@@ -3,7 +3,8 @@ package org.edgevlm.core;
 /**
  * Pixels in, vision-tower inputs out, selected by the manifest's processor kind (runtime/images.py KINDS):
  * "slice" = MiniCPM-V overview + slices (always Pillow bicubic, as the reference); "fixed" = one square resize;
- * "square_tiles" (SmolVLM / Idefics3) and "aspect_tiles" (InternVL) = tiles + a global image (Tiling.java).
+ * "square_tiles" (SmolVLM / Idefics3) and "aspect_tiles" (InternVL) = tiles + a global image (Tiling.java);
+ * "square" = CLIP crop / mean-colour pad (Square); "anyres" / "anyres_max" = base tile + pinpoint grid (Anyres).
  */
 public final class ImagePreprocessor {
     private final ProcessorConfig cfg;
@@ -26,7 +27,21 @@ public final class ImagePreprocessor {
         return cfg.kind.equals("square_tiles") || cfg.kind.equals("aspect_tiles");
     }
 
+    /** Feature rows (prompt tokens) of one image of a prompt holding {@code nImages}, from its size alone. */
+    public int tokensOf(int width, int height, int nImages, int tokensPerChunk) {
+        if (cfg.kind.startsWith("anyres")) {
+            return Anyres.plan(height, width, new Anyres.Settings(cfg), nImages).nTokens();
+        }
+        int[] grid = gridOf(width, height);
+        return (grid == null ? 1 : 1 + grid[0] * grid[1]) * tokensPerChunk;
+    }
+
     public PreparedImage prepare(RgbImage image) {
+        return prepare(image, 1);
+    }
+
+    /** One image of a prompt holding {@code nImages} images (some kinds tile only a lone image). */
+    public PreparedImage prepare(RgbImage image, int nImages) {
         if (cfg.maxPixels != null && (long) image.width * image.height > cfg.maxPixels) {
             throw new ImageException("image is " + image.width + "x" + image.height + " = " + (long) image.width * image.height
                     + " pixels, over the limit of " + cfg.maxPixels + "; downscale it or raise max_pixels");
@@ -40,8 +55,22 @@ public final class ImagePreprocessor {
         if (tiled()) {
             return tiles(image);
         }
+        if (cfg.kind.equals("square")) {
+            return new PreparedImage(new float[][] {Patchify.chw(Square.pixels(image, cfg), table)}, null, null,
+                    cfg.patchSize, cfg.imageSize);
+        }
+        if (cfg.kind.equals("anyres") || cfg.kind.equals("anyres_max")) {
+            Anyres.Settings settings = new Anyres.Settings(cfg);
+            if (cfg.kind.equals("anyres") != (settings.maxTiles == null)) {
+                throw new ImageException("processor kind " + Py.repr(cfg.kind) + " does not match options.max_tiles; "
+                        + "re-export the bundle");
+            }
+            Anyres.Plan plan = Anyres.plan(image.height, image.width, settings, nImages);
+            int[] grid = plan.gridRows == 0 ? null : new int[] {plan.gridCols, plan.gridRows};
+            return new PreparedImage(Anyres.pixels(image, cfg, plan, table), null, grid, cfg.patchSize, cfg.imageSize);
+        }
         throw new ImageException("the bundle's processor kind " + Py.repr(cfg.kind) + " is not one this app runs "
-                + "(slice, fixed, square_tiles, aspect_tiles); update the app");
+                + "(slice, fixed, square_tiles, aspect_tiles, square, anyres, anyres_max); update the app");
     }
 
     private PreparedImage tiles(RgbImage image) {
