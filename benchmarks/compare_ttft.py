@@ -1,4 +1,4 @@
-"""Time to first token for one 1000x500 image, measured end to end (run once per engine, in its own process).
+"""Time to first token for one image, measured end to end (run once per engine, in its own process).
 
     python benchmarks/compare_ttft.py ENGINE MODEL [--runs 3] [--threads 2] [--json OUT]
 
@@ -10,6 +10,8 @@ Both sides start from a PNG file on disk and stop when the first answer token is
   in libmtmd; ``mtmd_helper_bitmap_init_from_file`` (decode), ``mtmd_tokenize`` (mtmd's slicing and the
   same chat text with mtmd's marker), ``mtmd_helper_eval_chunks`` (vision encoding + prefill, logits of
   the last position), argmax.
+The image is compare_vision's for the model (1000x500; 1024x768 for the tiled families). A prompt longer
+than the bundle's context is a skipped row that says so.
 Protocol: one untimed warm-up request on another image of the same size (first-call allocations), then
 ``runs`` requests, each on a different image of the same size (so no feature cache can answer), the cache
 cleared before each. Wall and process CPU time per request; median and min-max; peak RSS of the process.
@@ -32,20 +34,20 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import models  # noqa: E402
+from compare_vision import IMAGE_DESC, _image  # noqa: E402
 
-IMAGE_SIZE = (1000, 500)
 QUESTION = "Describe this image in one sentence."
-TTFT_KINDS = ("minicpmv", "paligemma")  # models with a real-size vision tower (Gemma 3's is tiny and random)
+TTFT_KINDS = tuple(IMAGE_DESC)  # models with a real-size vision tower (Gemma 3's is tiny and random)
 
 
-def _images(folder: Path, n: int) -> list[Path]:
-    """n different PNG files of IMAGE_SIZE (seeded test images): decoding them is part of the figure."""
+def _images(folder: Path, n: int, size: tuple[int, int]) -> list[Path]:
+    """n different PNG files of ``size`` (seeded test images): decoding them is part of the figure."""
     from edgevlm.export.validate import test_image
 
     paths = []
     for seed in range(n):
         path = folder / f"image{seed}.png"
-        test_image(*IMAGE_SIZE, seed=seed).save(path)
+        test_image(*size, seed=seed).save(path)
         paths.append(path)
     return paths
 
@@ -119,6 +121,11 @@ class LlamaMtmd:
             text = M.mtmd_input_text(self.text, len(self.text), True, True)
             if M.mtmd_tokenize(self.mtmd, chunks, ctypes.byref(text), (M.mtmd_bitmap_p_ctypes * 1)(bitmap), 1) != 0:
                 raise RuntimeError("mtmd_tokenize failed")
+            needed = int(M.mtmd_helper_get_n_tokens(chunks))
+            if needed >= models.MAX_CONTEXT:
+                from edgevlm.errors import PromptError
+
+                raise PromptError(f"the prompt needs {needed} tokens, more than the context of {models.MAX_CONTEXT}")
             n_past = L.llama_pos(0)
             if M.mtmd_helper_eval_chunks(self.mtmd, self.ctx, chunks, 0, 0, 512, True, ctypes.byref(n_past)) != 0:
                 raise RuntimeError("mtmd_helper_eval_chunks failed")
@@ -170,9 +177,12 @@ ENGINES: dict[str, tuple[str, Callable[[str, int], Any], str]] = {
 def run_engine(name: str, model: str, runs: int = 3, threads: int = 2) -> dict[str, Any]:
     from compare_text import peak_rss_mb
 
+    from edgevlm.errors import PromptError
+
     label, factory, vision_precision = ENGINES[name]
+    size = _image(model).size
     result: dict[str, Any] = {"engine": name, "label": label, "model": model, "threads": threads, "runs": runs,
-                              "image": list(IMAGE_SIZE), "question": QUESTION, "vision_precision": vision_precision}
+                              "image": list(size), "question": QUESTION, "vision_precision": vision_precision}
     if models.spec(model).kind not in TTFT_KINDS:
         return {**result, "skipped": "no real-size vision tower in this benchmark model"}
     t0 = time.perf_counter()
@@ -182,9 +192,13 @@ def run_engine(name: str, model: str, runs: int = 3, threads: int = 2) -> dict[s
         return {**result, "skipped": str(exc)}
     result["load_s"] = round(time.perf_counter() - t0, 2)
     with tempfile.TemporaryDirectory() as tmp:
-        images = _images(Path(tmp), runs + 1)
+        images = _images(Path(tmp), runs + 1, size)
         engine.clear()
-        engine.first_token(images[-1])  # warm-up, untimed
+        try:
+            engine.first_token(images[-1])  # warm-up, untimed
+        except PromptError as exc:  # e.g. 13 tiles of 256 tokens in a 2048-token benchmark bundle
+            engine.close()
+            return {**result, "skipped": str(exc).split(";")[0]}
         wall, cpu, details = [], [], []
         for image in images[:runs]:
             engine.clear()

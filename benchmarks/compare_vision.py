@@ -13,7 +13,8 @@ The image is ``test_image(1000, 500)``: MiniCPM-V slices it into grid [2, 1], i.
   chunks padded into one call with the patch mask (what the upstream remote code does).
 - mtmd: llama.cpp's libmtmd on the raw RGB image with the bundle's mmproj (f16), its own slicing
   (the same grid for this image) and chunk-by-chunk encoding; its preprocessing is inside the figure.
-Medians and min-max over ``runs`` after one warm-up on a small image.
+Medians and min-max over ``runs`` after one warm-up on a small image. Quantized rows carry their feature
+cosine against the fp32 bundle's features (vision_features.py); every row names its kernel (cpu_info.py).
 
 PaliGemma-class models (kind "paligemma") take one fixed-size image: the same 1000x500 image is
 resized to 224x224 (our ``prepare_image``, timed as preprocessing), one chunk, 256 image tokens.
@@ -23,6 +24,27 @@ resized to 224x224 (our ``prepare_image``, timed as preprocessing), one chunk, 2
   fp32, eager attention) with the checkpoint's vision and projector weights; the text model is built
   with one layer and a small vocabulary, as it plays no part in the image features.
 - mtmd: a skipped row: llama.cpp's mtmd has no PaliGemma projector (the GGUF bundle has no mmproj).
+
+Tiled models (kinds "idefics3": SmolVLM, "internvl") take a 1024x768 image (the issue's TTFT image): SmolVLM-256M
+cuts it into 4 x 3 tiles of 512 + the global image, InternVL3-1B into 4 x 3 tiles of 448 + the thumbnail
+(13 chunks each; 64 / 256 tokens per chunk).
+- ours-*: as for MiniCPM-V (``prepare_image`` timed as preprocessing, then ``encode_images``): "sequential"
+  one tile per call, "batched" the runtime's default (up to max_batch tiles per call);
+- torch-eager: transformers' own ``get_image_features`` (fp32, eager attention) on the same tiles, one per
+  call and all in one call;
+- mtmd: llama.cpp's libmtmd with the GGUF bundle's mmproj on the raw image (its own tiler; the same grid
+  for this image), tile by tile.
+
+LLaVA-class models (kind "llava": anyres tiles of one fixed size; at OneVision's settings the 1000x500 image
+takes the 768x1152 pinpoint: the base tile + 2 x 3 tiles = 7 chunks of 729 rows, 4009 image tokens after
+unpadding (40 x 81 rows) and newlines):
+- ours-*: ``prepare_image`` (plan + tiles, timed as preprocessing) then ``encode_images`` (all tiles in one
+  call, "batched"; one tile per call, "sequential") and the numpy packing (unpadding, pooling, newline rows),
+  inside the timed figure; ``image_tokens`` is the plan's count.
+- torch-eager: transformers' ``get_image_features`` on the same tiles with the image size ("batched": all tiles
+  in one call, its own packing included); "sequential": one tile per call through the same tower + projector.
+- mtmd: the bundle's mmproj (f16): its own tiling (overview + tiles, no unpadding or newline rows), so its
+  ``image_tokens`` (every tile in full) differ from transformers' count; see families/llava/NOTES.md.
 """
 
 from __future__ import annotations
@@ -40,22 +62,31 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import models  # noqa: E402
+import vision_features  # noqa: E402
 
 IMAGE_SIZE = (1000, 500)
+TILED_IMAGE_SIZE = (1024, 768)  # the tiled models' image (the issue's TTFT image)
+TILED = ("idefics3", "internvl")  # model kinds whose processor cuts fixed-size tiles
 # model kind -> (table caption, plot caption) of the vision measurement; run_all.py runs vision for these kinds
 IMAGE_DESC = {
+    "idefics3": ("1024x768 image (4 x 3 tiles of 512 + the global image = 13 chunks, 64 tokens each = 832)",
+                 "1024x768 image (13 tiles)"),
+    "internvl": ("1024x768 image (4 x 3 tiles of 448 + the thumbnail = 13 chunks, 256 tokens each = 3328)",
+                 "1024x768 image (13 tiles)"),
     "minicpmv": (f"{IMAGE_SIZE[0]}x{IMAGE_SIZE[1]} image (overview + 2 slices = 3 chunks, 192 image tokens)",
                  f"{IMAGE_SIZE[0]}x{IMAGE_SIZE[1]} image (3 chunks)"),
     "paligemma": (f"{IMAGE_SIZE[0]}x{IMAGE_SIZE[1]} image resized to 224x224 (1 chunk, 256 image tokens)",
                   f"{IMAGE_SIZE[0]}x{IMAGE_SIZE[1]} image at 224x224 (1 chunk)"),
+    "llava": (f"{IMAGE_SIZE[0]}x{IMAGE_SIZE[1]} image, anyres tiles (base + grid; unpadded, newline rows)",
+              f"{IMAGE_SIZE[0]}x{IMAGE_SIZE[1]} image (anyres tiles)"),
 }
 MTMD_NO_PALIGEMMA = "llama.cpp's mtmd has no PaliGemma projector (no mmproj for this family): not run"
 
 
-def _image():
+def _image(model: str | None = None):
     from edgevlm.export.validate import test_image
 
-    return test_image(*IMAGE_SIZE)
+    return test_image(*(TILED_IMAGE_SIZE if model and models.spec(model).kind in TILED else IMAGE_SIZE))
 
 
 def _summary(values: list[float]) -> dict[str, float]:
@@ -69,68 +100,13 @@ def _timed(fn: Callable[[], Any]) -> float:
     return (time.perf_counter() - t0) * 1e3
 
 
-def _kernel(bundle: Path) -> str:
-    import cpu_info
-
-    return cpu_info.onnx_bundle_kernels(json.loads((bundle / "manifest.json").read_text()),
-                                        cpu_info.cpu()["flags"], part="vision")
-
-
-def _vision_encoder(bundle: Path, threads: int) -> tuple[Callable[[Any], np.ndarray], Any]:
-    """(encode(prepared) -> features [chunks, tokens, hidden], processor config) of a bundle's vision part
-    alone, as the runtime runs it (open_session + encode_chunks), so no decoder is loaded."""
-    from edgevlm.manifest import read_manifest
-    from edgevlm.processing.config import ProcessorConfig
-    from edgevlm.runtime.backends.onnxruntime import open_session
-    from edgevlm.runtime.backends.ort_vision import encode_chunks
-
-    manifest = read_manifest(bundle, verify=False)
-    part = manifest.parts["vision"]
-    session = open_session(bundle, part, ["CPUExecutionProvider"], threads)
-    derived = part.binding.get("derived_inputs", {})
-
-    def encode(prepared: Any) -> np.ndarray:
-        return encode_chunks(lambda feeds: session.run(None, feeds)[0], prepared.inputs, manifest.vision, derived)
-
-    return encode, ProcessorConfig.from_dict(manifest.processor)
-
-
-def _reference_features(model: str) -> np.ndarray:
-    """The fp32 bundle's features of the benchmark image, computed once in a process of its own (so the fp32
-    weights never count in a quantized engine's peak RSS) and cached next to the bundles."""
-    import subprocess
-
-    path = models.CACHE / model / "vision-features-fp32.npy"
-    if not path.is_file():
-        env = {**os.environ, "EDGEVLM_BENCH_CACHE": str(models.CACHE.parent)}
-        subprocess.run([sys.executable, __file__, "--write-reference", model], check=True, env=env,
-                       capture_output=True)
-    return np.load(path)
-
-
-def _write_reference(model: str) -> None:
-    from edgevlm.runtime.images import prepare_image
-
-    encode, cfg = _vision_encoder(models.onnx_bundle(model, "fp32"), 2)
-    features = encode(prepare_image(_image(), cfg))
-    np.save(models.CACHE / model / "vision-features-fp32.npy", features)
-
-
-def _cosine(features: np.ndarray, reference: np.ndarray) -> dict[str, float]:
-    """Cosine of the whole feature tensor and the lowest per-token cosine, vs the fp32 features."""
-    a, b = features.reshape(-1, features.shape[-1]).astype(np.float64), reference.reshape(-1, reference.shape[-1])
-    rows = (a * b).sum(-1) / np.maximum(np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1), 1e-30)
-    whole = float((a * b).sum() / (np.linalg.norm(a) * np.linalg.norm(b)))
-    return {"feature_cosine_vs_fp32": round(whole, 6), "feature_cosine_vs_fp32_min_token": round(float(rows.min()), 6)}
-
-
 def bench_ours(model: str, recipe: str, runs: int, threads: int, modes: tuple[str, ...]) -> dict[str, Any]:
     import edgevlm
-    from edgevlm.runtime.images import prepare_image
+    from edgevlm.runtime.images import pack_features, prepare_image
 
-    reference = _reference_features(model) if recipe != "fp32" else None
+    reference = vision_features.reference(model) if recipe != "fp32" else None
     vlm = edgevlm.load(str(models.onnx_bundle(model, recipe)), threads=threads)
-    be, image = vlm.backend, _image()
+    be, image = vlm.backend, _image(model)
     default_batch = be.vision_info.max_batch
     be.encode_images(prepare_image(_image().resize((224, 224)), vlm.processor).inputs)  # warm-up, one small chunk
     out: dict[str, Any] = {}
@@ -141,13 +117,18 @@ def bench_ours(model: str, recipe: str, runs: int, threads: int, modes: tuple[st
         prepared = prepare_image(image, vlm.processor)
         slicing.append((time.perf_counter() - t0) * 1e3)
     out["preprocessing_ms"] = _summary(slicing)
-    out["chunks"] = prepared.n_chunks
+    out["chunks"] = int(prepared.inputs["pixel_values"].shape[0])
+
+    def encode() -> np.ndarray:  # the vision part, then the feature rows in prompt order (packing: numpy)
+        return pack_features(be.encode_images(prepared.inputs), vlm.processor, prepared.plan, vlm.tables)
+
+    out["image_tokens"] = int(encode().shape[0])
     for mode in modes:
         be.vision_info.max_batch = 1 if mode == "sequential" else default_batch
-        out[f"{mode}_ms"] = _summary([_timed(lambda: be.encode_images(prepared.inputs)) for _ in range(runs)])
+        out[f"{mode}_ms"] = _summary([_timed(encode) for _ in range(runs)])
     if reference is not None:
-        out.update(_cosine(be.encode_images(prepared.inputs), reference))
-    out["kernel"] = _kernel(models.onnx_bundle(model, recipe))
+        out.update(vision_features.cosine(be.encode_images(prepared.inputs), reference))
+    out["kernel"] = vision_features.kernel(models.onnx_bundle(model, recipe))
     vlm.close()
     return out
 
@@ -156,9 +137,9 @@ def bench_ours_fixed(model: str, recipe: str, runs: int, threads: int) -> dict[s
     """A fixed-size processor (PaliGemma): the bundle's vision part alone, as the runtime runs it."""
     from edgevlm.runtime.images import prepare_image
 
-    reference = _reference_features(model) if recipe != "fp32" else None
+    reference = vision_features.reference(model) if recipe != "fp32" else None
     bundle = models.onnx_bundle(model, recipe)
-    encode, cfg = _vision_encoder(bundle, threads)
+    encode, cfg = vision_features.encoder(bundle, threads)
     image = _image()
     encode(prepare_image(image, cfg))  # warm-up (the same size: every image is resized to one size)
     slicing, prepared = [], None
@@ -171,8 +152,8 @@ def bench_ours_fixed(model: str, recipe: str, runs: int, threads: int) -> dict[s
                            "image_tokens": int(features.shape[0] * features.shape[1])}
     out["batched_ms"] = _summary([_timed(lambda: encode(prepared)) for _ in range(runs)])
     if reference is not None:
-        out.update(_cosine(features, reference))
-    out["kernel"] = _kernel(bundle)
+        out.update(vision_features.cosine(features, reference))
+    out["kernel"] = vision_features.kernel(bundle)
     return out
 
 
@@ -213,9 +194,6 @@ def bench_torch_fixed(model: str, runs: int, threads: int) -> dict[str, Any]:
     from edgevlm.runtime.images import prepare_image
 
     torch.set_num_threads(threads)
-    import cpu_info
-
-    kernel = cpu_info.torch_kernel()
     hf = _paligemma_vision_reference(models.checkpoint(model))
     cfg = ProcessorConfig.from_dict(read_manifest(models.onnx_bundle(model, "fp32"), verify=False).processor)
     pixels = torch.from_numpy(np.asarray(prepare_image(_image(), cfg).inputs["pixel_values"], np.float32))
@@ -227,7 +205,7 @@ def bench_torch_fixed(model: str, runs: int, threads: int) -> dict[str, Any]:
 
     features = encode()  # warm-up
     return {"chunks": int(pixels.shape[0]), "image_tokens": int(features.shape[0] * features.shape[1]),
-            "batched_ms": _summary([_timed(encode) for _ in range(runs)]), "kernel": kernel}
+            "batched_ms": _summary([_timed(encode) for _ in range(runs)])}
 
 
 def bench_torch(model: str, runs: int, threads: int, modes: tuple[str, ...]) -> dict[str, Any]:
@@ -238,9 +216,6 @@ def bench_torch(model: str, runs: int, threads: int, modes: tuple[str, ...]) -> 
     from edgevlm.runtime.images import prepare_image
 
     torch.set_num_threads(threads)
-    import cpu_info
-
-    kernel = cpu_info.torch_kernel()
     ref = load_reference(models.checkpoint(model))
     manifest = json.loads((models.onnx_bundle(model, "fp32") / "manifest.json").read_text())
     cfg = ProcessorConfig.from_dict(manifest["processor"])
@@ -258,10 +233,73 @@ def bench_torch(model: str, runs: int, threads: int, modes: tuple[str, ...]) -> 
             one(pixels[i:i + 1, :, :, : n * 14], mask[i:i + 1, :n], tgt[i:i + 1])  # [1, 3, 14, n*14]
 
     one(small["pixel_values"], small["patch_attention_mask"], small["tgt_sizes"])  # warm-up
-    out: dict[str, Any] = {"chunks": len(tgt), "kernel": kernel}
+    out: dict[str, Any] = {"chunks": len(tgt)}
     for mode in modes:
         fn = sequential if mode == "sequential" else (lambda: one(pixels, mask, tgt))
         out[f"{mode}_ms"] = _summary([_timed(fn) for _ in range(runs)])
+    return out
+
+
+def bench_torch_tiles(model: str, runs: int, threads: int) -> dict[str, Any]:
+    """Tiled models: transformers' get_image_features (through our reference's parts) on our tiles."""
+    import torch
+
+    from edgevlm.families import load_reference
+    from edgevlm.manifest import read_manifest
+    from edgevlm.processing.config import ProcessorConfig
+    from edgevlm.runtime.images import prepare_image
+
+    torch.set_num_threads(threads)
+    ref = load_reference(models.checkpoint(model))
+    cfg = ProcessorConfig.from_dict(read_manifest(models.onnx_bundle(model, "fp32"), verify=False).processor)
+    tiles = torch.from_numpy(np.asarray(prepare_image(_image(model), cfg).inputs["pixel_values"], np.float32))
+
+    def encode(pixels: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return ref.image_features(pixels)  # [n, tokens, D]
+
+    features = encode(tiles[:1])  # warm-up
+    out: dict[str, Any] = {"chunks": int(tiles.shape[0]), "image_tokens": int(tiles.shape[0] * features.shape[1])}
+    out["sequential_ms"] = _summary([_timed(lambda: [encode(tiles[i:i + 1]) for i in range(len(tiles))])
+                                     for _ in range(runs)])
+    out["batched_ms"] = _summary([_timed(lambda: encode(tiles)) for _ in range(runs)])
+    return out
+
+
+def bench_torch_anyres(model: str, runs: int, threads: int, modes: tuple[str, ...]) -> dict[str, Any]:
+    """LLaVA: transformers' get_image_features (tower, projector, its own packing) on our tiles; "sequential"
+    runs the tiles one per call through the same tower + projector (the reference's image_features)."""
+    import torch
+
+    from edgevlm.families import load_reference
+    from edgevlm.manifest import read_manifest
+    from edgevlm.processing.config import ProcessorConfig
+    from edgevlm.runtime.images import prepare_image
+
+    torch.set_num_threads(threads)
+    ref = load_reference(models.checkpoint(model))
+    cfg = ProcessorConfig.from_dict(read_manifest(models.onnx_bundle(model, "fp32"), verify=False).processor)
+    pixels = torch.from_numpy(np.asarray(prepare_image(_image(), cfg).inputs["pixel_values"], np.float32))
+    sizes = torch.tensor([[IMAGE_SIZE[1], IMAGE_SIZE[0]]])  # (height, width)
+
+    def batched() -> Any:
+        tiled = hasattr(ref.hf.config, "image_grid_pinpoints")  # NeXT / OneVision: [images, tiles, 3, S, S]
+        with torch.inference_mode():
+            out = ref.hf.model.get_image_features(pixel_values=pixels[None] if tiled else pixels,
+                                                  **({"image_sizes": sizes} if tiled else {}))
+        return getattr(out, "pooler_output", out)
+
+    def sequential() -> None:
+        with torch.inference_mode():
+            for i in range(len(pixels)):
+                ref.image_features(pixels[i:i + 1])
+
+    rows = batched()  # warm-up, both paths
+    with torch.inference_mode():
+        ref.image_features(pixels[:1])
+    out: dict[str, Any] = {"chunks": int(pixels.shape[0]), "image_tokens": int(sum(r.shape[0] for r in rows))}
+    for mode in modes:
+        out[f"{mode}_ms"] = _summary([_timed(batched if mode == "batched" else sequential) for _ in range(runs)])
     return out
 
 
@@ -275,12 +313,13 @@ def bench_mtmd(model: str, runs: int, threads: int) -> dict[str, Any]:
     if not (bundle / "mmproj.gguf").is_file():
         return {"skipped": "no mmproj in this bundle (llama.cpp has no projector for this family)"}
     enc = MtmdImageEncoder(bundle / "text.gguf", bundle / "mmproj.gguf", threads=threads)
-    rgb = np.asarray(_image().convert("RGB"))
-    enc.encode(np.asarray(_image().resize((224, 224)).convert("RGB")))  # warm-up
-    chunks = len(enc.encode(rgb))
+    rgb = np.asarray(_image(model).convert("RGB"))
+    enc.encode(np.asarray(_image(model).resize((224, 224)).convert("RGB")))  # warm-up
+    chunks = enc.encode(rgb)
     import cpu_info
 
-    out = {"chunks": chunks, "sequential_ms": _summary([_timed(lambda: enc.encode(rgb)) for _ in range(runs)]),
+    out = {"chunks": len(chunks), "image_tokens": int(sum(len(c) for c in chunks)),
+           "sequential_ms": _summary([_timed(lambda: enc.encode(rgb)) for _ in range(runs)]),
            "kernel": f"ggml (clip.cpp, f16 weights): {cpu_info.llamacpp_system_info()}"}
     enc.close()
     return out
@@ -298,7 +337,15 @@ def _ours(recipe: str, modes: tuple[str, ...]) -> Callable[[str, int, int], dict
 
 
 def _torch(m: str, r: int, t: int) -> dict[str, Any]:
-    return bench_torch_fixed(m, r, t) if _fixed(m) else bench_torch(m, r, t, ("sequential", "batched"))
+    import cpu_info
+
+    if models.spec(m).kind in TILED:
+        out = bench_torch_tiles(m, r, t)
+    elif models.spec(m).kind == "llava":
+        out = bench_torch_anyres(m, r, t, ("sequential", "batched"))
+    else:
+        out = bench_torch_fixed(m, r, t) if _fixed(m) else bench_torch(m, r, t, ("sequential", "batched"))
+    return {**out, "kernel": cpu_info.torch_kernel()}
 
 
 ENGINES = {
@@ -315,7 +362,7 @@ def run_engine(name: str, model: str, runs: int = 2, threads: int = 2) -> dict[s
 
     label, fn = ENGINES[name]
     models.log(f"{model} vision {name}: {runs} runs")
-    result = {"engine": name, "label": label, "model": model, "image": list(IMAGE_SIZE), "threads": threads,
+    result = {"engine": name, "label": label, "model": model, "image": list(_image(model).size), "threads": threads,
               "runs": runs, **fn(model, runs, threads)}
     result["peak_rss_mb"] = round(peak_rss_mb(), 1)
     return result
@@ -328,9 +375,6 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json")
-    if sys.argv[1:2] == ["--write-reference"]:  # _reference_features's child process
-        _write_reference(sys.argv[2])
-        return
     args = ap.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     text = json.dumps(run_engine(args.engine, args.model, args.runs, args.threads), indent=2)

@@ -43,14 +43,29 @@ QWEN2_05B = dict(hidden_size=896, num_hidden_layers=24, num_attention_heads=14, 
                  intermediate_size=4864, vocab_size=151936, rope_theta=1000000.0, max_position_embeddings=32768)
 QWEN2_15B = dict(hidden_size=1536, num_hidden_layers=28, num_attention_heads=12, num_key_value_heads=2,
                  intermediate_size=8960, vocab_size=151936, rope_theta=1000000.0, max_position_embeddings=32768)
+# llava-hf/llava-onevision-qwen2-0.5b-ov-hf: SigLIP So400m/14 @384 with its last layer dropped by the converter
+# (26 layers; features from the last, no post-layernorm), Qwen2-0.5B text with the head tied to its embeddings.
+SIGLIP_SO400M_384_26 = dict(hidden_size=1152, intermediate_size=4304, num_hidden_layers=26, num_attention_heads=16,
+                            image_size=384, patch_size=14)
+QWEN2_05B_LLAVA_OV = dict(QWEN2_05B, vocab_size=152000, tie_word_embeddings=True)
 GEMMA_2B = dict(hidden_size=2048, num_hidden_layers=18, num_attention_heads=8, num_key_value_heads=1, head_dim=256,
                 intermediate_size=16384, vocab_size=257216, max_position_embeddings=8192)
+# SmolVLM-256M-Instruct: SigLIP base/16 @512 (93M), pixel shuffle 4 (64 tokens per 512-px tile), SmolLM2-135M text
+SIGLIP_B16_512 = dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
+                      image_size=512, patch_size=16)
+SMOLLM2_135M = dict(hidden_size=576, num_hidden_layers=30, num_attention_heads=9, num_key_value_heads=3, head_dim=64,
+                    intermediate_size=1536, vocab_size=49280, rope_theta=100000.0, max_position_embeddings=8192)
+# InternVL3-1B(-hf): InternViT-300M-448px-V2.5 (24 layers, 1024 hidden), pixel shuffle 0.5 (256 tokens per 448-px
+# tile), MLP projector, Qwen2.5-0.5B text (vocab 151674) with an untied head (0.94B parameters in all)
+INTERNVIT_300M = dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
+                      image_size=[448, 448], patch_size=[14, 14])
+QWEN25_05B = dict(QWEN2_05B, vocab_size=151674)
 
 
 @dataclass
 class ModelSpec:
     name: str
-    kind: str  # minicpmv | paligemma | gemma3-real
+    kind: str  # minicpmv | paligemma | gemma3-real | llava
     description: str
     tiny: str = ""  # the make_tiny name whose layout the checkpoint takes (dims from text / vision)
     text: dict[str, Any] = field(default_factory=dict)
@@ -60,6 +75,7 @@ class ModelSpec:
     # dtype of the written checkpoint's tensors. bfloat16 halves the disk and the exporters' peak memory
     # (the export loads it into fp32 modules; PyTorch eager loads it as fp32): speed does not depend on values.
     checkpoint_dtype: str = "float32"
+    sizes: dict[str, Any] = field(default_factory=dict)  # other make_tiny sizes (e.g. SmolVLM's scale_factor)
 
     @property
     def real_text(self) -> bool:
@@ -90,8 +106,24 @@ MODELS: dict[str, ModelSpec] = {s.name: s for s in (
               genai=False),
     ModelSpec("tiny-paligemma", "paligemma", "tiny random PaliGemma (smoke test only)", "paligemma", default=False,
               genai=False),
+    ModelSpec("llava-onevision-0.5b", "llava", "LLaVA-OneVision-0.5B class: SigLIP So400m @384 (26 layers, 729 "
+              "tokens per tile, anyres_max_9) + 2-layer MLP + Qwen2-0.5B-sized text (tied head, vocab 152000)",
+              "llava-onevision", QWEN2_05B_LLAVA_OV, SIGLIP_SO400M_384_26, default=False),
+    ModelSpec("tiny-llava-onevision", "llava", "tiny random LLaVA-OneVision (smoke test only)", "llava-onevision",
+              default=False, genai=False),
     ModelSpec("gemma3-270m", "gemma3-real", "Gemma 3 270M (real weights, dequantized from the published Q4_K_M) "
               "behind a tiny random vision tower", "gemma3"),
+    # Issue 18: tiled images with pixel shuffle (random weights at the published dimensions).
+    ModelSpec("smolvlm-256m", "idefics3", "SmolVLM-256M class: SigLIP-B/16 @512 tiles + global image, pixel shuffle 4 "
+              "(64 tokens per tile), linear projection, SmolLM2-135M-sized Llama text", "smolvlm", SMOLLM2_135M,
+              SIGLIP_B16_512, default=False, sizes={"scale_factor": 4}),
+    ModelSpec("internvl3-1b", "internvl", "InternVL3-1B class: InternViT-300M @448 tiles + thumbnail, pixel shuffle "
+              "0.5 (256 tokens per tile), LayerNorm + MLP, Qwen2.5-0.5B-sized text (untied head: 0.94B in all)",
+              "internvl", QWEN25_05B, INTERNVIT_300M, default=False, sizes={"tie_word_embeddings": False}),
+    ModelSpec("tiny-smolvlm", "idefics3", "tiny random SmolVLM (smoke test only)", "smolvlm", default=False,
+              genai=False),
+    ModelSpec("tiny-internvl", "internvl", "tiny random InternVL (smoke test only)", "internvl", default=False,
+              genai=False),
 )}
 
 
@@ -137,7 +169,7 @@ def checkpoint(name: str) -> Path:
 
             make_tiny("gemma3", tmp, text_model=gemma3_270m_checkpoint(CACHE / name / "text"), fast_init=True)
         else:
-            sizes = {"text": s.text, "vision": s.vision} if s.text else None
+            sizes = {"text": s.text, "vision": s.vision, **s.sizes} if s.text else None
             make_tiny(s.tiny, tmp, sizes=sizes, fast_init=True)
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
@@ -162,23 +194,34 @@ def text_checkpoint(name: str) -> Path:
     ckpt = checkpoint(name)
     config = read_config(ckpt)
     out.mkdir(parents=True, exist_ok=True)
+    target = ""  # what the text model's prefix becomes in the causal-LM names
     if s.kind == "minicpmv":
         from edgevlm.families.minicpmv.reference import text_config
 
         prefix, text_cfg = "llm.", text_config(config).to_dict()
         text_cfg["architectures"] = ["Qwen2ForCausalLM"]
-    else:
+    elif s.kind in TILED_TEXT:  # the text model's tensors under their causal-LM names
+        prefix, target, architecture = TILED_TEXT[s.kind]
+        text_cfg = dict(config["text_config"], architectures=[architecture])
+    else:  # the "llava" key layout: language_model.model.* and language_model.lm_head.weight
         prefix, text_cfg = "language_model.", dict(config["text_config"])
-        text_cfg["architectures"] = ["GemmaForCausalLM"]
+        text_cfg["architectures"] = [_ARCHITECTURES[text_cfg.get("model_type", "gemma")]]
     tensors = {}
     with safe_open(str(ckpt / "model.safetensors"), "pt") as f:
         for key in f.keys():
             if key.startswith(prefix):
-                tensors[key[len(prefix):]] = f.get_tensor(key)
+                tensors[target + key[len(prefix):]] = f.get_tensor(key)
+            elif key == "lm_head.weight":  # SmolVLM keeps its (untied) head outside the text model
+                tensors[key] = f.get_tensor(key)
     save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt"})
     (out / "config.json").write_text(json.dumps(text_cfg, indent=2) + "\n")
     shutil.copy(ckpt / "tokenizer.json", out / "tokenizer.json")
     return out
+
+
+# tiled kinds: (the text model's checkpoint prefix, its causal-LM prefix, the architecture for the genai builder)
+TILED_TEXT = {"idefics3": ("model.text_model.", "model.", "LlamaForCausalLM"),
+              "internvl": ("language_model.", "", "Qwen2ForCausalLM")}
 
 
 def _edgevlm_cli(*args: str) -> None:
@@ -266,7 +309,8 @@ def genai_model(name: str, precision: str = "fp32") -> Path | None:
     return out
 
 
-_ARCHITECTURES = {"gemma3_text": "Gemma3ForCausalLM", "qwen2": "Qwen2ForCausalLM", "gemma": "GemmaForCausalLM"}
+_ARCHITECTURES = {"gemma3_text": "Gemma3ForCausalLM", "qwen2": "Qwen2ForCausalLM", "gemma": "GemmaForCausalLM",
+                  "gemma2": "Gemma2ForCausalLM", "llama": "LlamaForCausalLM"}
 
 
 def _with_architectures(src: Path) -> Path:

@@ -135,3 +135,48 @@ def test_paligemma_vision_and_ttft_on_tiny_model(bench, tmp_path):
     assert ttft[0]["prompt_tokens"] > 256 and "mtmd" in ttft[1]["skipped"]
     assert {t["target"] for t in report.targets(rows, seen, ttft)} >= {
         "vision fp32 / PyTorch eager fp32 (batched chunks)"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model, tokens", [("tiny-smolvlm", 4), ("tiny-internvl", 16)])
+def test_tiled_models_text_vision_and_ttft(bench, tmp_path, model, tokens):
+    """SmolVLM / InternVL-class rows on their tiny models (issue 18's figures): text speed (our ONNX fp32 and
+    GGUF Q4_0 backend vs llama.cpp Q4_0 on the same file vs PyTorch), vision of one 1024x768 image
+    (13 tiles: ours fp32 / int8 sequential and batched, PyTorch, mtmd) and the measured TTFT."""
+    text, vision = bench["text"], bench["vision"]
+    rows = [text.run_engine(engine, model, runs=1, steps=2)
+            for engine in ("ours-onnx-fp32", "ours-gguf-q4_0", "llamacpp-q4_0", "torch-eager")]
+    for row in rows:
+        _check_stats(row["decode_tokens_per_s_ctx1024"])
+        assert row["peak_rss_mb"] > 0
+    seen = [vision.run_engine(engine, model, runs=1) for engine in ("ours-onnx-fp32", "ours-onnx-int8", "torch-eager",
+                                                                    "mtmd")]
+    for r in seen:
+        assert r["image"] == [1024, 768] and r["chunks"] == 13 and r["image_tokens"] == 13 * tokens, r
+    _check_stats(seen[0]["sequential_ms"]), _check_stats(seen[0]["batched_ms"]), _check_stats(seen[3]["sequential_ms"])
+    ttft = [bench["ttft"].run_engine(engine, model, runs=1) for engine in ("ours-onnx-fp32", "llamacpp-mtmd")]
+    for r in ttft:  # the 13 tiles' image tokens and the chat text around them
+        assert r["image"] == [1024, 768] and r["prompt_tokens"] > 13 * tokens, r
+        _check_stats(r["ttft_ms"])
+
+
+@pytest.mark.slow
+def test_llava_onevision_rows_on_tiny_model(bench):
+    """LLaVA-OneVision-class rows (issue 20's figures): text engines incl. llama.cpp on the same text.gguf and
+    PyTorch; vision for ours / PyTorch (same tiles, same packed token count) / mtmd (its own tiling); TTFT."""
+    text, vision = bench["text"], bench["vision"]
+    model = "tiny-llava-onevision"
+    rows = [text.run_engine(engine, model, runs=1, steps=2)
+            for engine in ("ours-onnx-fp32", "ours-gguf-q4_0", "llamacpp-q4_0", "torch-eager")]
+    for row in rows:
+        _check_stats(row["decode_tokens_per_s_ctx128"]), _check_stats(row["decode_tokens_per_s_ctx1024"])
+        assert row["peak_rss_mb"] > 0
+    seen = [vision.run_engine(engine, model, runs=1) for engine in ("ours-onnx-fp32", "torch-eager", "mtmd")]
+    ours, torch_row, mtmd = seen
+    assert ours["chunks"] == torch_row["chunks"] == mtmd["chunks"] > 1
+    assert ours["image_tokens"] == torch_row["image_tokens"] != mtmd["image_tokens"]  # mtmd keeps every tile whole
+    _check_stats(ours["batched_ms"]), _check_stats(torch_row["batched_ms"]), _check_stats(mtmd["sequential_ms"])
+    ttft = {r["engine"]: r for r in (bench["ttft"].run_engine(e, model, runs=1)
+                                      for e in ("ours-onnx-fp32", "llamacpp-mtmd"))}
+    assert ttft["ours-onnx-fp32"]["prompt_tokens"] > ours["image_tokens"]  # image rows + the chat text
+    assert ttft["llamacpp-mtmd"]["prompt_tokens"] > mtmd["image_tokens"]

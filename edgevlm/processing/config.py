@@ -51,6 +51,10 @@ ChatTemplate
   - Gemma 3: bos "<bos>"; user "<start_of_turn>user\n{content}<end_of_turn>\n"; assistant
     "<start_of_turn>model\n{content}<end_of_turn>\n"; generation_prompt "<start_of_turn>model\n";
     system_mode "first_user" (joiner "\n\n"); strip_content "parts"; stop ("<end_of_turn>", "<eos>").
+  - SmolVLM / Idefics3: bos "<|im_start|>" / "<|begin_of_text|>"; "{Role}:{content}<end_of_utterance>\n";
+    generation_prompt "Assistant:"; text_first_prefix " "; stop ("<end_of_utterance>",).
+  - InternVL (-hf): ChatML without a default system message.
+  (Tiled families' processor and layout values: families/idefics3/spec.py, families/internvl/spec.py.)
 """
 
 from __future__ import annotations
@@ -154,6 +158,9 @@ class ChatTemplate(_DictMixin):
     strip_content: str = "none"  # Jinja "| trim": "none"; "message" (whole text, Llama-3); "parts" (each text part, Gemma 3)
     eos: str = ""  # ends a training/scoring suffix (PaliGemma: "<eos>")
     stop_strings: tuple[str, ...] = ("<|im_end|>",)
+    # put before a message's text when the message does not start with an image marker (SmolVLM's
+    # template writes "User:<image>..." but "User: text...")
+    text_first_prefix: str = ""
 
     def __post_init__(self) -> None:
         if self.strip_content not in ("none", "message", "parts"):

@@ -23,13 +23,14 @@ step is an ordinary one-token forward, so text that never repeats costs only the
 
 The contract is ``generate_step``'s: yields ids, appends each to ``history`` as it is yielded, and
 the last yielded id is never in the cache; a consumer that stops early gets the cache rewound to
-hold exactly the tokens before the last one it took.
+hold exactly the tokens before the last one it took. ``on_feed(ids, positions)`` is told of each token
+as that lazy cache would have fed it: once per token, just before the next one is yielded.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -99,19 +100,21 @@ def can_rewind_tokens(backend: Any) -> bool:
 
 def speculative_steps(backend: Any, logits: np.ndarray, sampler: Sampler, processors: Sequence[LogitsProcessor],
                       history: list[int], next_position: int, max_tokens: int, lookup: PromptLookup,
-                      max_draft: int, stats: DraftStats | None = None) -> Iterator[int]:
+                      max_draft: int, stats: DraftStats | None = None,
+                      on_feed: Callable[[np.ndarray, np.ndarray], None] | None = None) -> Iterator[int]:
     """``generate_step`` with prompt-lookup drafts verified in one forward; falls back to it where
     speculation would not be exact (sampling) or possible (a cache that cannot rewind rows)."""
     stats = stats if stats is not None else DraftStats()
     if sampler.params.temperature != 0.0 or max_draft <= 0 or not can_rewind_tokens(backend):
         yield from _counted(generate_step(backend, logits, sampler, processors, history, next_position,
-                                          max_tokens), stats)
+                                          max_tokens, on_feed), stats)
         return
     base = backend.n_past  # the cache before the first generated token
     yielded = 0
     try:
         token = _pick(logits, sampler, processors, history)
         while True:
+            _fed(on_feed, history, next_position, yielded)
             history.append(token)
             yielded += 1
             yield token
@@ -132,6 +135,7 @@ def speculative_steps(backend: Any, logits: np.ndarray, sampler: Sampler, proces
             if accepted < len(drafts):
                 backend.rewind(backend.n_past - (len(drafts) - accepted))  # the rejected drafts' rows
             for draft in drafts[:accepted]:
+                _fed(on_feed, history, next_position, yielded)
                 history.append(draft)
                 yielded += 1
                 yield draft
@@ -141,6 +145,13 @@ def speculative_steps(backend: Any, logits: np.ndarray, sampler: Sampler, proces
         keep = base + max(yielded - 1, 0)
         if backend.n_past > keep:
             backend.rewind(keep)
+
+
+def _fed(on_feed: Callable[[np.ndarray, np.ndarray], None] | None, history: list[int], next_position: int,
+         yielded: int) -> None:
+    """Before yielding token number ``yielded`` (from 0): the previous one is now in the lazy cache."""
+    if on_feed is not None and yielded:
+        on_feed(np.array([history[-1]], np.int64), np.array([next_position + yielded - 1], np.int64))
 
 
 def _pick(logits: np.ndarray, sampler: Sampler, processors: Sequence[LogitsProcessor], history: list[int]) -> int:

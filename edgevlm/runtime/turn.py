@@ -95,11 +95,15 @@ def prepare_turn(vlm: Any, conv: Conversation, text: str, images: Sequence[Any] 
     t_load = time.perf_counter()
     pictures = [load_image(src, vlm.processor.max_pixels) for src in images]
     settings = repr(sorted(vlm.manifest.processor.items()))
-    counted = f"/{len(pictures)} images" if image_kind(vlm.processor).depends_on_count else ""
+    # Images in the conversation so far, this turn's included: the prompt the model would see if the whole
+    # conversation were rendered at once. A kind whose plan depends on it (one that tiles only a lone image)
+    # plans this turn's images with it; images fed in earlier turns keep the plans they were fed with.
+    count = conv.images + len(pictures)
+    counted = f"/{count} images" if image_kind(vlm.processor).depends_on_count else ""
     keys = [image_key(p, settings + counted) for p in pictures]
     cached = [vlm.vision_cache.get(k) for k in keys]
     tokens = vlm.manifest.vision.tokens_per_chunk if vlm.manifest.vision is not None else 0
-    plans = [c[1] if c is not None else plan_image(p, vlm.processor, tokens, len(pictures))
+    plans = [c[1] if c is not None else plan_image(p, vlm.processor, tokens, count)
              for c, p in zip(cached, pictures)]
     load_s = time.perf_counter() - t_load
 
@@ -127,7 +131,8 @@ def prepare_turn(vlm: Any, conv: Conversation, text: str, images: Sequence[Any] 
         t0 = time.perf_counter()
         prepared = prepare_image(picture, vlm.processor, plan)
         t1 = time.perf_counter()
-        features = pack_features(vlm.backend.encode_images(prepared.inputs), vlm.processor, plan)  # [K_i, hidden]
+        tiles = vlm.backend.encode_images(prepared.inputs)  # [n_chunks, tokens, hidden]
+        features = pack_features(tiles, vlm.processor, plan, vlm.tables)  # [K_i, hidden] in prompt order
         t_slice, t_vision = t_slice + t1 - t0, t_vision + time.perf_counter() - t1
         vlm.vision_cache.put(key, features, plan)
         rows.append(features)

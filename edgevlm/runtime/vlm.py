@@ -33,6 +33,7 @@ from .generate import cap_vocabulary, feed, generate_step, penalize_repetition, 
 from .results import Delta, GenerationResult, GenerationStats, peak_rss_mb
 from .sampling import Sampler, SamplingParams
 from .speculative import DraftStats, PromptLookup, speculative_steps
+from .tables import read_tables
 from .text_stream import TextStream
 from .turn import Conversation, prepare_turn
 from .vision_cache import VisionCache
@@ -51,6 +52,7 @@ class VLM:
         self.processor = ProcessorConfig.from_dict(manifest.processor)
         self.layout = ImageLayout.from_dict(manifest.layout)
         self.template = ChatTemplate.from_dict(manifest.chat_template)
+        self.tables = read_tables(self.bundle, manifest)  # data parts, e.g. the feature packing's row separator
         self.vision_cache = VisionCache(vision_cache_bytes)
         self.defaults = {"max_new_tokens": 256, "temperature": 0.0, "top_k": 0, "top_p": 1.0,
                          "repetition_penalty": 1.0, "prompt_lookup": 0, **manifest.generation}
@@ -180,6 +182,7 @@ class Chat:
         stats.prefill_ms = (time.perf_counter() - t0) * 1e3
         stats.prefill_tokens_per_s = len(turn.ids) / max(stats.prefill_ms / 1e3, 1e-9)
         conv.fed.append((turn.ids, turn.rows, turn.blocks, turn.positions))
+        fed_before = len(conv.fed)
         conv.history += turn.ids.tolist()
         conv.pending, conv.turns, conv.images = [], conv.turns + 1, conv.images + turn.images
         position = turn.next_position
@@ -190,37 +193,37 @@ class Chat:
         finish, text_stream = "length", TextStream(vlm.tokenizer, stop)
         t_decode = time.perf_counter()
         processors, drafts = vlm.logits_processors(opts["repetition_penalty"]), DraftStats()
+
+        def on_feed(ids: np.ndarray, positions: np.ndarray) -> None:
+            conv.fed.append((ids, None, None, positions))
+
         if int(opts["prompt_lookup"]):
             steps = speculative_steps(vlm.backend, logits, sampler, processors, conv.history, position, budget,
-                                      PromptLookup(banned=vlm.suppress_ids), int(opts["prompt_lookup"]), drafts)
+                                      PromptLookup(banned=vlm.suppress_ids), int(opts["prompt_lookup"]), drafts,
+                                      on_feed=on_feed)
         else:
-            steps = generate_step(vlm.backend, logits, sampler, processors, conv.history, position, budget)
-        for token in steps:
-            if not generated:
-                stats.time_to_first_token_ms = (time.perf_counter() - start) * 1e3
-            if token in vlm.stop_ids:
-                conv.history.pop()  # the template's close of the turn stands for it
-                finish = "eos"
-                break
-            if generated:  # fed by the step that produced this token
-                conv.fed.append((np.array([generated[-1]], np.int64), None, None,
-                                 np.array([position + len(generated) - 1], np.int64)))
-            generated.append(token)
-            delta = text_stream.push(token)
-            if text_stream.stopped:
-                finish = "stop"
+            steps = generate_step(vlm.backend, logits, sampler, processors, conv.history, position, budget,
+                                  on_feed=on_feed)
+        try:
+            for token in steps:
+                if not generated:
+                    stats.time_to_first_token_ms = (time.perf_counter() - start) * 1e3
+                if token in vlm.stop_ids:
+                    conv.history.pop()  # the template's close of the turn stands for it
+                    finish = "eos"
+                    break
+                generated.append(token)
+                delta = text_stream.push(token)
                 if delta:
                     yield Delta(delta, token)
-                break
-            if delta:
-                yield Delta(delta, token)
-        steps.close()
-        if generated and finish != "eos":
-            conv.pending = [generated[-1]]  # sampled, not fed: the next turn feeds it first
-        elif generated:
-            conv.fed.append((np.array([generated[-1]], np.int64), None, None,
-                             np.array([position + len(generated) - 1], np.int64)))
-        conv.next_position = position + len(generated) - len(conv.pending)
+                if text_stream.stopped:
+                    finish = "stop"
+                    break
+        finally:  # also when the caller stops reading mid-turn: the conversation stays consistent
+            steps.close()
+            fed = len(conv.fed) - fed_before  # decode steps fed into the cache
+            conv.pending = generated[fed:]  # sampled, not fed (at most the last): the next turn feeds it first
+            conv.next_position = position + fed
         rest = text_stream.finish()
         if rest:
             yield Delta(rest, generated[-1] if generated else -1)

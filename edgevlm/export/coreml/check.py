@@ -105,7 +105,7 @@ def validate_with_modules(ref: Any, ckpt: str | Path, root: Path, manifest: Any,
 
     backend = module_backend(ref, manifest)
     tokenizer = Tokenizer.from_file(Path(root) / manifest.tokenizer.file)
-    report = validate_bundle(ref, str(ckpt), backend, manifest, tokenizer, "fp16", say)
+    report = validate_bundle(ref, str(ckpt), backend, manifest, tokenizer, "fp16", say, bundle=root)
     report["runner"] = ("PyTorch modules handed to coremltools, fp16 KV cache, driven by CoreMLBackend "
                         "(Core ML itself runs only on macOS; these figures do not include its fp16 arithmetic)")
     return report

@@ -110,6 +110,15 @@ class ReferenceVLM(nn.Module):
         """The vision tower + connector for the exporters (families/common/vision_graph.py)."""
         raise NotImplementedError
 
+    def hf_processor(self, ckpt: str | Path) -> Any:
+        """transformers' own processor of the checkpoint (the parity check's reference preprocessing);
+        raises when transformers has none for it (remote-code processors)."""
+        from transformers import AutoProcessor
+
+        # the Pillow backend: the one our processing matches bit for bit (with torchvision installed,
+        # transformers would pick its torchvision twins, whose resizes differ)
+        return AutoProcessor.from_pretrained(str(ckpt), backend="pil")
+
     def image_features(self, **image_inputs: torch.Tensor) -> torch.Tensor:
         """Preprocessed image tensors -> features [n_chunks, tokens_per_chunk, hidden]."""
         raise NotImplementedError

@@ -6,7 +6,9 @@ choose shapes and dtypes:
 - Core ML: batch 1, an enumerated set of patch counts (the Neural Engine compiles fixed shapes), no
   bool or int64 inputs (masks become float32 0/1, ids int32).
 The ``record`` is what the manifest's ``vision`` section says about the part (how the runtime feeds
-it); ``derived`` names the inputs the runtime computes with numpy (edgevlm/processing/vision_inputs.py).
+it); ``derived`` names the inputs the runtime computes with numpy (edgevlm/processing/vision_inputs.py);
+``tables`` are learned arrays the runtime's feature packing uses after the graph (LLaVA-NeXT's
+row-end embedding): every exporter writes them as data parts (format "npy") beside the graph.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ class VisionGraph:
     example: Callable[[int, int, str], tuple[torch.Tensor, ...]]  # (batch, patches, target) -> example inputs
     derived: dict[str, str] = field(default_factory=dict)  # graph input -> derived-input kind (computed by numpy)
     coreml_patches: list[int] = field(default_factory=list)  # enumerated patch counts (patch sequences only)
+    tables: dict[str, Any] = field(default_factory=dict)  # name -> float32 numpy array (bundle data parts)
 
     def module(self, target: str) -> nn.Module:
         if target not in TARGETS:

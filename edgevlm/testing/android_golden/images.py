@@ -1,5 +1,6 @@
-"""Golden records for image preprocessing: LLaVA-UHD slice plans and pixels, fixed-size resizes, the
-normalisation tables (``slicing.json``), and the vision graph's derived inputs (``vision_inputs.json``)."""
+"""Golden records for image preprocessing: LLaVA-UHD slice plans and pixels, fixed-size resizes, the tiled
+processors (square / aspect-ratio tiles), the normalisation tables (``slicing.json``), and the vision graph's
+derived inputs (``vision_inputs.json``)."""
 
 from __future__ import annotations
 
@@ -101,9 +102,45 @@ def normalize_tables() -> list[dict[str, Any]]:
     return out
 
 
+# -- the tiled processors (SmolVLM / Idefics3 square tiles, InternVL aspect-ratio tiles) ------------------
+TILE_CONFIGS = [  # tiny checkpoints' and published settings, one without splitting / cropping each
+    ProcessorConfig(kind="square_tiles", image_size=64, patch_size=8, resample="lanczos",
+                    options={"longest_edge": 256, "split": True}),
+    ProcessorConfig(kind="square_tiles", image_size=512, patch_size=16, resample="lanczos",
+                    options={"longest_edge": 2048, "split": True}),
+    ProcessorConfig(kind="square_tiles", image_size=364, patch_size=14, resample="lanczos",
+                    options={"longest_edge": 1456, "split": False}),
+    ProcessorConfig(kind="aspect_tiles", image_size=112, patch_size=14, mean=(0.485, 0.456, 0.406),
+                    std=(0.229, 0.224, 0.225), options={"min_tiles": 1, "max_tiles": 12, "crop": True}),
+    ProcessorConfig(kind="aspect_tiles", image_size=448, patch_size=14, mean=(0.485, 0.456, 0.406),
+                    std=(0.229, 0.224, 0.225), options={"min_tiles": 1, "max_tiles": 6, "crop": True}),
+    ProcessorConfig(kind="aspect_tiles", image_size=448, patch_size=14, options={"max_tiles": 12, "crop": False}),
+]
+TILE_SIZES = [(1, 1), (2, 3), (1, 10000), (10000, 1), (64, 64), (65, 64), (112, 112), (113, 112), (224, 112),
+              (500, 400), (640, 480), (480, 640), (1000, 300), (2049, 2048), (5000, 40), (257, 1025)]
+
+
+def tile_records() -> list[dict[str, Any]]:
+    """Plans (grid, chunks) for every size x config; pixels (float32 hash) where the input is small."""
+    from edgevlm.runtime.images import plan_image, prepare_image
+
+    out = []
+    for index, (w, h) in enumerate(TILE_SIZES):
+        image = pattern_image(w, h, index % 5)
+        for cfg in TILE_CONFIGS:
+            plan = plan_image(image, cfg, 1)
+            record = {"width": w, "height": h, "seed": index % 5, "processor": cfg.to_dict(),
+                      "grid": None if plan.grid is None else list(plan.grid), "n_chunks": plan.n_chunks}
+            if w * h <= 1_000_000 and cfg.image_size * cfg.image_size * plan.n_chunks <= 2_000_000:
+                pixels = prepare_image(image, cfg, plan).inputs["pixel_values"]  # float32 [n, 3, T, T]
+                record["pixel_values_sha256"] = sha256(pixels)
+            out.append(record)
+    return out
+
+
 def slicing_records() -> dict[str, Any]:
     return {"slices": [slicing_record(c) for c in slicing_cases()], "fixed": fixed_records(),
-            "normalize": normalize_tables()}
+            "normalize": normalize_tables(), "tiles": tile_records()}
 
 
 # -- the vision graph's derived inputs ------------------------------------------------------------

@@ -16,6 +16,8 @@ def family_specs() -> dict[str, dict[str, Any]]:
     """name -> {processor, layout, chat_template} dicts, from the family code itself."""
     from edgevlm.families import FAMILIES
     from edgevlm.families.gemma3.tiny import random_config as gemma3_config
+    from edgevlm.families.idefics3.tiny import random_config as idefics3_config
+    from edgevlm.families.internvl.tiny import random_config as internvl_config
     from edgevlm.families.minicpmv.tiny import random_config as minicpmv_config
     from edgevlm.families.paligemma.tiny import random_config as paligemma_config
 
@@ -23,6 +25,15 @@ def family_specs() -> dict[str, dict[str, Any]]:
     specs = {f"minicpmv-{v}": minicpmv.bundle_spec(None, minicpmv_config(v, 600, {})) for v in (2.5, 2.6, 4.5)}
     specs["paligemma"] = paligemma.bundle_spec(None, paligemma_config(1, 600, 5))
     specs["gemma3"] = gemma3.bundle_spec(None, gemma3_config(600, {"boi": 1, "eoi": 2, "image": 3}))
+    tiled_ids = {"bos": 1, "eos": 2, "pad": 3, "image": 4}
+    for name in ("smolvlm", "idefics3"):  # text_first_prefix, {row}/{col} tiles, the global image last
+        specs[name] = FAMILIES["idefics3"].bundle_spec(None, idefics3_config(name, 600, tiled_ids))
+    specs["internvl"] = FAMILIES["internvl"].bundle_spec(None, internvl_config(600, tiled_ids))  # <img> ... </img>
+    from edgevlm.families.llava.tiny import random_config as llava_config
+
+    ids = {t: i for i, t in enumerate(["<unk>", "<s>", "</s>", "<image>", "<pad>", "<|im_end|>", "<video>"])}
+    specs.update({name: FAMILIES["llava"].bundle_spec(None, llava_config(name, 600, ids))
+                  for name in ("llava", "llava-onevision")})  # Vicuna USER:/ASSISTANT: and ChatML without a system
     return {name: {"processor": s.processor.to_dict(), "layout": s.layout.to_dict(),
                    "chat_template": s.chat_template.to_dict()} for name, s in specs.items()}
 

@@ -1,8 +1,10 @@
 package org.edgevlm.core;
 
 /**
- * Pixels in, vision-tower inputs out, selected by the manifest's processor kind (processing/preprocess.py):
- * "slice" = MiniCPM-V overview + slices (always Pillow bicubic, as the reference); "fixed" = one square resize.
+ * Pixels in, vision-tower inputs out, selected by the manifest's processor kind (runtime/images.py KINDS):
+ * "slice" = MiniCPM-V overview + slices (always Pillow bicubic, as the reference); "fixed" = one square resize;
+ * "square_tiles" (SmolVLM / Idefics3) and "aspect_tiles" (InternVL) = tiles + a global image (Tiling.java);
+ * "square" = CLIP crop / mean-colour pad (Square); "anyres" / "anyres_max" = base tile + pinpoint grid (Anyres).
  */
 public final class ImagePreprocessor {
     private final ProcessorConfig cfg;
@@ -15,10 +17,31 @@ public final class ImagePreprocessor {
 
     /** The slice grid without touching pixels (prompt length is known before any heavy work); null if not sliced. */
     public int[] gridOf(int width, int height) {
+        if (tiled()) {
+            return Tiling.gridOf(width, height, cfg);
+        }
         return cfg.kind.equals("slice") ? Slicing.plan(width, height, cfg).grid : null;
     }
 
+    private boolean tiled() {
+        return cfg.kind.equals("square_tiles") || cfg.kind.equals("aspect_tiles");
+    }
+
+    /** Feature rows (prompt tokens) of one image of a prompt holding {@code nImages}, from its size alone. */
+    public int tokensOf(int width, int height, int nImages, int tokensPerChunk) {
+        if (cfg.kind.startsWith("anyres")) {
+            return Anyres.plan(height, width, new Anyres.Settings(cfg), nImages).nTokens();
+        }
+        int[] grid = gridOf(width, height);
+        return (grid == null ? 1 : 1 + grid[0] * grid[1]) * tokensPerChunk;
+    }
+
     public PreparedImage prepare(RgbImage image) {
+        return prepare(image, 1);
+    }
+
+    /** One image of a prompt holding {@code nImages} images (some kinds tile only a lone image). */
+    public PreparedImage prepare(RgbImage image, int nImages) {
         if (cfg.maxPixels != null && (long) image.width * image.height > cfg.maxPixels) {
             throw new ImageException("image is " + image.width + "x" + image.height + " = " + (long) image.width * image.height
                     + " pixels, over the limit of " + cfg.maxPixels + "; downscale it or raise max_pixels");
@@ -29,8 +52,35 @@ public final class ImagePreprocessor {
         if (cfg.kind.equals("fixed")) {
             return fixed(image);
         }
+        if (tiled()) {
+            return tiles(image);
+        }
+        if (cfg.kind.equals("square")) {
+            return new PreparedImage(new float[][] {Patchify.chw(Square.pixels(image, cfg), table)}, null, null,
+                    cfg.patchSize, cfg.imageSize);
+        }
+        if (cfg.kind.equals("anyres") || cfg.kind.equals("anyres_max")) {
+            Anyres.Settings settings = new Anyres.Settings(cfg);
+            if (cfg.kind.equals("anyres") != (settings.maxTiles == null)) {
+                throw new ImageException("processor kind " + Py.repr(cfg.kind) + " does not match options.max_tiles; "
+                        + "re-export the bundle");
+            }
+            Anyres.Plan plan = Anyres.plan(image.height, image.width, settings, nImages);
+            int[] grid = plan.gridRows == 0 ? null : new int[] {plan.gridCols, plan.gridRows};
+            return new PreparedImage(Anyres.pixels(image, cfg, plan, table), null, grid, cfg.patchSize, cfg.imageSize);
+        }
         throw new ImageException("the bundle's processor kind " + Py.repr(cfg.kind) + " is not one this app runs "
-                + "(slice, fixed); update the app");
+                + "(slice, fixed, square_tiles, aspect_tiles, square, anyres, anyres_max); update the app");
+    }
+
+    private PreparedImage tiles(RgbImage image) {
+        java.util.List<RgbImage> tiles = Tiling.tiles(image, cfg);
+        float[][] chunks = new float[tiles.size()][];
+        for (int i = 0; i < chunks.length; i++) {
+            chunks[i] = Patchify.chw(tiles.get(i), table); // [3, T, T]
+        }
+        return new PreparedImage(chunks, null, Tiling.gridOf(image.width, image.height, cfg), cfg.patchSize,
+                cfg.imageSize);
     }
 
     private PreparedImage slices(RgbImage image) {

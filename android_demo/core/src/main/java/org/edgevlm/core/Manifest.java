@@ -21,7 +21,7 @@ import java.util.TreeSet;
 public final class Manifest {
     public static final int SCHEMA_VERSION = 2;
     public static final String[] FORMATS = {"onnx", "gguf", "coreml"};
-    public static final String[] PART_FORMATS = {"onnx", "gguf", "mlpackage"};
+    public static final String[] PART_FORMATS = {"onnx", "gguf", "mlpackage", "npy"}; // npy: data parts (arrays)
     public static final String[] ATTENTION_KINDS = {"causal", "prefix", "image_blocks"};
     public static final String[] LAYER_TYPES = {"full_attention", "sliding_attention"};
     static final List<String> REQUIRED = Arrays.asList("format", "family", "text", "vision", "tokenizer", "processor",

@@ -74,7 +74,8 @@ public final class PromptBuilder {
         return n;
     }
 
-    /** (role, text) turns with exactly one marker per image (inserted into the last user turn when there are none). */
+    /** (role, text) turns with exactly one marker per image (inserted into the last user turn when there are none);
+     * a text that does not start with a marker gets the template's textFirstPrefix. */
     public List<String[]> messageTurns(List<Message> messages, int nImages) {
         boolean stripParts = template.stripContent.equals("parts");
         List<String[]> turns = new ArrayList<>();
@@ -115,6 +116,13 @@ public final class PromptBuilder {
             throw new PromptException("the prompt has " + markers + " image marker(s) " + Py.repr(layout.marker) + " but "
                     + nImages + " image(s) were given; use one marker per image or none at all");
         }
+        if (!template.textFirstPrefix.isEmpty()) {
+            for (String[] t : turns) {
+                if (!t[1].startsWith(layout.marker)) {
+                    t[1] = template.textFirstPrefix + t[1];
+                }
+            }
+        }
         return turns;
     }
 
@@ -122,7 +130,7 @@ public final class PromptBuilder {
     public String renderChat(List<String[]> turnsIn, boolean addGenerationPrompt, String system) {
         List<String[]> turns = new ArrayList<>();
         if (system != null) {
-            turns.add(new String[] {"system", system});
+            turns.add(new String[] {"system", template.textFirstPrefix + system});
         }
         for (String[] t : turnsIn) {
             if (system == null || !t[0].equals("system")) {
@@ -134,7 +142,7 @@ public final class PromptBuilder {
             hasSystem |= t[0].equals("system");
         }
         if (!hasSystem && template.defaultSystem != null) {
-            turns.add(0, new String[] {"system", template.defaultSystem});
+            turns.add(0, new String[] {"system", template.textFirstPrefix + template.defaultSystem});
         }
         // "message": Jinja "| trim" on the whole message (Llama-3); "parts" trimmed each part in messageTurns.
         boolean strip = !template.stripContent.equals("none");
