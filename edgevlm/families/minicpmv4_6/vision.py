@@ -108,26 +108,43 @@ def derived_inputs(downsample_mode: str) -> dict[str, str]:
     return tables
 
 
-def example_inputs(hf_model: nn.Module, downsample_mode: str, tgt_sizes: list[tuple[int, int]]) -> tuple:
-    """Graph inputs for chunks of the given (h, w) patch grids (random pixels), built as the runtime would."""
+def unpack_slices(pixel_values: "np.ndarray", tgt_sizes: "np.ndarray") -> list["np.ndarray"]:
+    """The processor's packed [1, 3, p, sum(h*w)*p] pixels -> one [3, p, h*w*p] chunk per slice."""
     import numpy as np
 
+    patch = pixel_values.shape[2]
+    lengths = np.asarray(tgt_sizes).prod(axis=1) * patch
+    return np.split(np.asarray(pixel_values)[0], np.cumsum(lengths)[:-1], axis=-1)
+
+
+def graph_feeds(chunks: list["np.ndarray"], tgt_sizes: "np.ndarray", downsample_mode: str,
+                patches_per_side: int) -> dict[str, "np.ndarray"]:
+    """Inputs of the exported graph for a batch of chunks: padded pixels, mask and the numpy tables."""
+    import numpy as np
+
+    from ...processing.patchify import batch_chunks
     from ...runtime.vision_inputs import navit_position_ids
     from ...runtime.vision_windows import DERIVED
 
+    tgt = np.asarray(tgt_sizes, dtype=np.int64)
+    pixel_values, mask = batch_chunks(list(chunks), chunks[0].shape[1])
+    n = mask.shape[1]
+    compute = {"navit_position_ids": lambda: navit_position_ids(tgt, n, patches_per_side),
+               **{kind: (lambda f=f: f(tgt, n, {})) for kind, f in DERIVED.items()}}
+    feeds = {"pixel_values": pixel_values, "patch_attention_mask": mask}
+    feeds.update({name: compute[kind]() for name, kind in derived_inputs(downsample_mode).items()})
+    return feeds
+
+
+def example_inputs(hf_model: nn.Module, downsample_mode: str, tgt_sizes: list[tuple[int, int]]) -> tuple:
+    """Graph inputs for chunks of the given (h, w) patch grids (random pixels), built as the runtime would."""
     config = hf_model.config.vision_config
-    patch, per_side = config.patch_size, config.image_size // config.patch_size
-    n = max(h * w for h, w in tgt_sizes)
-    tgt = np.array(tgt_sizes, dtype=np.int64)
-    mask = np.zeros((len(tgt), n), dtype=bool)
-    for b, (h, w) in enumerate(tgt_sizes):
-        mask[b, : h * w] = True
-    tables = {"navit_position_ids": navit_position_ids(tgt, n, per_side), **{k: f(tgt, n, {}) for k, f in DERIVED.items()}}
-    wanted = derived_inputs(downsample_mode)
-    window = tables[wanted["window_index"]] if "window_index" in wanted else np.zeros((len(tgt), n), np.int64)
-    return (torch.randn(len(tgt), 3, patch, n * patch), torch.from_numpy(mask),
-            torch.from_numpy(tables["navit_position_ids"]), torch.from_numpy(window),
-            torch.from_numpy(tables[wanted["merge_index"]]))
+    patch = config.patch_size
+    chunks = [torch.randn(3, patch, h * w * patch).numpy() for h, w in tgt_sizes]
+    feeds = graph_feeds(chunks, tgt_sizes, downsample_mode, config.image_size // patch)
+    window = feeds.get("window_index", feeds["position_ids"] * 0)
+    return tuple(torch.from_numpy(x) for x in (feeds["pixel_values"], feeds["patch_attention_mask"],
+                                                feeds["position_ids"], window, feeds["merge_index"]))
 
 
 def export_vision(hf_model: nn.Module, path: str | Path, downsample_mode: str = "16x", dtype: str = "fp32"):
