@@ -75,17 +75,19 @@ def causal_bias(n_past: int, t: int, mask_value: float) -> np.ndarray:
 
 
 def greedy(session: HybridSession, prompt_embeds: np.ndarray, prompt_positions: np.ndarray, next_position: int,
-           embed: Any, max_new_tokens: int, streams: int = 1) -> tuple[list[int], np.ndarray]:
+           embed: Any, max_new_tokens: int, streams: int = 1, eos_ids: tuple[int, ...] = ()
+           ) -> tuple[list[int], np.ndarray]:
     """Greedy tokens after a prompt (prefill in one call, then one call per token) and the first-step logits.
 
-    ``embed(token_id) -> [D]``; decode positions continue at ``next_position`` (on every stream).
+    ``embed(token_id) -> [D]``; decode positions continue at ``next_position`` (on every stream); an
+    ``eos_ids`` token ends generation (it is included, as transformers' ``generate`` returns it).
     """
     logits = session.step(prompt_embeds, prompt_positions, all_logits=False)
     first = logits[0, -1].copy()
     tokens, position = [], next_position
     while True:
         tokens.append(int(logits[0, -1].argmax()))
-        if len(tokens) == max_new_tokens:
+        if len(tokens) == max_new_tokens or tokens[-1] in eos_ids:
             return tokens, first
         positions = np.full((streams, 1, 1), position, np.int64) if streams == 3 else np.array([[position]], np.int64)
         logits = session.step(embed(tokens[-1])[None, None], positions, all_logits=False)

@@ -63,7 +63,8 @@ class MiniCPMV46Reference(nn.Module):
                                   use_cache=True)
             return self.lm_head(out.last_hidden_state), out.cache
 
-    def prompt_positions(self, processor_outputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
+    def prompt_positions(self, processor_outputs: dict[str, torch.Tensor],
+                         downsample_mode: str | None = None) -> tuple[torch.Tensor, int]:
         """Positions of a prompt's tokens for the text model and the next free position.
 
         4.6: 1-D positions [1, T] (0..T-1; transformers expands them to the three rotary streams).
@@ -75,7 +76,8 @@ class MiniCPMV46Reference(nn.Module):
             return torch.arange(ids.shape[1])[None], ids.shape[1]
         positions, deltas = self.hf.model.get_rope_index(
             ids, mm_token_type_ids=processor_outputs.get("mm_token_type_ids"),
-            target_sizes=processor_outputs.get("target_sizes"), downsample_mode=self.downsample_mode)
+            target_sizes=processor_outputs.get("target_sizes"),
+            downsample_mode=downsample_mode or self.downsample_mode)
         return positions, int(ids.shape[1] + deltas[0, 0])
 
     def reference_logits(self, **processor_outputs: torch.Tensor) -> torch.Tensor:
