@@ -1,8 +1,9 @@
 """A Gated DeltaNet linear-attention layer (Qwen3.5, Qwen3-Next) as ONNX nodes, with its states as graph I/O.
 
-Per layer i the graph takes ``past_conv.i`` [1, conv_dim, K-1] (the last K-1 inputs of the causal
-depthwise convolution) and ``past_recurrent.i`` [1, v_heads, k_dim, v_dim] (the delta-rule state
-matrix of every value head), and returns ``present_conv.i`` / ``present_recurrent.i``, the states
+Per layer i the graph takes ``past_conv.i`` [1, K-1, conv_dim] (the last K-1 inputs of the causal
+depthwise convolution, time-major; transformers keeps it channel-major, [1, conv_dim, K-1]) and
+``past_recurrent.i`` [1, v_heads, k_dim, v_dim] (the delta-rule state matrix of every value head),
+and returns ``present_conv.i`` / ``present_recurrent.i``, the states
 after the call's T tokens (the whole state, not a delta: a recurrent state cannot be appended to).
 
 The gated delta rule over T tokens, one state S per value head (transformers'
@@ -91,13 +92,22 @@ class GatedDeltaWriter:
         packed = w._linear(x, [la.in_proj_qkv, la.in_proj_z, la.in_proj_b, la.in_proj_a], f"{p}.in_proj")
         sizes = b.weight(f"{p}.split", np.array([conv_dim, nv * dv, nv, nv], np.int64))
         mixed, z, beta_in, a = b.op("Split", [packed, sizes], 4, axis=-1)  # [1,T,conv_dim] [1,T,vd] [1,T,nv] x2
-        # Causal depthwise conv over [past K-1 inputs, T new inputs]; the last K-1 inputs are the next state.
-        seq = b.op("Concat", [f"past_conv.{i}", b.op("Transpose", [mixed], perm=[0, 2, 1])], axis=2)
-        b.op("Slice", [seq, self._const("minus_k1", np.array([-(kernel - 1)], np.int64)),
-                       self._const("int_max", np.array([np.iinfo(np.int64).max], np.int64)),
-                       self._const("axis2", np.array([2], np.int64))], [f"present_conv.{i}"])
-        conv = b.op("Conv", [seq, b.weight(f"{p}.conv1d.weight", _np(la.conv1d.weight))], group=conv_dim)
-        conv = b.op("Transpose", [b.op("Mul", [conv, b.op("Sigmoid", [conv])])], perm=[0, 2, 1])  # silu, [1,T,conv_dim]
+        # Causal depthwise conv over [past K-1 inputs, T new inputs], time-major; the last K-1 inputs are the
+        # next state. Written as K shifted multiply-adds: onnxruntime's grouped Conv runs one tiny GEMM per
+        # channel (measured 0.24 ms per call for 1024 channels at T = 1, more than the layer's matmuls).
+        seq = b.op("Concat", [f"past_conv.{i}", mixed], axis=1)  # [1, K-1+T, conv_dim]
+        int_max = self._const("int_max", np.array([np.iinfo(np.int64).max], np.int64))
+        axis1 = self._const("axis1", np.array([1], np.int64))
+        b.op("Slice", [seq, self._const("minus_k1", np.array([-(kernel - 1)], np.int64)), int_max, axis1],
+             [f"present_conv.{i}"])
+        weight = _np(la.conv1d.weight)[:, 0, :]  # [conv_dim, K]
+        conv = None
+        for j in range(kernel):  # output t reads inputs t .. t+K-1 of seq
+            end = self._const(f"conv_end{j - kernel + 1}", np.array([j - kernel + 1], np.int64)) if j < kernel - 1 else int_max
+            tap = b.op("Mul", [b.op("Slice", [seq, self._const(f"conv_start{j}", np.array([j], np.int64)), end, axis1]),
+                               b.weight(f"{p}.conv1d.tap{j}", np.ascontiguousarray(weight[:, j]))])
+            conv = tap if conv is None else b.op("Add", [conv, tap])
+        conv = b.op("Mul", [conv, b.op("Sigmoid", [conv])])  # silu, [1, T, conv_dim]
         q, k, v = b.op("Split", [conv, b.weight(f"{p}.qkv_split", np.array([nk * dk, nk * dk, nv * dv], np.int64))],
                        3, axis=-1)
         q = self._heads(self._l2norm(self._to_heads(q, nk, dk), scale=dk ** -0.5), nk, nv, dk)  # [nv, T, dk]

@@ -6,7 +6,7 @@ Graph contract (float32 at the boundary, batch 1), the fused decoder's (onnx_dec
   attention_bias       [1, 1, T, P+T]   additive mask of the full-attention layers (0 / -large)
   logits_index         int64 [K]        rows of the T positions whose logits are computed
   full-attention layer i:   past_key.i / past_value.i [1, P, kv_heads, head_dim]   (sequence-major)
-  linear-attention layer i: past_conv.i [1, conv_dim, conv_kernel-1], past_recurrent.i [1, v_heads, k_dim, v_dim]
+  linear-attention layer i: past_conv.i [1, conv_kernel-1, conv_dim], past_recurrent.i [1, v_heads, k_dim, v_dim]
 outputs:
   logits               [1, K, vocab]
   present_key.i / present_value.i [1, T, kv_heads, head_dim]   the T new rows only
@@ -166,9 +166,9 @@ class HybridDecoderWriter(FusedDecoderWriter):
 
 
 def state_shapes(graph: HybridTextGraph, i: int) -> dict[str, list[int]]:
-    """Shapes of linear layer i's states: {"conv": [1, conv_dim, K-1], "recurrent": [1, v_heads, k_dim, v_dim]}."""
+    """Shapes of linear layer i's states: {"conv": [1, K-1, conv_dim], "recurrent": [1, v_heads, k_dim, v_dim]}."""
     la = graph.linear_layer(i)
-    return {"conv": [1, la.conv_dim, la.conv_kernel_size - 1],
+    return {"conv": [1, la.conv_kernel_size - 1, la.conv_dim],
             "recurrent": [1, la.num_v_heads, la.head_k_dim, la.head_v_dim]}
 
 
