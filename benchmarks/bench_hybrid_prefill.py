@@ -50,8 +50,9 @@ def build(size: str, out: Path):
 
     dims = SIZES[size]
     layers = [FULL if (i + 1) % 4 == 0 else LINEAR for i in range(dims["num_hidden_layers"])]
+    rope = {"rope_type": "default", "rope_theta": 1e7, "partial_rotary_factor": 0.25}
     config = Qwen3_5TextConfig(**dims, layer_types=layers, linear_conv_kernel_dim=4, tie_word_embeddings=True,
-                               rope_parameters={"rope_type": "default", "rope_theta": 1e7, "partial_rotary_factor": 0.25})
+                               rope_parameters=rope)
     torch.manual_seed(0)
     model = Qwen3_5ForCausalLM(config).eval()
     part = export_hybrid_decoder(model.model, model.lm_head, config, out)
@@ -113,7 +114,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         session, extra, hidden = build(args.size, Path(tmp))
         rows = measure(session, extra, hidden, args.lengths, args.runs)
-    print(f"| model | prompt tokens | chunked prefill tok/s | token-by-token tok/s | speed-up | decode ms/token after the prompt |")
+    print("| model | prompt tokens | chunked prefill tok/s | token-by-token tok/s | speed-up "
+          "| decode ms/token after the prompt |")
     print("|---|---:|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {args.size} | {r['tokens']} | {r['chunked_tok_s']:.0f} | {r['recurrence_tok_s']:.0f} | "

@@ -124,7 +124,8 @@ def test_prefill_lengths_around_chunk_boundaries_match_transformers(pipeline, le
     from a non-empty state."""
     ref, _, _, decoder, part = pipeline("4.6")
     rng = np.random.default_rng(length)
-    embeds = torch.from_numpy(ref.text_model.embed_tokens.weight.detach().numpy()[rng.integers(0, 500, 20 + length)][None])
+    table = ref.text_model.embed_tokens.weight.detach().numpy()
+    embeds = torch.from_numpy(table[rng.integers(0, 500, 20 + length)][None])
     expected, _ = ref.text_forward(embeds)
     session = HybridSession(decoder, part.extra)
     session.step(embeds[:, :20].numpy(), np.arange(20)[None])

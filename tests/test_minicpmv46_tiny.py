@@ -48,7 +48,8 @@ def test_layout_and_tensor_names_are_the_published_ones(checkpoint, version):
     assert prefixes == {"vision_tower", "merger", "language_model"}, prefixes
     for name in ("model.vision_tower.vit_merger.self_attn.q_proj.weight", "model.merger.mlp.0.linear_1.weight",
                  "model.language_model.layers.0.linear_attn.in_proj_qkv.weight",
-                 "model.language_model.layers.0.linear_attn.A_log", "model.language_model.layers.1.self_attn.q_norm.weight"):
+                 "model.language_model.layers.0.linear_attn.A_log",
+                 "model.language_model.layers.1.self_attn.q_norm.weight"):
         assert name in names, name
     tokenizer_config = json.loads((path / "tokenizer_config.json").read_text())
     assert tokenizer_config["image_token"] == "<|image_pad|>"  # transformers 5 writes the named tokens at top level

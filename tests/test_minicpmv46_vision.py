@@ -79,7 +79,8 @@ def test_onnx_vision_matches_transformers_per_slice(checkpoint, vision_session, 
         for b, (a, e) in enumerate(zip(ours, expected)):
             e = e.numpy()
             cos = float((a * e).sum() / np.linalg.norm(a) / np.linalg.norm(e))
-            print(f"{version} {mode} {size} slice {b} grid {tuple(int(x) for x in tgt[b])}: {a.shape[0]} tokens, cosine {cos:.8f}, "
+            grid = tuple(int(x) for x in tgt[b])
+            print(f"{version} {mode} {size} slice {b} grid {grid}: {a.shape[0]} tokens, cosine {cos:.8f}, "
                   f"max abs diff {np.abs(a - e).max():.2e}")
             assert a.shape == e.shape
             assert cos >= 0.99999

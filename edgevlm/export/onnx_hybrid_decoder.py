@@ -158,7 +158,8 @@ class HybridDecoderWriter(FusedDecoderWriter):
             mixed = self.delta.layer(i, x) if g.layer_types[i] == LINEAR else self.attention(i, x, "attention_bias")
             x, residual = self._skip_norm(mixed, residual, layer.post_attention_layernorm, f"layers.{i}.pre_mlp_norm")
             last = i + 1 == len(layers)
-            x, residual = self._skip_norm(self.mlp(i, x), residual, g.model.norm if last else layers[i + 1].input_layernorm,
+            next_norm = g.model.norm if last else layers[i + 1].input_layernorm
+            x, residual = self._skip_norm(self.mlp(i, x), residual, next_norm,
                                           "norm" if last else f"layers.{i + 1}.input_layernorm")
         rows = b.op("Gather", [x, "logits_index"], axis=1)  # [1, K, D]
         b.op("MatMul", [rows, b.weight("lm_head.weight", _np(g.lm_head.weight).T)], ["logits"])

@@ -97,7 +97,8 @@ def export_mmproj(hf_model: Any, path: str | Path, downsample_mode: str = "16x",
         raise CheckpointError(f"the vision tower has a {vision.image_size // vision.patch_size}-per-side position "
                               "table; llama.cpp's MiniCPM-V 4.6 graph buckets positions on 70 per side.")
     if config.merger_times != 1:
-        raise CheckpointError(f"merger_times {config.merger_times}: llama.cpp's minicpmv4_6 projector has one merger MLP.")
+        raise CheckpointError(f"merger_times {config.merger_times}: llama.cpp's minicpmv4_6 projector has one "
+                              "merger MLP.")
     tensors = mmproj_tensors(hf_model, downsample_mode)
     writer = gguf.GGUFWriter(str(path), "clip")
     writer.add_type("mmproj")
