@@ -1,0 +1,128 @@
+"""Tiny deterministic MiniCPM-V 4.6 / 4.7 checkpoints in the published hub layout.
+
+``make_tiny_minicpmv4_6("4.6" | "4.7", out_dir, seed)`` writes what openbmb/MiniCPM-V-4.6 ships
+(config.json, model.safetensors, generation_config.json, preprocessor_config.json, tokenizer.json,
+tokenizer_config.json, chat_template.jinja) with the same tensor names (``model.vision_tower.*``,
+``model.merger.*``, ``model.language_model.*``; no ``lm_head.weight``: the published model ties it
+to the embeddings), written by transformers' own ``save_pretrained``.
+
+Sizes: text hidden 64, 4 layers ``[linear, full, linear, full]`` with 2 key / 4 value heads in the
+linear layers (so the grouped-value path and llama.cpp's V-head reorder are exercised), partial
+rotary 0.25 of head_dim 64; vision hidden 64, 3 layers, window merger after layer 1.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ..tiny_tokenizer import build_tokenizer
+
+# Qwen3.5's special tokens that MiniCPM-V 4.6 uses, then MiniCPM-V's own markup tokens.
+SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>",
+            "<|video_pad|>", "<think>", "</think>", "<image>", "</image>", "<slice>", "</slice>", "<image_id>",
+            "</image_id>", "<ref>", "</ref>", "<box>", "</box>"]
+# tokenizer attributes the MiniCPM-V 4.6 processor reads (tokenizer_config.json "extra_special_tokens").
+EXTRA_SPECIAL_TOKENS = {
+    "image_token": "<|image_pad|>", "video_token": "<|video_pad|>", "image_start_token": "<image>",
+    "image_end_token": "</image>", "slice_start_token": "<slice>", "slice_end_token": "</slice>",
+    "image_id_start_token": "<image_id>", "image_id_end_token": "</image_id>"}
+
+# Written for these checkpoints: the published template is Qwen3.5's (tools, thinking) with MiniCPM-V's
+# image item; this keeps the part our prompts use. An image item renders as "<|image_pad|>\n" (the
+# processor expands it to "<image_id>N</image_id><image>...</image>" + slices); the instruct model's
+# generation prompt closes an empty think block unless enable_thinking is true.
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n"
+    "{% if m['content'] is string %}{{ m['content'] }}{% else %}{% for c in m['content'] %}"
+    "{% if c['type'] == 'image' %}<|image_pad|>\n{% elif c['type'] == 'text' %}{{ c['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n"
+    "{% if enable_thinking is defined and enable_thinking %}<think>\n{% else %}<think>\n\n</think>\n\n{% endif %}"
+    "{% endif %}")
+
+LAYER_TYPES = ["linear_attention", "full_attention", "linear_attention", "full_attention"]
+
+
+def text_config(vocab_size: int, ids: dict[str, int]) -> dict[str, Any]:
+    """A tiny Qwen3.5 text config (the fields the published 4.6 config sets, scaled down)."""
+    return {
+        "model_type": "qwen3_5_text", "vocab_size": vocab_size, "hidden_size": 64, "intermediate_size": 128,
+        "num_hidden_layers": len(LAYER_TYPES), "layer_types": LAYER_TYPES, "full_attention_interval": 2,
+        "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 64, "attention_bias": False,
+        "linear_conv_kernel_dim": 4, "linear_key_head_dim": 16, "linear_value_head_dim": 16,
+        "linear_num_key_heads": 2, "linear_num_value_heads": 4, "hidden_act": "silu", "rms_norm_eps": 1e-6,
+        "max_position_embeddings": 4096, "tie_word_embeddings": True,
+        # rotary over 16 of 64 head dims = 8 frequencies; M-RoPE sections (t, h, w) must sum to 8
+        "rope_parameters": {"rope_type": "default", "rope_theta": 10_000_000.0, "partial_rotary_factor": 0.25,
+                            "mrope_section": [3, 3, 2], "mrope_interleaved": True},
+        "bos_token_id": None, "eos_token_id": ids["<|im_end|>"], "pad_token_id": ids["<|endoftext|>"],
+    }
+
+
+def random_config(version: str, vocab_size: int, ids: dict[str, int], newline_id: int,
+                  downsample_mode: str = "16x") -> dict[str, Any]:
+    """config.json fields of a tiny MiniCPM-V ``version`` ("4.6" or "4.7")."""
+    config: dict[str, Any] = {
+        "text_config": text_config(vocab_size, ids),
+        "vision_config": {"model_type": f"minicpmv{version.replace('.', '_')}_vision", "hidden_size": 64,
+                          "intermediate_size": 128, "num_hidden_layers": 3, "num_attention_heads": 4,
+                          "image_size": 980, "patch_size": 14, "layer_norm_eps": 1e-6,
+                          "hidden_act": "gelu_pytorch_tanh"},
+        "insert_layer_id": 1, "image_size": 448, "downsample_mode": downsample_mode, "merge_kernel_size": [2, 2],
+        "merger_times": 1, "image_token_id": ids["<|image_pad|>"], "video_token_id": ids["<|video_pad|>"],
+        "tie_word_embeddings": True,
+    }
+    if version == "4.7":  # canvas M-RoPE anchors (config docstring: resolved from the tokenizer)
+        config.update(image_start_id=ids["<image>"], image_end_id=ids["</image>"], slice_start_id=ids["<slice>"],
+                      slice_end_id=ids["</slice>"], newline_id=newline_id)
+    return config
+
+
+def _classes(version: str):
+    import transformers
+
+    suffix = version.replace(".", "_")
+    return (getattr(transformers, f"MiniCPMV{suffix}Config"),
+            getattr(transformers, f"MiniCPMV{suffix}ForConditionalGeneration"))
+
+
+def make_tiny_minicpmv4_6(version: str, out: str | Path, seed: int = 0, downsample_mode: str = "16x") -> Path:
+    """Write the tiny checkpoint of MiniCPM-V ``version`` ("4.6" or "4.7") to ``out``."""
+    import torch
+    from transformers import PreTrainedTokenizerFast
+    from transformers.models.minicpmv4_6 import MiniCPMV4_6ImageProcessorPil
+
+    from ..tiny import randomize_
+
+    if version not in ("4.6", "4.7"):
+        raise ValueError(f"MiniCPM-V version {version!r}: the tiny maker knows '4.6' and '4.7'")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    tok = build_tokenizer("bytelevel", SPECIALS)
+    ids = {t: tok.token_to_id(t) for t in SPECIALS}
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                                        extra_special_tokens=EXTRA_SPECIAL_TOKENS, model_max_length=4096,
+                                        clean_up_tokenization_spaces=False)
+    tokenizer.save_pretrained(str(out))
+    (out / "chat_template.jinja").write_text(CHAT_TEMPLATE, encoding="utf-8")
+    # The image processor's file also names the processor class, as the published one does (there is no
+    # processor_config.json; AutoProcessor finds MiniCPMV{4_6,4_7}Processor from config.json's model_type).
+    MiniCPMV4_6ImageProcessorPil(downsample_mode=downsample_mode).save_pretrained(str(out))
+    config_class, model_class = _classes(version)
+    fields = random_config(version, len(tokenizer), ids, tok.token_to_id("Ċ"), downsample_mode)
+    torch.manual_seed(seed)
+    model = model_class(config_class(**fields))
+    randomize_(model, seed)
+    model.generation_config.update(eos_token_id=[ids["<|im_end|>"], ids["<|endoftext|>"]],
+                                   pad_token_id=ids["<|endoftext|>"], bos_token_id=None)
+    model.save_pretrained(str(out))
+    _name_processor_class(out / "preprocessor_config.json", version)
+    return out
+
+
+def _name_processor_class(path: Path, version: str) -> None:
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data["processor_class"] = f"MiniCPMV{version.replace('.', '_')}Processor"
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
