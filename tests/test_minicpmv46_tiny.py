@@ -9,9 +9,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from edgevlm.families.minicpmv4_6 import matches  # noqa: E402
+from edgevlm.families import family_for  # noqa: E402
 from edgevlm.families.minicpmv4_6.reference import load_processor, processor_outputs  # noqa: E402
-from edgevlm.families.minicpmv4_6.tiny import make_tiny_minicpmv4_6  # noqa: E402
+from edgevlm.families.tiny import make_tiny  # noqa: E402
 from tests.test_processing_slicing import synthetic_image  # noqa: E402
 
 PUBLISHED_FILES = {"config.json", "generation_config.json", "model.safetensors", "preprocessor_config.json",
@@ -19,15 +19,8 @@ PUBLISHED_FILES = {"config.json", "generation_config.json", "model.safetensors",
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    made = {}
-
-    def get(version):
-        if version not in made:
-            made[version] = make_tiny_minicpmv4_6(version, tmp_path_factory.mktemp(f"minicpmv{version}"))
-        return made[version]
-
-    return get
+def checkpoint(tiny):
+    return lambda version: tiny(f"minicpmv-{version}")
 
 
 @pytest.mark.parametrize("version", ["4.6", "4.7"])
@@ -37,7 +30,7 @@ def test_layout_and_tensor_names_are_the_published_ones(checkpoint, version):
     path = checkpoint(version)
     assert {p.name for p in path.iterdir()} == PUBLISHED_FILES
     config = json.loads((path / "config.json").read_text())
-    assert matches(config) and config["model_type"] == f"minicpmv{version.replace('.', '_')}"
+    assert family_for(path).name == "minicpmv4_6" and config["model_type"] == f"minicpmv{version.replace('.', '_')}"
     text = config["text_config"]
     assert {"linear_attention", "full_attention"} <= set(text["layer_types"]) and 2 <= text["num_hidden_layers"] <= 4
     assert 64 <= text["hidden_size"] <= 128
@@ -60,7 +53,7 @@ def test_layout_and_tensor_names_are_the_published_ones(checkpoint, version):
 def test_deterministic(tmp_path):
     digests = []
     for run in ("a", "b"):
-        path = make_tiny_minicpmv4_6("4.6", tmp_path / run, seed=0)
+        path = make_tiny("minicpmv-4.6", tmp_path / run, seed=0)
         digests.append({f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in path.iterdir()})
     assert digests[0] == digests[1]
 

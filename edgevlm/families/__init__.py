@@ -14,7 +14,7 @@ from pathlib import Path
 from ..errors import CheckpointError
 from .contract import Family
 
-FOLDERS = ("minicpmv", "paligemma", "gemma3")  # match order
+FOLDERS = ("minicpmv4_6", "minicpmv", "paligemma", "gemma3")  # match order
 
 
 def _load(folder: str) -> Family:

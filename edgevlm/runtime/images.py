@@ -22,6 +22,7 @@ from ..errors import BundleError
 from ..processing.config import ProcessorConfig
 from ..processing.plan import ImagePlan
 from ..processing.preprocess import preprocess_fixed, preprocess_slices
+from ..processing.slice_merge import pack_merged, plan_merged
 from ..processing.slicing import plan_slices
 
 
@@ -73,6 +74,8 @@ def _fixed_prepare(image: Image.Image, cfg: ProcessorConfig, plan: ImagePlan) ->
 KINDS: dict[str, ImageKind] = {
     "slice": ImageKind(_slice_plan, _slice_prepare),  # LLaVA-UHD: overview + slices (processing/slicing.py)
     "fixed": ImageKind(lambda size, cfg, tokens, n: ImagePlan.uniform(None, tokens), _fixed_prepare),  # one resize
+    # LLaVA-UHD whose chunks give h*w/m^2 rows each (a patch-merging vision part: processing/slice_merge.py)
+    "slice_merge": ImageKind(plan_merged, _slice_prepare, pack_merged),
 }
 
 

@@ -45,6 +45,7 @@ class VisionGraph:
     example: Callable[[int, int, str], tuple[torch.Tensor, ...]]  # (batch, patches, target) -> example inputs
     derived: dict[str, str] = field(default_factory=dict)  # graph input -> derived-input kind (computed by numpy)
     coreml_patches: list[int] = field(default_factory=list)  # enumerated patch counts (patch sequences only)
+    variable_tokens: bool = False  # features' row count follows the chunk's patches (a patch-merging part)
 
     def module(self, target: str) -> nn.Module:
         if target not in TARGETS:
@@ -62,7 +63,7 @@ class VisionGraph:
 
     def onnx_dynamic_axes(self) -> dict[str, dict[int, str]]:
         axes = {i.name: {k: d for k, d in enumerate(i.dims) if isinstance(d, str)} for i in self.inputs}
-        axes["features"] = {0: "batch"}
+        axes["features"] = {0: "batch", 1: "tokens"} if self.variable_tokens else {0: "batch"}
         return axes
 
     def tokens_per_chunk(self) -> int:

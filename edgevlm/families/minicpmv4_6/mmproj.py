@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import CheckpointError
-from . import DOWNSAMPLE_MODES
+from ...manifest import Part
 
 PROJECTOR_TYPE = "minicpmv4_6"
 
@@ -76,21 +76,21 @@ def mmproj_tensors(hf_model: Any, downsample_mode: str) -> dict[str, np.ndarray]
     return out
 
 
-def export_mmproj(hf_model: Any, path: str | Path, downsample_mode: str = "16x", dtype: str = "f16",
-                  scale_resolution: int = 448, image_mean=(0.5, 0.5, 0.5), image_std=(0.5, 0.5, 0.5)):
-    """Write the mmproj GGUF of ``hf_model`` (transformers' MiniCPMV4_{6,7}ForConditionalGeneration) to ``path``.
+def export_mmproj(ref: Any, path: str | Path, dtype: str = "fp16") -> Part:
+    """Write the mmproj GGUF of ``ref`` (reference.py: transformers' MiniCPMV4_{6,7}ForConditionalGeneration) in
+    its checkpoint's downsample mode to ``path``.
 
-    ``dtype`` f16 stores 2-D weights as float16 (as the published mmproj), f32 keeps every tensor float32.
+    ``dtype`` fp16 stores 2-D+ weights as float16 (as the published mmproj), fp32 keeps every tensor float32.
     """
     import gguf
 
-    from ...export.gguf_text import write_tensors
-    from ...manifest import Part
+    from ...export.gguf.writer import write_tensors
 
-    if downsample_mode not in DOWNSAMPLE_MODES:
-        raise ValueError(f"downsample_mode {downsample_mode!r} is not one of {sorted(DOWNSAMPLE_MODES)}")
-    if dtype not in ("f32", "f16"):
-        raise CheckpointError(f"mmproj dtype {dtype!r} is not available; choose f32 or f16.")
+    if dtype not in ("fp32", "fp16"):
+        raise CheckpointError(f"mmproj dtype {dtype!r} is not available; choose fp32 or fp16.")
+    hf_model, downsample_mode = ref.hf, ref.downsample_mode
+    image_mean, image_std = ref.processor_config.get("image_mean", (0.5,) * 3), ref.processor_config.get("image_std", (0.5,) * 3)
+    scale_resolution = ref.scale_resolution
     config = hf_model.config
     vision = config.vision_config
     if vision.image_size // vision.patch_size != 70:
@@ -102,7 +102,7 @@ def export_mmproj(hf_model: Any, path: str | Path, downsample_mode: str = "16x",
     tensors = mmproj_tensors(hf_model, downsample_mode)
     writer = gguf.GGUFWriter(str(path), "clip")
     writer.add_type("mmproj")
-    writer.add_file_type(gguf.LlamaFileType.ALL_F32 if dtype == "f32" else gguf.LlamaFileType.MOSTLY_F16)
+    writer.add_file_type(gguf.LlamaFileType.ALL_F32 if dtype == "fp32" else gguf.LlamaFileType.MOSTLY_F16)
     writer.add_clip_has_vision_encoder(True)
     writer.add_vision_projection_dim(int(config.text_config.hidden_size))
     writer.add_vision_image_size(int(scale_resolution))  # the slice size clip.cpp plans with (minicpm.py)
@@ -120,8 +120,8 @@ def export_mmproj(hf_model: Any, path: str | Path, downsample_mode: str = "16x",
     writer.add_vision_attention_layernorm_eps(float(vision.layer_norm_eps))
     # The converter's f16 rule (conversion/base.py prepare_tensors): weights of 2+ dims, the patch kernel included,
     # go f16; biases, norms and the position table stay f32.
-    write_tensors(writer, tensors, lambda name, data: dtype == "f16" and data.ndim >= 2 and name.endswith(".weight")
+    write_tensors(writer, tensors, lambda name, data: dtype == "fp16" and data.ndim >= 2 and name.endswith(".weight")
                   and "position_embd" not in name)
-    return Part(file=Path(path).name, format="gguf", dtype="fp32" if dtype == "f32" else "fp16", extra={
+    return Part(file=Path(path).name, format="gguf", dtype=dtype, info={
         "kind": "mmproj", "projector_type": PROJECTOR_TYPE, "downsample_mode": downsample_mode,
         "image_size": int(scale_resolution), "n_tensors": len(tensors)})
