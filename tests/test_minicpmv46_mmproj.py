@@ -20,9 +20,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from edgevlm.families.minicpmv4_6.mmproj import export_mmproj  # noqa: E402
-from edgevlm.families.minicpmv4_6.reference import load_reference  # noqa: E402
-from edgevlm.families.minicpmv4_6.tiny import make_tiny_minicpmv4_6  # noqa: E402
+from edgevlm.families import FAMILIES, load_reference  # noqa: E402
+from edgevlm.families.tiny import make_tiny  # noqa: E402
 
 pytestmark = pytest.mark.gguf
 
@@ -53,13 +52,13 @@ def test_mmproj_equals_llama_cpp_converter(tmp_path, mode, dtype):
     src = llama_cpp_source()
     if src is None:
         pytest.skip("llama.cpp's converter not found: set EDGEVLM_LLAMA_CPP_SRC to the sdist's vendor/llama.cpp")
-    ckpt = make_tiny_minicpmv4_6("4.6", tmp_path / "ckpt", downsample_mode=mode)
+    ckpt = make_tiny("minicpmv-4.6", tmp_path / "ckpt", downsample_mode=mode)
     theirs_path = tmp_path / "theirs.gguf"
     subprocess.run([sys.executable, str(src / "convert_hf_to_gguf.py"), str(ckpt), "--mmproj", "--outtype", dtype,
                     "--outfile", str(theirs_path)], check=True, capture_output=True,
                    env={**os.environ, "PYTHONPATH": str(src / "gguf-py")})
     ours_path = tmp_path / "ours.gguf"
-    export_mmproj(load_reference(ckpt).hf, ours_path, mode, dtype)
+    FAMILIES["minicpmv4_6"].write_mmproj(load_reference(ckpt), ours_path, {"f32": "fp32", "f16": "fp16"}[dtype])
     meta_t, tensors_t = read_gguf(theirs_path, src / "gguf-py")
     meta_o, tensors_o = read_gguf(ours_path, src / "gguf-py")
     assert sorted(tensors_o) == sorted(tensors_t)

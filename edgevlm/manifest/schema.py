@@ -28,7 +28,7 @@ from ..errors import BundleError
 from .upgrade import SCHEMA_VERSION, upgrade
 FORMATS = ("onnx", "gguf", "coreml")
 PART_FORMATS = ("onnx", "gguf", "mlpackage")
-LAYER_TYPES = ("full_attention", "sliding_attention")
+LAYER_TYPES = ("full_attention", "sliding_attention", "linear_attention")  # linear: recurrent state, no KV
 VISION_KINDS = ("image", "patch_sequence")
 
 

@@ -18,7 +18,7 @@ from torch import nn
 
 from ..common.hf_vlm import CausalLMView
 from ..common.reference import ReferenceVLM, TextSpec, read_config
-from .spec import DOWNSAMPLE_MODES, NAME, downsample_mode
+from .spec import DOWNSAMPLE_MODES, NAME, check_layer_types, downsample_mode
 
 _TOKEN_ATTRIBUTES = ("image_token", "video_token", "image_token_id", "video_token_id", "image_start_token",
                      "image_end_token", "slice_start_token", "slice_end_token", "image_id_start_token",
@@ -138,7 +138,7 @@ def load_reference(ckpt: str | Path, dtype: torch.dtype | None = None) -> MiniCP
 
     from transformers import AutoModelForImageTextToText
 
-    read_config(ckpt)  # a clear error for a directory without a valid config.json
+    check_layer_types(read_config(ckpt))  # clear errors before transformers reads the config
     pre = Path(ckpt) / "preprocessor_config.json"
     processor_config = json.loads(pre.read_text(encoding="utf-8")) if pre.is_file() else {}
     model = AutoModelForImageTextToText.from_pretrained(str(ckpt), dtype=dtype or torch.float32,

@@ -31,6 +31,18 @@ def matches(config: dict[str, Any]) -> bool:
     return config.get("model_type") in MODEL_TYPES
 
 
+def check_layer_types(config: dict[str, Any]) -> None:
+    """Refuse a text model whose ``layer_types`` names a kind edgevlm cannot export, before anything loads it
+    (transformers builds every kind but linear attention as full attention, or refuses with its own error)."""
+    from ...manifest.schema import LAYER_TYPES
+
+    for index, kind in enumerate((config.get("text_config") or {}).get("layer_types") or ()):
+        if kind not in LAYER_TYPES:
+            raise CheckpointError(f"config.json text_config.layer_types[{index}] is {kind!r}, a layer kind edgevlm "
+                                  f"cannot export (it knows {', '.join(LAYER_TYPES)}). Check the checkpoint's "
+                                  "config.json, or upgrade edgevlm.")
+
+
 def downsample_mode(config: dict[str, Any]) -> str:
     mode = config.get("downsample_mode", "16x")
     if mode not in DOWNSAMPLE_MODES:
@@ -57,6 +69,7 @@ def _sampling(ckpt: Path | None) -> dict[str, Any]:
 
 
 def bundle_spec(ckpt: Path | None, config: dict[str, Any]) -> BundleSpec:
+    check_layer_types(config)
     mode = downsample_mode(config)
     pre = _preprocessor(ckpt)
     patch = int(pre.get("patch_size", config.get("vision_config", {}).get("patch_size", 14)))

@@ -130,6 +130,8 @@ def make_tiny(name: str, out: Path, seed: int = 0, downsample_mode: str = "16x",
     torch.manual_seed(seed)
     model = model_class(config_class(**fields))
     randomize(model, seed, fast=fast_init)
+    with torch.no_grad():  # the placeholder's row is only ever an output logit (its input rows carry features):
+        model.model.language_model.embed_tokens.weight[ids["<|image_pad|>"]] = 0.0  # as untrained, never the argmax
     model.generation_config.update(eos_token_id=[ids["<|im_end|>"], ids["<|endoftext|>"]],
                                    pad_token_id=ids["<|endoftext|>"], bos_token_id=None)
     model.save_pretrained(str(out))
