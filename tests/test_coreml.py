@@ -29,10 +29,11 @@ from edgevlm.export.coreml.common import (function_io_spec, function_names, io_s
 from edgevlm.export.coreml.check import module_backend, module_manifest  # noqa: E402
 from edgevlm.export.coreml.decoder import (StatefulDecoder, declared_functions,  # noqa: E402
                                            prefill_sizes)
-from edgevlm.families import TINY_NAMES, load_reference  # noqa: E402
+from edgevlm.families import FAMILIES, TINY_NAMES, load_reference  # noqa: E402
 from edgevlm.runtime.backends.coreml import plan_chunks  # noqa: E402
 
-MINICPMV = [n for n in TINY_NAMES if n.startswith("minicpmv")]
+# The resampler family; MiniCPM-V 4.6 / 4.7 (patch-merging vision, hybrid text) have tests/test_minicpmv46_*.py.
+MINICPMV = list(FAMILIES["minicpmv"].tiny_names)
 MAX_CONTEXT = 320  # converted packages (the export check's MiniCPM-V prompt is ~270 tokens)
 TORCH_CONTEXT = 512  # the PyTorch modules (PaliGemma prompts hold 256 image tokens)
 ON_MAC = platform.system() == "Darwin"
