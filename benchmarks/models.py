@@ -43,6 +43,14 @@ QWEN2_05B = dict(hidden_size=896, num_hidden_layers=24, num_attention_heads=14, 
                  intermediate_size=4864, vocab_size=151936, rope_theta=1000000.0, max_position_embeddings=32768)
 QWEN2_15B = dict(hidden_size=1536, num_hidden_layers=28, num_attention_heads=12, num_key_value_heads=2,
                  intermediate_size=8960, vocab_size=151936, rope_theta=1000000.0, max_position_embeddings=32768)
+# MiniCPM-V 4.6's text model (openbmb/MiniCPM-V-4.6 config.json text_config: Qwen3.5-0.8B): 24 layers, every
+# 4th full attention (gated, 8 heads / 2 KV heads x 256), the rest Gated DeltaNet (16 + 16 heads x 128), tied head.
+QWEN35_08B = dict(hidden_size=1024, intermediate_size=3584, num_hidden_layers=24, full_attention_interval=4,
+                  num_attention_heads=8, num_key_value_heads=2, head_dim=256, linear_num_key_heads=16,
+                  linear_num_value_heads=16, linear_key_head_dim=128, linear_value_head_dim=128, linear_conv_kernel_dim=4,
+                  vocab_size=248094, max_position_embeddings=32768)
+# ... and its vision tower: the navit SigLIP-400M with the window-attention merger after layer 6
+SIGLIP_400M_WINDOW = dict(SIGLIP_400M_448, insert_layer_id=6)
 GEMMA_2B = dict(hidden_size=2048, num_hidden_layers=18, num_attention_heads=8, num_key_value_heads=1, head_dim=256,
                 intermediate_size=16384, vocab_size=257216, max_position_embeddings=8192)
 
@@ -75,6 +83,11 @@ MODELS: dict[str, ModelSpec] = {s.name: s for s in (
               genai=False),
     ModelSpec("tiny-paligemma", "paligemma", "tiny random PaliGemma (smoke test only)", "paligemma", default=False,
               genai=False),
+    ModelSpec("minicpmv4.6-0.8b", "minicpmv4_6", "MiniCPM-V 4.6 class: SigLIP-400M navit @448 + window merger "
+              "(16x) + Qwen3.5-0.8B hybrid text (18 Gated DeltaNet + 6 gated attention layers)", "minicpmv-4.6",
+              QWEN35_08B, SIGLIP_400M_WINDOW, default=False, genai=False),
+    ModelSpec("tiny-minicpmv4.6", "minicpmv4_6", "tiny random MiniCPM-V 4.6 (smoke test only)", "minicpmv-4.6",
+              default=False, genai=False),
     ModelSpec("gemma3-270m", "gemma3-real", "Gemma 3 270M (real weights, dequantized from the published Q4_K_M) "
               "behind a tiny random vision tower", "gemma3"),
 )}
@@ -147,11 +160,16 @@ def text_checkpoint(name: str) -> Path:
     ckpt = checkpoint(name)
     config = read_config(ckpt)
     out.mkdir(parents=True, exist_ok=True)
+    prefix_out = ""  # what the causal LM's names start with where the VLM's start with ``prefix``
     if s.kind == "minicpmv":
         from edgevlm.families.minicpmv.reference import text_config
 
         prefix, text_cfg = "llm.", text_config(config).to_dict()
         text_cfg["architectures"] = ["Qwen2ForCausalLM"]
+    elif s.kind == "minicpmv4_6":  # the Qwen3.5 text model under model.language_model.*, head tied
+        prefix, text_cfg = "model.language_model.", dict(config["text_config"])
+        text_cfg["architectures"] = ["Qwen3_5ForCausalLM"]
+        prefix_out = "model."
     else:
         prefix, text_cfg = "language_model.", dict(config["text_config"])
         text_cfg["architectures"] = ["GemmaForCausalLM"]
@@ -159,7 +177,7 @@ def text_checkpoint(name: str) -> Path:
     with safe_open(str(ckpt / "model.safetensors"), "pt") as f:
         for key in f.keys():
             if key.startswith(prefix):
-                tensors[key[len(prefix):]] = f.get_tensor(key)
+                tensors[prefix_out + key[len(prefix):]] = f.get_tensor(key)
     save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt"})
     (out / "config.json").write_text(json.dumps(text_cfg, indent=2) + "\n")
     shutil.copy(ckpt / "tokenizer.json", out / "tokenizer.json")

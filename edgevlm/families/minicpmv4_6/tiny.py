@@ -94,8 +94,8 @@ def _apply_sizes(config: dict[str, Any], sizes: dict[str, Any] | None) -> None:
         every = int(text.get("full_attention_interval", 4))
         text["layer_types"] = ["full_attention" if (i + 1) % every == 0 else "linear_attention"
                                for i in range(text["num_hidden_layers"])]
-    if sizes and "insert_layer_id" in sizes:
-        config["insert_layer_id"] = sizes["insert_layer_id"]
+    # the window merger's place is a vision size (the top-level copy is what the config class reads)
+    config["insert_layer_id"] = config["vision_config"].pop("insert_layer_id", config["insert_layer_id"])
 
 
 def make_tiny(name: str, out: Path, seed: int = 0, downsample_mode: str = "16x", sizes: dict[str, Any] | None = None,
