@@ -2,7 +2,8 @@ package org.edgevlm.core;
 
 /**
  * Pixels in, vision-tower inputs out, selected by the manifest's processor kind (processing/preprocess.py):
- * "slice" = MiniCPM-V overview + slices (always Pillow bicubic, as the reference); "fixed" = one square resize.
+ * "slice" = MiniCPM-V overview + slices (always Pillow bicubic, as the reference); "slice_merge" = the same pixels,
+ * each chunk giving h*w / patches_per_token rows (MiniCPM-V 4.6, {@link SliceMerge}); "fixed" = one square resize.
  */
 public final class ImagePreprocessor {
     private final ProcessorConfig cfg;
@@ -15,7 +16,19 @@ public final class ImagePreprocessor {
 
     /** The slice grid without touching pixels (prompt length is known before any heavy work); null if not sliced. */
     public int[] gridOf(int width, int height) {
-        return cfg.kind.equals("slice") ? Slicing.plan(width, height, cfg).grid : null;
+        return sliced() ? Slicing.plan(width, height, cfg).grid : null;
+    }
+
+    /** The image's chunks and feature rows without touching pixels ({@code tokensPerChunk}: the layout's). */
+    public ImagePlan plan(int width, int height, int tokensPerChunk) {
+        if (cfg.kind.equals("slice_merge")) {
+            return SliceMerge.plan(width, height, cfg);
+        }
+        return ImagePlan.uniform(gridOf(width, height), tokensPerChunk);
+    }
+
+    private boolean sliced() {
+        return cfg.kind.equals("slice") || cfg.kind.equals("slice_merge");
     }
 
     public PreparedImage prepare(RgbImage image) {
@@ -23,14 +36,14 @@ public final class ImagePreprocessor {
             throw new ImageException("image is " + image.width + "x" + image.height + " = " + (long) image.width * image.height
                     + " pixels, over the limit of " + cfg.maxPixels + "; downscale it or raise max_pixels");
         }
-        if (cfg.kind.equals("slice")) {
+        if (sliced()) {
             return slices(image);
         }
         if (cfg.kind.equals("fixed")) {
             return fixed(image);
         }
         throw new ImageException("the bundle's processor kind " + Py.repr(cfg.kind) + " is not one this app runs "
-                + "(slice, fixed); update the app");
+                + "(slice, slice_merge, fixed); update the app");
     }
 
     private PreparedImage slices(RgbImage image) {
