@@ -85,20 +85,10 @@ class HybridTextGraph:
 
 
 def mrope_selection(inv_freq: np.ndarray, section: list[int]) -> np.ndarray:
-    """[3, rotary_dim/2]: row s holds inv_freq where frequency j reads stream s, else 0.
+    """[3, rotary_dim/2]: which stream each rotary frequency reads (processing/mrope.interleaved_streams)."""
+    from ...processing.mrope import interleaved_streams
 
-    Interleaved M-RoPE (transformers' Qwen3_5TextRotaryEmbedding.recomposition_frequencies): frequency j
-    reads the height stream if j % 3 == 1 and j < 3*section[1], the width stream if j % 3 == 2 and
-    j < 3*section[2], the temporal stream otherwise. positions [T, 3] @ this = the frequencies, exactly
-    (the two other terms of each sum are 0).
-    """
-    half = len(inv_freq)
-    stream = np.zeros(half, dtype=np.int64)
-    for s, offset in ((1, 1), (2, 2)):
-        stream[offset: 3 * section[s]: 3] = s
-    out = np.zeros((3, half), dtype=np.float32)
-    out[stream, np.arange(half)] = inv_freq
-    return out
+    return interleaved_streams(inv_freq, section)
 
 
 class HybridDecoderWriter(FusedDecoderWriter):

@@ -160,6 +160,8 @@ def vision_graph(ref: Any) -> VisionGraph:
             "patch_attention_mask": (("batch", "patches"), "bool")}
     inputs = [VisionInput(n, *dims.get(n, (("batch", "patches"), "int64"))) for n in names]
     record = {"kind": "patch_sequence", "patch_size": patch, "downsample_mode": mode,
+              # a chunk of n patches gives n / patches_per_token rows (padding patches give padding rows)
+              "patches_per_token": DOWNSAMPLE_MODES[mode],
               # rows of a full square chunk; each chunk gives h*w / patches_per_token (processor options)
               "tokens_per_chunk": (ref.scale_resolution // patch) ** 2 // DOWNSAMPLE_MODES[mode],
               **ref.vision_params()}
