@@ -30,7 +30,7 @@ def _reference_logits(ref, ids):
         return ref.language_model(inputs_embeds=ref.embed_tokens(torch.from_numpy(ids)[None])).logits[0].numpy()
 
 
-@pytest.mark.parametrize("length", [1, 2, 63, 64, 65, 129])
+@pytest.mark.parametrize("length", [1, 65, *(pytest.param(n, marks=pytest.mark.slow) for n in (2, 63, 64, 129))])
 def test_prefill_lengths_around_chunk_boundaries_match_transformers(exported, length):
     """Decode step (T == 1), one partial chunk, exact chunks and a padded last chunk, from an empty and
     from a non-empty state."""

@@ -147,7 +147,7 @@ def test_gguf_bundle_parity_and_chat(bundle):
     assert tokens == second.token_ids
 
 
-@pytest.mark.parametrize("size", [(700, 500), (448, 448)])
+@pytest.mark.parametrize("size", [(700, 500), pytest.param((448, 448), marks=pytest.mark.slow)])
 def test_mtmd_features_from_our_mmproj_equal_our_onnx_vision(bundle, size):
     """llama.cpp's mtmd slices the raw image itself and runs clip.cpp's minicpmv4_6 graph on our mmproj;
     per chunk its features equal our ONNX vision part's (where both slicers agree)."""

@@ -47,8 +47,9 @@ def read_gguf(path: Path, gguf_py: Path) -> tuple[dict, dict]:
     return pickle.loads(out.stdout)
 
 
-@pytest.mark.parametrize("mode, dtype", [("16x", "f16"), pytest.param("4x", "f32", marks=pytest.mark.slow),
-                                         pytest.param("16x", "f32", marks=pytest.mark.slow)])
+# slow tier: the default tier runs our mmproj through llama.cpp's mtmd (tests/test_minicpmv46_gguf.py)
+@pytest.mark.slow
+@pytest.mark.parametrize("mode, dtype", [("16x", "f16"), ("4x", "f32"), ("16x", "f32")])
 def test_mmproj_equals_llama_cpp_converter(tmp_path, mode, dtype):
     src = llama_cpp_source()
     if src is None:

@@ -22,7 +22,9 @@ def test_stretched_equals_torch_linspace_rounding():
             np.testing.assert_array_equal(stretched(canvas, cells), expected, err_msg=f"{canvas} {cells}")
 
 
-@pytest.mark.parametrize("sizes", [[(700, 500)], [(300, 200)], [(1200, 400), (900, 1600)], [(448, 448), (1344, 448)]])
+@pytest.mark.parametrize("sizes", [[(700, 500)], [(1200, 400), (900, 1600)],
+                                   pytest.param([(300, 200)], marks=pytest.mark.slow),
+                                   pytest.param([(448, 448), (1344, 448)], marks=pytest.mark.slow)])
 def test_canvas_positions_equal_transformers(tiny, sizes):
     path = tiny("minicpmv-4.7")
     ref = load_reference(path)

@@ -40,6 +40,7 @@ def test_w4_quantizes_the_linear_attention_projections_and_keeps_states_float32(
     assert len(result.token_ids) == 6
 
 
+@pytest.mark.slow
 def test_accuracy_report_on_the_hybrid_decoder(source, tmp_path):
     same = edgevlm.quantize.report(str(source), str(source), greedy_tokens=8, max_positions=64)
     assert same["top1_agreement"] == 1.0 and same["mean_kl"] < 1e-9 and min(same["greedy_identical_prefix"]) == 8

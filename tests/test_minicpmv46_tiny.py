@@ -50,6 +50,7 @@ def test_layout_and_tensor_names_are_the_published_ones(checkpoint, version):
     assert preprocessor["processor_class"] == f"MiniCPMV{version.replace('.', '_')}Processor"
 
 
+@pytest.mark.slow
 def test_deterministic(tmp_path):
     digests = []
     for run in ("a", "b"):

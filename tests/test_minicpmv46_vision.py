@@ -53,10 +53,11 @@ def _cosine(a, b):
 
 
 @pytest.mark.parametrize("version, mode, sizes", [
-    ("4.6", "16x", SIZES[:1]), ("4.6", "4x", SIZES[1:2]), ("4.7", "16x", SIZES[2:3]),
+    ("4.6", "4x", SIZES[:1]), pytest.param("4.7", "16x", SIZES[2:3], marks=pytest.mark.slow),
     pytest.param("4.6", "16x", SIZES, marks=pytest.mark.slow), pytest.param("4.6", "4x", SIZES, marks=pytest.mark.slow)])
 def test_onnx_vision_matches_transformers_per_chunk(checkpoint, version, mode, sizes):
-    """transformers' get_image_features takes ~8 s per image here: one size per case in the default tier."""
+    """transformers' get_image_features takes ~8 s per image here: the default tier checks "4x" on one image
+    ("16x" vision of 4.6 and 4.7 is checked by every export's parity check: tests/test_minicpmv46_onnx.py)."""
     ref, processor, cfg, session, part = checkpoint(version, mode)
     graph = ref.vision_graph()
     vision = VisionInfo(kind="patch_sequence", tokens_per_chunk=graph.tokens_per_chunk(), hidden_size=64,
