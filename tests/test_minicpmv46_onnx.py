@@ -48,7 +48,9 @@ def test_export_parity_with_transformers(bundle, case):
     assert report["preprocessing"]["input_ids_equal"] and report["preprocessing"]["pixels_max_abs"] == 0.0
     assert report["vision"]["per_chunk_cosine_min"] >= 0.9999
     assert report["logits"]["max_abs"] <= 1e-3
-    assert report["greedy"] == {"tokens": 32, "identical_prefix": 32, "equal": True}
+    greedy = report["greedy"]
+    assert greedy["equal"] and greedy["identical_prefix"] == greedy["tokens"]
+    assert greedy["tokens"] == (32 if CASES[case][1] == "16x" else 20)  # the tiny "4x" model ends (eos) at 20 in both
     assert manifest.text.layer_types.count("linear_attention") == 2
     assert manifest.text.position_streams == (3 if case == "4.7" else 1)
     assert manifest.processor["options"]["downsample_mode"] == CASES[case][1]
