@@ -10,7 +10,8 @@ builder's graph of the same weights (fp32 / int4); transformers' PyTorch eager m
 Protocol, identical for every engine (greedy, token ids fed directly so no tokenizer is involved):
   one untimed warm-up (16 tokens + 1 step); each run: forget the cache, prefill 128 random ids (timed: prefill tokens/s), one untimed step,
   then ``steps`` timed decode steps (median ms per step -> tokens/s at context 128); then the cache is
-  filled to 1024 once and every run decodes ``steps`` tokens from 1024 (rewinding to 1024 between runs).
+  filled to 1024 once and every run decodes ``steps`` tokens from 1024 (rewinding to 1024 between runs;
+  a model with recurrent layers returns there by a snapshot taken at 1024, untimed).
 Result: median and min-max over runs of each run's figure, peak RSS of the process, load time.
 """
 
@@ -51,6 +52,9 @@ class Engine:
     def rewind(self, n: int) -> None:
         raise NotImplementedError
 
+    def mark(self) -> None:
+        """Remember this point: recurrent (linear-attention) layers can rewind only to 0 or a marked point."""
+
     def close(self) -> None:
         pass
 
@@ -88,6 +92,9 @@ class OursEngine(Engine):
     def rewind(self, n: int) -> None:
         self.backend.rewind(n)
 
+    def mark(self) -> None:
+        self.backend.snapshot()  # the backend's rewind returns to its last snapshot
+
     def close(self) -> None:
         self.vlm.close()
 
@@ -96,6 +103,8 @@ class LlamaCppEngine(Engine):
     """llama-cpp-python's high-level ``Llama`` with its defaults (what a user of llama.cpp would run)."""
 
     def __init__(self, gguf: Path, threads: int):
+        import llama_cpp
+
         import cpu_info
         import roofline
         from edgevlm.runtime.backends.llamacpp_amx import open_llama
@@ -105,6 +114,9 @@ class LlamaCppEngine(Engine):
                                   n_threads_batch=threads, n_gpu_layers=0, verbose=False)
         self.kernel = f"ggml, weight buffers {'+'.join(log.types) or '?'}: {cpu_info.llamacpp_system_info()}"
         self.n_vocab = self.llm.n_vocab()
+        self.recurrent = bool(llama_cpp.llama_model_is_recurrent(self.llm.model)
+                              or llama_cpp.llama_model_is_hybrid(self.llm.model))
+        self._state = None  # (n_tokens, LlamaState) of the last mark, for a recurrent model
         self.size_bytes = gguf.stat().st_size
         self.weights_bytes, self.kv_bytes_per_token = roofline.gguf_decode_bytes(gguf, kv_dtype_bytes=2)
 
@@ -121,7 +133,14 @@ class LlamaCppEngine(Engine):
         return self._next()
 
     def rewind(self, n: int) -> None:
+        if self.recurrent and 0 < n and self._state is not None and self._state[0] == n:
+            self.llm.load_state(self._state[1])  # a recurrent state cannot drop positions: put the copy back
+            return
         self.llm.n_tokens = n  # Llama.eval drops cached positions >= n_tokens before decoding
+
+    def mark(self) -> None:
+        if self.recurrent:
+            self._state = (self.llm.n_tokens, self.llm.save_state())
 
     def close(self) -> None:
         self.llm.close()
@@ -339,6 +358,7 @@ def measure(engine: Engine, runs: int, steps: int, vocab_hi: int = 250, seed: in
         progress(f"run {run + 1}/{runs}: prefill {prefill[-1]:.0f} tok/s, decode@{CONTEXTS[0]} {tps:.2f} tok/s")
     engine.rewind(0)
     token = engine.prefill(prompt)
+    engine.mark()
     engine.step(3 if token in avoid else token)
     for run in range(runs):
         engine.rewind(CONTEXTS[-1])

@@ -48,6 +48,14 @@ QWEN2_15B = dict(hidden_size=1536, num_hidden_layers=28, num_attention_heads=12,
 SIGLIP_SO400M_384_26 = dict(hidden_size=1152, intermediate_size=4304, num_hidden_layers=26, num_attention_heads=16,
                             image_size=384, patch_size=14)
 QWEN2_05B_LLAVA_OV = dict(QWEN2_05B, vocab_size=152000, tie_word_embeddings=True)
+# MiniCPM-V 4.6's text model (openbmb/MiniCPM-V-4.6 config.json text_config: Qwen3.5-0.8B): 24 layers, every
+# 4th full attention (gated, 8 heads / 2 KV heads x 256), the rest Gated DeltaNet (16 + 16 heads x 128), tied head.
+QWEN35_08B = dict(hidden_size=1024, intermediate_size=3584, num_hidden_layers=24, full_attention_interval=4,
+                  num_attention_heads=8, num_key_value_heads=2, head_dim=256, linear_num_key_heads=16,
+                  linear_num_value_heads=16, linear_key_head_dim=128, linear_value_head_dim=128, linear_conv_kernel_dim=4,
+                  vocab_size=248094, max_position_embeddings=32768)
+# ... and its vision tower: the navit SigLIP-400M with the window-attention merger after layer 6
+SIGLIP_400M_WINDOW = dict(SIGLIP_400M_448, insert_layer_id=6)
 GEMMA_2B = dict(hidden_size=2048, num_hidden_layers=18, num_attention_heads=8, num_key_value_heads=1, head_dim=256,
                 intermediate_size=16384, vocab_size=257216, max_position_embeddings=8192)
 # SmolVLM-256M-Instruct: SigLIP base/16 @512 (93M), pixel shuffle 4 (64 tokens per 512-px tile), SmolLM2-135M text
@@ -110,6 +118,11 @@ MODELS: dict[str, ModelSpec] = {s.name: s for s in (
               "tokens per tile, anyres_max_9) + 2-layer MLP + Qwen2-0.5B-sized text (tied head, vocab 152000)",
               "llava-onevision", QWEN2_05B_LLAVA_OV, SIGLIP_SO400M_384_26, default=False),
     ModelSpec("tiny-llava-onevision", "llava", "tiny random LLaVA-OneVision (smoke test only)", "llava-onevision",
+              default=False, genai=False),
+    ModelSpec("minicpmv4.6-0.8b", "minicpmv4_6", "MiniCPM-V 4.6 class: SigLIP-400M navit @448 + window merger "
+              "(16x) + Qwen3.5-0.8B hybrid text (18 Gated DeltaNet + 6 gated attention layers)", "minicpmv-4.6",
+              QWEN35_08B, SIGLIP_400M_WINDOW, default=False, genai=False),
+    ModelSpec("tiny-minicpmv4.6", "minicpmv4_6", "tiny random MiniCPM-V 4.6 (smoke test only)", "minicpmv-4.6",
               default=False, genai=False),
     ModelSpec("gemma3-270m", "gemma3-real", "Gemma 3 270M (real weights, dequantized from the published Q4_K_M) "
               "behind a tiny random vision tower", "gemma3"),
@@ -200,6 +213,9 @@ def text_checkpoint(name: str) -> Path:
 
         prefix, text_cfg = "llm.", text_config(config).to_dict()
         text_cfg["architectures"] = ["Qwen2ForCausalLM"]
+    elif s.kind == "minicpmv4_6":  # the Qwen3.5 text model under model.language_model.*, head tied
+        prefix, target, text_cfg = "model.language_model.", "model.", dict(config["text_config"])
+        text_cfg["architectures"] = ["Qwen3_5ForCausalLM"]
     elif s.kind in TILED_TEXT:  # the text model's tensors under their causal-LM names
         prefix, target, architecture = TILED_TEXT[s.kind]
         text_cfg = dict(config["text_config"], architectures=[architecture])

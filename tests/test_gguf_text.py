@@ -20,6 +20,7 @@ gguf = pytest.importorskip("gguf")
 from edgevlm.export.gguf.text import export_text_gguf, input_scales  # noqa: E402
 from edgevlm.export.gguf.tokenizer import is_byte_level  # noqa: E402
 from edgevlm.families import TINY_NAMES, load_reference  # noqa: E402
+from edgevlm.text_archs import text_arch  # noqa: E402
 
 pytestmark = pytest.mark.gguf
 
@@ -98,9 +99,11 @@ def test_gguf_metadata(exported, tiny, name):
     assert fields[f"{arch}.attention.head_count_kv"] == ref.text.num_kv_heads
     assert fields["tokenizer.ggml.model"] == ("gpt2" if byte_level else "llama")  # GPT-2 BPE | SentencePiece-style
     names = {t.name for t in reader.tensors}
-    assert "token_embd.weight" in names and "blk.0.attn_q.weight" in names
-    # A tied lm_head (Gemma always, InternVL's Qwen2): llama.cpp reuses token_embd, so no output tensor is written.
-    tied = arch.startswith("gemma") or bool(ref.text.extra.get("tie_word_embeddings"))
+    types = ref.text.extra.get("layer_types") or ["full_attention"]
+    attention = next(i for i, t in enumerate(types) if t != "linear_attention")  # a KV layer (hybrids: not 0)
+    assert "token_embd.weight" in names and f"blk.{attention}.attn_q.weight" in names
+    # A tied lm_head (Gemma always, Qwen 3.5 by its config): llama.cpp reuses token_embd, no output tensor.
+    tied = text_arch(arch).output_tied or bool(ref.text.extra.get("tie_word_embeddings"))
     assert ("output.weight" in names) == (not tied)
     assert (part.runtime["token_scale"], part.runtime["embd_input_scale"]) == input_scales(arch, ref.text.hidden_size)
 

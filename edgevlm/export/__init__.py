@@ -107,7 +107,8 @@ def text_info(ref: Any, max_context: int) -> TextInfo:
                     num_kv_heads=t.num_kv_heads, head_dim=t.head_dim, vocab_size=vocab_rows,
                     max_context=int(max_context), layer_types=types,
                     sliding_window=t.extra.get("sliding_window") if "sliding_attention" in types else None,
-                    position_offset=int(getattr(ref, "position_offset", 0)), details=details)
+                    position_offset=int(getattr(ref, "position_offset", 0)),
+                    position_streams=int(getattr(ref, "position_streams", 1)), details=details)
 
 
 def vision_info(ref: Any, max_batch: int) -> VisionInfo:

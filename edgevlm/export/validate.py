@@ -100,9 +100,12 @@ def validate_bundle(ref: Any, ckpt: str, backend: Any, manifest: Any, tokenizer:
     prepared = prepare_image(image, vlm.processor)
     conversation = Conversation(next_position=manifest.text.position_offset)
     turn = prepare_turn(vlm, conversation, PROMPT, [image])
-    hf_inputs = _hf_processor_inputs(ref, ckpt, image, vlm.template)
+    # A reference may build transformers' processor itself (one whose AutoProcessor needs more than is installed).
+    hf_inputs = (ref.processor_inputs(image, PROMPT) if hasattr(ref, "processor_inputs")
+                 else _hf_processor_inputs(ref, ckpt, image, vlm.template))
     if hf_inputs is not None:
-        pixel_diff = float(np.abs(hf_inputs["pixel_values"].numpy() - prepared.inputs["pixel_values"]).max())
+        pixel_diff = float(np.abs(hf_inputs["pixel_values"].numpy() - _as_processor_packs(prepared.inputs,
+                                                                                          hf_inputs)).max())
         ids_equal = hf_inputs["input_ids"][0].tolist() == turn.ids.tolist()
         report["preprocessing"] = {"reference": "transformers' processor", "pixels_max_abs": pixel_diff,
                                    "input_ids_equal": ids_equal}
@@ -175,6 +178,16 @@ def validate_bundle(ref: Any, ckpt: str, backend: Any, manifest: Any, tokenizer:
     if failures:
         raise ParityError("export parity check failed:\n  " + "\n  ".join(failures) + f"\nfull report: {report}")
     return report
+
+
+def _as_processor_packs(inputs: dict[str, np.ndarray], hf_inputs: dict[str, Any]) -> np.ndarray:
+    """Our pixel_values in the processor's shape: patch sequences [n, 3, p, L_max] (padded rows) become one
+    row [1, 3, p, sum L_i] when the processor packs every chunk into one sequence (MiniCPM-V 4.6's does)."""
+    ours = inputs["pixel_values"]
+    if "tgt_sizes" not in inputs or tuple(hf_inputs["pixel_values"].shape) == ours.shape:
+        return ours
+    p = ours.shape[2]
+    return np.concatenate([ours[i, ..., : int(h * w) * p] for i, (h, w) in enumerate(inputs["tgt_sizes"])], -1)[None]
 
 
 STAGES = ("preprocessing", "vision", "logits", "greedy")

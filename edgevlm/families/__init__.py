@@ -14,7 +14,7 @@ from pathlib import Path
 from ..errors import CheckpointError
 from .contract import Family
 
-FOLDERS = ("minicpmv", "paligemma", "gemma3", "idefics3", "internvl", "llava")  # match order
+FOLDERS = ("minicpmv4_6", "minicpmv", "paligemma", "gemma3", "idefics3", "internvl", "llava")  # match order
 
 
 def _load(folder: str) -> Family:

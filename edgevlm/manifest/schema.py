@@ -32,7 +32,7 @@ from .upgrade import SCHEMA_VERSION, upgrade
 FORMATS = ("onnx", "gguf", "coreml")
 DATA_FORMATS = ("npy",)  # parts that are arrays, not models (read with numpy, never quantized)
 PART_FORMATS = ("onnx", "gguf", "mlpackage") + DATA_FORMATS
-LAYER_TYPES = ("full_attention", "sliding_attention")
+LAYER_TYPES = ("full_attention", "sliding_attention", "linear_attention")  # linear: recurrent state, no KV
 VISION_KINDS = ("image", "patch_sequence")
 
 

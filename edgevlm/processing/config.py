@@ -20,7 +20,8 @@ ProcessorConfig
   scale_resolution    448                  448                  -                          -
   resize_align        None (=14)           None (=14)           -                          -
   ==================  ===================  ===================  =========================  ==============
-  (MiniCPM-V 4.6, not a target: resize_align 56 for "16x", 28 for "4x"; tested live against transformers.)
+  (MiniCPM-V 4.6 / 4.7: kind "slice_merge", resize_align 56 for "16x" and 28 for "4x", options
+  {"patches_per_token": 16 | 4, "downsample_mode"}; tested against transformers in tests/test_minicpmv46_vision.py.)
 
 ImageLayout
   ===================  ============================  ==============================  ===============  ===========================================

@@ -96,3 +96,19 @@ def mrope_positions(input_ids: np.ndarray, image_token_id: int, image_grids, mer
 def text_positions(n_tokens: int, start: int) -> np.ndarray:
     """int64 [3, n]: positions of text (e.g. generated) tokens continuing at ``start``."""
     return np.broadcast_to(np.arange(start, start + n_tokens, dtype=np.int64), (3, n_tokens)).copy()
+
+
+def interleaved_streams(inv_freq: np.ndarray, section) -> np.ndarray:
+    """float32 [3, rotary_dim/2]: row s holds inv_freq where frequency j reads stream s, else 0, so that
+    positions [T, 3] @ this = each rotary frequency times its stream's position, exactly.
+
+    Interleaved M-RoPE (Qwen 3.5's ``recomposition_frequencies``): frequency j reads the height stream if
+    j % 3 == 1 and j < 3*section[1], the width stream if j % 3 == 2 and j < 3*section[2], the temporal
+    stream otherwise. With the same id in all three streams this is plain RoPE."""
+    inv = np.asarray(inv_freq, np.float32)
+    stream = np.zeros(len(inv), dtype=np.int64)
+    for s in (1, 2):
+        stream[s: 3 * int(section[s]): 3] = s
+    out = np.zeros((3, len(inv)), dtype=np.float32)
+    out[stream, np.arange(len(inv))] = inv
+    return out

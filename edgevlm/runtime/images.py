@@ -27,6 +27,7 @@ from ..processing.anyres_image import preprocess_anyres
 from ..processing.config import ProcessorConfig
 from ..processing.plan import ImagePlan
 from ..processing.preprocess import preprocess_fixed, preprocess_slices
+from ..processing.slice_merge import pack_merged, plan_merged
 from ..processing.slicing import plan_slices
 from ..processing.square import preprocess_square
 
@@ -109,6 +110,8 @@ KINDS: dict[str, ImageKind] = {
     "anyres": ImageKind(**_ANYRES),
     # anyres with a tile budget (bilinear pooling above it); tiles only an image alone in its prompt
     "anyres_max": ImageKind(**_ANYRES, depends_on_count=True),
+    # LLaVA-UHD whose chunks give h*w/m^2 rows each (a patch-merging vision part: processing/slice_merge.py)
+    "slice_merge": ImageKind(plan_merged, _slice_prepare, pack_merged),
 }
 
 

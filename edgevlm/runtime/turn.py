@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import PromptError
 from ..processing.images import load_image
+from ..processing.canvas_rope import canvas_positions, layout_markers
 from ..processing.mrope import mrope_positions
 from ..processing.prompt import PromptText, build_prompt, expand_images, layout_tokens, message_turns
 from .images import image_kind, pack_features, plan_image, prepare_image
@@ -80,10 +81,16 @@ def turn_positions(vlm: Any, conv: Conversation, ids: np.ndarray, plans: list) -
     """(position ids [T] or [3, T], the next position) of a turn's tokens, continuing the conversation.
 
     One stream: consecutive ids. Three streams (M-RoPE): an image's tokens take their grid coordinates
-    (``plan.data["position_grid"]``, in merged units), text the same id in all three (processing/mrope.py).
+    (``plan.data["position_grid"]``, in merged units), text the same id in all three (processing/mrope.py);
+    or, for plans that place the image's crops on a canvas (``plan.data["canvas"]``), canvas M-RoPE
+    (processing/canvas_rope.py). Text alone gives the same ids either way.
     """
     if vlm.manifest.text.position_streams == 1:
         return np.arange(len(ids), dtype=np.int64) + conv.next_position, conv.next_position + len(ids)
+    if plans and all("canvas" in plan.data for plan in plans):
+        run = canvas_positions(ids, vlm.manifest.tokenizer.image_token_id, [p.data["canvas"] for p in plans],
+                               layout_markers(vlm.tokenizer, vlm.layout), conv.next_position)
+        return run.position_ids, run.next_position
     grids = [plan.data["position_grid"] for plan in plans]
     run = mrope_positions(ids, vlm.manifest.tokenizer.image_token_id, grids, 1, conv.next_position)
     return run.position_ids, run.next_position

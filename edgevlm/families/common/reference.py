@@ -105,6 +105,7 @@ class ReferenceVLM(nn.Module):
     text: TextSpec
     image_token_id: int  # the placeholder token whose rows receive image features
     position_offset: int = 0  # added to every position id (PaliGemma numbers positions from 1)
+    position_streams: int = 1  # position ids per token: 1 (RoPE) or 3 (M-RoPE: temporal, height, width)
 
     def vision_graph(self) -> Any:
         """The vision tower + connector for the exporters (families/common/vision_graph.py)."""

@@ -48,6 +48,7 @@ class VisionGraph:
     derived: dict[str, str] = field(default_factory=dict)  # graph input -> derived-input kind (computed by numpy)
     coreml_patches: list[int] = field(default_factory=list)  # enumerated patch counts (patch sequences only)
     tables: dict[str, Any] = field(default_factory=dict)  # name -> float32 numpy array (bundle data parts)
+    variable_tokens: bool = False  # features' row count follows the chunk's patches (a patch-merging part)
 
     def module(self, target: str) -> nn.Module:
         if target not in TARGETS:
@@ -65,7 +66,7 @@ class VisionGraph:
 
     def onnx_dynamic_axes(self) -> dict[str, dict[int, str]]:
         axes = {i.name: {k: d for k, d in enumerate(i.dims) if isinstance(d, str)} for i in self.inputs}
-        axes["features"] = {0: "batch"}
+        axes["features"] = {0: "batch", 1: "tokens"} if self.variable_tokens else {0: "batch"}
         return axes
 
     def tokens_per_chunk(self) -> int:

@@ -8,7 +8,11 @@ image-block mask (techspec §3, §4.8). What is model-specific is data from the 
 tokenizer's ``image_token_id`` and the text part's input scales (see export/gguf/text.input_scales).
 
 KV cache: allocated once for ``max_context`` tokens; ``swa_full`` keeps sliding-window layers'
-cells too, so ``rewind`` to any earlier position stays exact.
+cells too, so ``rewind`` to any earlier position stays exact. A model with recurrent (linear-attention)
+layers keeps their states in llama.cpp's hybrid memory: it cannot drop positions token by token, so
+``rewind`` goes back to 0 or to the last ``snapshot`` (a copy of the sequence's state), else refuses.
+M-RoPE architectures (llama.cpp's qwen35 numbers even 1-D models with 4 position sections) take
+embedding rows with one position per section (llamacpp_batch.py).
 """
 
 from __future__ import annotations
@@ -21,11 +25,12 @@ import numpy as np
 import llama_cpp as L
 from llama_cpp import _logger as _llama_logger
 
-from ...errors import BundleError, DeviceError, PromptError
-from ..backend import KVCacheMixin, check_tokens, position_ids
+from ...errors import BundleError, DeviceError, EdgeVLMError, PromptError
+from ..backend import CacheSnapshot, KVCacheMixin, check_tokens, position_ids
 from ..backend import image_rows as image_positions
 from ...manifest import Manifest, inside
 from .llamacpp_amx import model_params
+from .llamacpp_batch import Batch as _Batch, position_sections
 from .llamacpp_embd import TokenEmbeddings
 
 _DEVICES = ("cpu", "auto")
@@ -34,37 +39,6 @@ _DEVICES = ("cpu", "auto")
 def _check(code: int, what: str) -> None:
     if code != 0:
         raise RuntimeError(f"llama.cpp {what} failed with code {code}")
-
-
-class _Batch:
-    """A reusable llama_batch with numpy views on its arrays (ids or embedding rows, one sequence)."""
-
-    def __init__(self, capacity: int, n_embd: int = 0):
-        self.capacity = capacity
-        self.raw = L.llama_batch_init(capacity, n_embd, 1)
-        self.pos = np.ctypeslib.as_array(self.raw.pos, shape=(capacity,))
-        self.logits = np.ctypeslib.as_array(self.raw.logits, shape=(capacity,))
-        n_seq = np.ctypeslib.as_array(self.raw.n_seq_id, shape=(capacity,))
-        n_seq[:] = 1
-        for i in range(capacity):
-            self.raw.seq_id[i][0] = 0
-        self.token = np.ctypeslib.as_array(self.raw.token, shape=(capacity,)) if not n_embd else None
-        self.embd = np.ctypeslib.as_array(self.raw.embd, shape=(capacity, n_embd)) if n_embd else None
-
-    def fill(self, positions: np.ndarray, want_logits: bool | str) -> None:
-        n = len(positions)
-        self.raw.n_tokens = n
-        self.pos[:n] = positions
-        self.logits[:n] = 0
-        if want_logits == "all":
-            self.logits[:n] = 1
-        elif want_logits:
-            self.logits[n - 1] = 1
-
-    def free(self) -> None:
-        if self.raw is not None:
-            L.llama_batch_free(self.raw)
-            self.raw = None
 
 
 class LlamaCppBackend(KVCacheMixin):
@@ -122,8 +96,10 @@ class LlamaCppBackend(KVCacheMixin):
             raise BundleError(f"{path}: llama.cpp could not create a context of {self.max_context} tokens "
                               "(out of memory?). Pass a smaller max_context.")
         self.memory = L.llama_get_memory(self.ctx)
+        self.recurrent = bool(L.llama_model_is_recurrent(self.model) or L.llama_model_is_hybrid(self.model))
+        self._mark: CacheSnapshot | None = None  # the last snapshot of a recurrent model (what rewind may return to)
         self._tokens = _Batch(self.n_batch)
-        self._rows = _Batch(self.n_batch, self.n_embd)
+        self._rows = _Batch(self.n_batch, self.n_embd, position_sections(self.model))
         self._token_embd = None  # TokenEmbeddings, opened on first bidirectional block with text
         self._token_embd_args = (path, float(text.runtime.get("token_scale", 1.0)), float(self.embd_input_scale))
         self._vision = None
@@ -240,9 +216,41 @@ class LlamaCppBackend(KVCacheMixin):
     def rewind(self, n_keep: int) -> None:
         if not 0 <= n_keep <= self.n_past:
             raise ValueError(f"rewind({n_keep}) outside [0, {self.n_past}]")
+        if self.recurrent and 0 < n_keep < self.n_past:
+            if self._mark is None or self._mark.n_past != n_keep:
+                raise EdgeVLMError(
+                    f"cannot rewind to {n_keep} of {self.n_past} tokens: this model has recurrent (linear-attention) "
+                    "layers, whose state cannot go back token by token. Take a snapshot() at the point to return to "
+                    "and restore() it (rewind works to 0 and to the last snapshot), or start over.")
+            self.restore(self._mark)
+            return
         if not L.llama_memory_seq_rm(self.memory, 0, n_keep, -1):
             raise RuntimeError(f"llama.cpp could not drop cached positions from {n_keep}")
         self.n_past = n_keep
+        if self._mark is not None and n_keep < self._mark.n_past:
+            self._mark = None
+
+    def snapshot(self) -> CacheSnapshot:
+        """The length; for a recurrent model also a copy of the sequence's state (llama_state_seq_get_data)."""
+        if not self.recurrent:
+            return CacheSnapshot(self.n_past)
+        import ctypes
+
+        size = L.llama_state_seq_get_size(self.ctx, 0)
+        data = (ctypes.c_uint8 * size)()
+        L.llama_state_seq_get_data(self.ctx, data, size, 0)
+        self._mark = CacheSnapshot(self.n_past, data)
+        return self._mark
+
+    def restore(self, snapshot: CacheSnapshot) -> None:
+        if not self.recurrent:
+            return KVCacheMixin.restore(self, snapshot)
+        if snapshot.states is None:
+            raise ValueError("this snapshot holds no recurrent state (taken from another backend?)")
+        L.llama_memory_seq_rm(self.memory, 0, 0, -1)
+        if L.llama_state_seq_set_data(self.ctx, snapshot.states, len(snapshot.states), 0) == 0:
+            raise RuntimeError("llama.cpp could not restore the sequence state")
+        self.n_past = snapshot.n_past
 
     def close(self) -> None:
         for batch in (getattr(self, "_tokens", None), getattr(self, "_rows", None)):

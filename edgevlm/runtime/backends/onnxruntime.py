@@ -16,6 +16,10 @@ in buffers bound once, and its mask is a view of one zero row (one query row mas
 bound key is causal and inside its window). Rebinding the KV rows goes through onnxruntime's C
 binding with one cached device. Together: 0.14 to 0.19 ms less per step on tiny models, 1.35 to
 1.58x their step time (benchmarks/README.md, "Levers").
+
+Linear-attention (recurrent) layers hold no KV rows but fixed-size states (ort_states.py: two buffers
+per state, allocated once, swapped after each run). Their cache cannot be rewound row by row: a
+snapshot copies the states, and ``rewind`` goes back only to 0 or to the point of the last snapshot.
 """
 
 from __future__ import annotations
@@ -26,12 +30,15 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from ...errors import BundleError
+from ...errors import BundleError, EdgeVLMError
 from ...manifest import Manifest, Part, inside
-from ..backend import KVCacheMixin, check_tokens, image_rows, position_ids
+from ..backend import CacheSnapshot, KVCacheMixin, check_tokens, image_rows, position_ids
 from .ort_vision import encode_chunks
 from .ort_masks import attention_bias, first_visible_key
 from .ort_providers import resolve_providers
+from .ort_states import RecurrentStates
+
+RECURRENT = "linear_attention"  # the layer type whose cache is a recurrent state, not KV rows
 
 
 OPT_LEVELS = {"all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
@@ -115,16 +122,21 @@ class OrtBackend(KVCacheMixin):
         self.vocab = int(text.vocab_size)
         shape = (1, self.max_context, int(text.num_kv_heads), int(text.head_dim))
         self._row_bytes = int(np.prod(shape[2:])) * 4
-        # The KV cache, allocated once per session.
-        self._keys = [np.zeros(shape, np.float32) for _ in range(self.n_layers)]
-        self._values = [np.zeros(shape, np.float32) for _ in range(self.n_layers)]
+        types = list(text.layer_types) or ["full_attention"] * self.n_layers
+        kv_layers = [i for i, kind in enumerate(types) if kind != RECURRENT]
+        recurrent = [i for i, kind in enumerate(types) if kind == RECURRENT]
+        # The caches, allocated once per session: KV rows of the attention layers, states of the recurrent ones.
+        self._keys = [np.zeros(shape, np.float32) for _ in kv_layers]
+        self._values = [np.zeros(shape, np.float32) for _ in kv_layers]
+        self._states = RecurrentStates(dec["states"], recurrent) if recurrent else None
+        self._mark: CacheSnapshot | None = None  # the last snapshot of a recurrent cache (what rewind may return to)
         self._blocks = np.full(self.max_context, -1, np.int32)  # block id of every cached row
         kv = dec["kv"]
         self._kv_names = [(kv["past_key"] % i, kv["past_value"] % i, kv["present_key"] % i, kv["present_value"] % i)
-                          for i in range(self.n_layers)]
+                          for i in kv_layers]
         self._masks: dict[str, int | None] = dict(dec["masks"])
         # Bundles exported before ``layer_masks`` existed: every layer and mask in full (correct, just slower).
-        layer_masks = dec.get("layer_masks") or [None] * self.n_layers
+        layer_masks = [(dec.get("layer_masks") or [None] * self.n_layers)[i] for i in kv_layers]
         self._windowed = {name: window for name, window in self._masks.items() if name in layer_masks}
         # (past input, present output, buffer address, the layer's mask) for every layer's keys and values.
         self._kv_row = list(shape[2:])
@@ -228,15 +240,51 @@ class OrtBackend(KVCacheMixin):
             row = first[mask]
             self._bind.input(name_in, [1, past - row, *kv_row], base + row * row_bytes)
             self._bind.output(name_out, new_shape, base + past * row_bytes)
+        if self._states is not None:
+            self._states.bind(self._binding)
         self.decoder.run_with_iobinding(self._binding)
+        if self._states is not None:
+            self._states.advance()
         self.n_past = past + t
 
     def rewind(self, n_keep: int) -> None:
         if not 0 <= n_keep <= self.n_past:
             raise ValueError(f"rewind({n_keep}) outside [0, {self.n_past}]")
+        if self._states is not None and n_keep != self.n_past:
+            if n_keep == 0:
+                self._states.reset()
+            elif self._mark is not None and self._mark.n_past == n_keep:
+                self._states.load(self._mark.states)
+            else:
+                raise EdgeVLMError(
+                    f"cannot rewind to {n_keep} of {self.n_past} tokens: this model has recurrent (linear-attention) "
+                    "layers, whose state cannot go back token by token. Take a snapshot() at the point to return to "
+                    "and restore() it (rewind works to 0 and to the last snapshot), or start over.")
+        self._forget(n_keep)
+
+    def _forget(self, n_keep: int) -> None:
         self.n_past = n_keep  # rows from n_keep on are overwritten by the next forward
         self._blocks[n_keep:] = -1
+        if self._mark is not None and n_keep < self._mark.n_past:
+            self._mark = None  # its states describe tokens no longer in the cache
+
+    def snapshot(self) -> CacheSnapshot:
+        """The cache's length, and for recurrent layers a copy of their states (also kept for ``rewind``)."""
+        if self._states is None:
+            return CacheSnapshot(self.n_past)
+        self._mark = CacheSnapshot(self.n_past, self._states.copy())
+        return self._mark
+
+    def restore(self, snapshot: CacheSnapshot) -> None:
+        if snapshot.n_past > self.n_past:
+            raise ValueError(f"cannot restore a snapshot of {snapshot.n_past} tokens into a cache holding "
+                             f"{self.n_past}: its rows were overwritten")
+        if self._states is not None:
+            if snapshot.states is None:
+                raise ValueError("this snapshot holds no recurrent states (taken from another backend?)")
+            self._states.load(snapshot.states)
+        self._forget(snapshot.n_past)
 
     def close(self) -> None:
         self.embedding = self.decoder = self.vision = None  # type: ignore[assignment]
-        self._keys, self._values = [], []
+        self._keys, self._values, self._states = [], [], None

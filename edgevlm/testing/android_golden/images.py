@@ -13,6 +13,7 @@ from PIL import Image
 from edgevlm.processing.config import ProcessorConfig
 from edgevlm.processing.normalize import _lookup_table
 from edgevlm.processing.preprocess import preprocess_fixed, preprocess_slices
+from edgevlm.processing.slice_merge import plan_merged
 from edgevlm.processing.slicing import plan_slices, resize_for_plan
 from edgevlm.processing.vision_inputs import DERIVED, derived_inputs
 
@@ -138,9 +139,23 @@ def tile_records() -> list[dict[str, Any]]:
     return out
 
 
+def merged_plan_records() -> list[dict[str, Any]]:
+    """Processor kind ``slice_merge`` (MiniCPM-V 4.6, both downsample modes): each chunk's feature rows from the
+    image size alone (h*w / patches_per_token of its patch grid), the numbers the prompt layout spells out."""
+    out = []
+    for mode, (align, per_token) in {"16x": (56, 16), "4x": (28, 4)}.items():
+        cfg = ProcessorConfig(kind="slice_merge", resize_align=align,
+                              options={"patches_per_token": per_token, "downsample_mode": mode})
+        for w, h in slicing_sizes()[::2] + [(700, 500), (1200, 400), (900, 1600)]:
+            plan = plan_merged((w, h), cfg)
+            out.append({"width": w, "height": h, "processor": cfg.to_dict(), "grid": plan.grid,
+                        "overview_tokens": plan.overview_tokens, "slice_tokens": list(plan.slice_tokens)})
+    return out
+
+
 def slicing_records() -> dict[str, Any]:
     return {"slices": [slicing_record(c) for c in slicing_cases()], "fixed": fixed_records(),
-            "normalize": normalize_tables(), "tiles": tile_records()}
+            "normalize": normalize_tables(), "tiles": tile_records(), "merged_plans": merged_plan_records()}
 
 
 # -- the vision graph's derived inputs ------------------------------------------------------------
@@ -148,7 +163,9 @@ def vision_input_records(out: Path) -> dict[str, Any]:
     """Every derived-input kind the runtime knows, through the same dispatcher the backends call
     (``derived_inputs``: graph input name -> kind, parameters from the manifest's ``vision.params``)."""
     spec = {"position_ids": "bucketed_position_ids", "key_pos": "sincos_2d_keys"}
-    assert set(spec.values()) == set(DERIVED), "a derived-input kind without golden cases: add it here and in Java"
+    windows = {"window_index": "window_order_2x2", "merge_index": "window_order_2x2_after_merge"}
+    assert set(spec.values()) | set(windows.values()) == set(DERIVED), \
+        "a derived-input kind without golden cases: add it here and in Java"
     records = []
     for index, (sizes, side, dim, pad) in enumerate([([[32, 32]], 70, 128, 0), ([[23, 45], [45, 23]], 70, 64, 0),
                                                       ([[1, 1], [7, 3]], 70, 128, 5), ([[10, 63]], 16, 32, 0),
@@ -161,4 +178,12 @@ def vision_input_records(out: Path) -> dict[str, Any]:
         key_pos = arrays["key_pos"]  # float32 [B, max_patches, dim]
         records.append({"tgt_sizes": sizes, "params": params, "max_patches": max_patches, "derived_inputs": spec,
                         "position_ids": ids.tolist(), "key_pos": write_bin(out, f"key_pos_{index}.bin", key_pos)})
-    return {"kinds": sorted(DERIVED), "cases": records}
+    # 2x2-window gather tables (MiniCPM-V 4.6's window merger and merger MLP): even grids, padded rows identity
+    window_cases = []
+    for sizes, pad in [([[4, 4]], 0), ([[8, 12], [4, 4]], 0), ([[32, 20]], 16), ([[4, 8], [8, 4]], 8)]:
+        tgt = np.asarray(sizes, dtype=np.int64)
+        max_patches = int(max(h * w for h, w in sizes)) + pad
+        arrays = derived_inputs(windows, tgt, max_patches, {})
+        window_cases.append({"tgt_sizes": sizes, "params": {}, "max_patches": max_patches, "derived_inputs": windows,
+                             **{name: array.tolist() for name, array in arrays.items()}})
+    return {"kinds": sorted(DERIVED), "cases": records, "window_cases": window_cases}

@@ -2,7 +2,8 @@ package org.edgevlm.core;
 
 /**
  * Pixels in, vision-tower inputs out, selected by the manifest's processor kind (runtime/images.py KINDS):
- * "slice" = MiniCPM-V overview + slices (always Pillow bicubic, as the reference); "fixed" = one square resize;
+ * "slice" = MiniCPM-V overview + slices (always Pillow bicubic, as the reference); "slice_merge" = the same pixels,
+ * each chunk giving h*w / patches_per_token rows (MiniCPM-V 4.6, {@link SliceMerge}); "fixed" = one square resize;
  * "square_tiles" (SmolVLM / Idefics3) and "aspect_tiles" (InternVL) = tiles + a global image (Tiling.java);
  * "square" = CLIP crop / mean-colour pad (Square); "anyres" / "anyres_max" = base tile + pinpoint grid (Anyres).
  */
@@ -20,7 +21,19 @@ public final class ImagePreprocessor {
         if (tiled()) {
             return Tiling.gridOf(width, height, cfg);
         }
-        return cfg.kind.equals("slice") ? Slicing.plan(width, height, cfg).grid : null;
+        return sliced() ? Slicing.plan(width, height, cfg).grid : null;
+    }
+
+    /** The image's chunks and feature rows without touching pixels ({@code tokensPerChunk}: the layout's). */
+    public ImagePlan plan(int width, int height, int tokensPerChunk) {
+        if (cfg.kind.equals("slice_merge")) {
+            return SliceMerge.plan(width, height, cfg);
+        }
+        return ImagePlan.uniform(gridOf(width, height), tokensPerChunk);
+    }
+
+    private boolean sliced() {
+        return cfg.kind.equals("slice") || cfg.kind.equals("slice_merge");
     }
 
     private boolean tiled() {
@@ -32,8 +45,7 @@ public final class ImagePreprocessor {
         if (cfg.kind.startsWith("anyres")) {
             return Anyres.plan(height, width, new Anyres.Settings(cfg), nImages).nTokens();
         }
-        int[] grid = gridOf(width, height);
-        return (grid == null ? 1 : 1 + grid[0] * grid[1]) * tokensPerChunk;
+        return plan(width, height, tokensPerChunk).nTokens();
     }
 
     public PreparedImage prepare(RgbImage image) {
@@ -46,7 +58,7 @@ public final class ImagePreprocessor {
             throw new ImageException("image is " + image.width + "x" + image.height + " = " + (long) image.width * image.height
                     + " pixels, over the limit of " + cfg.maxPixels + "; downscale it or raise max_pixels");
         }
-        if (cfg.kind.equals("slice")) {
+        if (sliced()) {
             return slices(image);
         }
         if (cfg.kind.equals("fixed")) {
@@ -70,7 +82,7 @@ public final class ImagePreprocessor {
             return new PreparedImage(Anyres.pixels(image, cfg, plan, table), null, grid, cfg.patchSize, cfg.imageSize);
         }
         throw new ImageException("the bundle's processor kind " + Py.repr(cfg.kind) + " is not one this app runs "
-                + "(slice, fixed, square_tiles, aspect_tiles, square, anyres, anyres_max); update the app");
+                + "(slice, slice_merge, fixed, square_tiles, aspect_tiles, square, anyres, anyres_max); update the app");
     }
 
     private PreparedImage tiles(RgbImage image) {

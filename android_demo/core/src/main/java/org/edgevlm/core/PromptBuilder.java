@@ -18,15 +18,21 @@ public final class PromptBuilder {
         this.template = template;
     }
 
-    /** Placeholder text of one image ({@code index} is its 0-based position in the conversation); every
-     * chunk gives tokensPerChunk rows; {row}/{col} in the slice template are the tile's 1-based position. */
+    /** Placeholder text of one image ({@code index} is its 0-based position in the conversation) whose every
+     * chunk gives tokensPerChunk rows. */
     public String imagePlaceholder(int[] grid, int index) {
-        String features = Py.repeat(layout.featureToken, layout.tokensPerChunk);
+        return imagePlaceholder(ImagePlan.uniform(grid, layout.tokensPerChunk), index);
+    }
+
+    /** Placeholder text of one image from its plan: the overview's run of feature tokens and one run per slice,
+     * each of that chunk's rows; {row}/{col} in the slice template are the tile's 1-based position. */
+    public String imagePlaceholder(ImagePlan plan, int index) {
+        int[] grid = plan.grid;
         StringBuilder text = new StringBuilder();
         if (!layout.imageIdTemplate.isEmpty()) {
             text.append(Py.format(layout.imageIdTemplate, "index", Integer.toString(index)));
         }
-        String overview = Py.format(layout.overviewTemplate, "features", features);
+        String overview = Py.format(layout.overviewTemplate, "features", Py.repeat(layout.featureToken, plan.overviewTokens));
         StringBuilder tiles = new StringBuilder();
         if (grid != null) {
             List<String> rows = new ArrayList<>();
@@ -34,7 +40,7 @@ public final class PromptBuilder {
                 StringBuilder row = new StringBuilder();
                 for (int c = 0; c < grid[0]; c++) {
                     java.util.Map<String, String> fields = new java.util.HashMap<>();
-                    fields.put("features", features);
+                    fields.put("features", Py.repeat(layout.featureToken, plan.sliceTokens[r * grid[0] + c]));
                     fields.put("row", Integer.toString(r + 1));
                     fields.put("col", Integer.toString(c + 1));
                     row.append(Py.format(layout.sliceTemplate, fields));
@@ -187,15 +193,28 @@ public final class PromptBuilder {
 
     /** {@code firstIndex}: images already in the conversation (image ids continue across turns). */
     public String expandImages(String text, List<int[]> grids, int firstIndex) {
+        return expandPlans(text, uniform(grids), firstIndex);
+    }
+
+    private List<ImagePlan> uniform(List<int[]> grids) {
+        List<ImagePlan> plans = new ArrayList<>();
+        for (int[] grid : grids) {
+            plans.add(ImagePlan.uniform(grid, layout.tokensPerChunk));
+        }
+        return plans;
+    }
+
+    /** As {@link #expandImages} with each image's plan (chunks giving different row counts). */
+    public String expandPlans(String text, List<ImagePlan> plans, int firstIndex) {
         List<String> chunks = splitAll(text, layout.marker);
-        if (chunks.size() - 1 != grids.size()) {
+        if (chunks.size() - 1 != plans.size()) {
             throw new PromptException("the prompt has " + (chunks.size() - 1) + " image marker(s) " + Py.repr(layout.marker)
-                    + " but " + grids.size() + " image(s) were given");
+                    + " but " + plans.size() + " image(s) were given");
         }
         StringBuilder out = new StringBuilder(chunks.get(0));
-        for (int i = 0; i < grids.size(); i++) {
-            out.append(imagePlaceholder(grids.get(i), firstIndex + i));
-            if (i == grids.size() - 1) {
+        for (int i = 0; i < plans.size(); i++) {
+            out.append(imagePlaceholder(plans.get(i), firstIndex + i));
+            if (i == plans.size() - 1) {
                 out.append(layout.afterLastImage);
             }
             out.append(chunks.get(i + 1));
@@ -216,8 +235,13 @@ public final class PromptBuilder {
 
     /** Full prompt text (build_prompt): one grid per image, in prompt order. */
     public String build(List<Message> messages, List<int[]> grids, String system, boolean addGenerationPrompt) {
-        List<String[]> turns = messageTurns(messages, grids.size());
-        return expandImages(renderChat(turns, addGenerationPrompt, system), grids);
+        return buildPlans(messages, uniform(grids), system, addGenerationPrompt);
+    }
+
+    /** Full prompt text with one plan per image, in prompt order. */
+    public String buildPlans(List<Message> messages, List<ImagePlan> plans, String system, boolean addGenerationPrompt) {
+        List<String[]> turns = messageTurns(messages, plans.size());
+        return expandPlans(renderChat(turns, addGenerationPrompt, system), plans, 0);
     }
 
     public String build(String userText, List<int[]> grids, String system) {
@@ -234,7 +258,12 @@ public final class PromptBuilder {
      * generation cue; {@code imagesBefore}: images of earlier turns, so this turn's image ids continue after theirs.
      */
     public String followUp(String text, List<int[]> grids, int imagesBefore) {
-        List<String[]> turns = messageTurns(java.util.Collections.singletonList(Message.text("user", text)), grids.size());
+        return followUpPlans(text, uniform(grids), imagesBefore);
+    }
+
+    /** As {@link #followUp} with each image's plan. */
+    public String followUpPlans(String text, List<ImagePlan> plans, int imagesBefore) {
+        List<String[]> turns = messageTurns(java.util.Collections.singletonList(Message.text("user", text)), plans.size());
         String content = turns.get(0)[1];
         if (!template.stripContent.equals("none")) {
             content = Py.strip(content);
@@ -242,6 +271,6 @@ public final class PromptBuilder {
         int at = template.assistantTemplate.indexOf("{content}");
         String close = template.assistantTemplate.substring(at + "{content}".length()); // e.g. "<|im_end|>\n"
         String turn = close + Py.format(template.userTemplate, "content", content) + template.generationPrompt;
-        return grids.isEmpty() ? turn : expandImages(turn, grids, imagesBefore);
+        return plans.isEmpty() ? turn : expandPlans(turn, plans, imagesBefore);
     }
 }

@@ -60,6 +60,25 @@ public final class SlicingGoldenTest {
         Check.equal(c.get("patch_mask_sha256"), Golden.sha256(prepared.patchMask()), "patch_attention_mask");
     }
 
+    /** Processor kind slice_merge (MiniCPM-V 4.6, both downsample modes): every chunk's feature rows from the size. */
+    public void testMergedSlicePlans() {
+        int n = 0;
+        for (Object item : JsonMap.getList(data, "merged_plans")) {
+            Map<String, Object> c = JsonMap.map(item, "case");
+            ProcessorConfig cfg = ProcessorConfig.fromMap(JsonMap.getMap(c, "processor"));
+            int w = JsonMap.getInt(c, "width", 0);
+            int h = JsonMap.getInt(c, "height", 0);
+            String name = w + "x" + h + " " + cfg.options.get("downsample_mode");
+            ImagePlan plan = new ImagePreprocessor(cfg).plan(w, h, 0);
+            Check.equal(Golden.grid(c.get("grid")), plan.grid, name + " grid");
+            Check.equal(JsonMap.getInt(c, "overview_tokens", -1), plan.overviewTokens, name + " overview rows");
+            Check.equal(JsonMap.intArray(c.get("slice_tokens"), "slice_tokens"), plan.sliceTokens, name + " slice rows");
+            n++;
+        }
+        System.out.println("     merged slice plans: " + n + " cases equal");
+        Check.isTrue(n >= 60, "merged plans for both downsample modes");
+    }
+
     public void testFixedSizeResizes() {
         int n = 0;
         for (Object item : JsonMap.getList(data, "fixed")) {

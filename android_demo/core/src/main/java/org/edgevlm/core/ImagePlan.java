@@ -1,0 +1,33 @@
+package org.edgevlm.core;
+
+/**
+ * An image's chunks and the feature rows each gives, from its size alone (processing/plan.py ImagePlan): the
+ * overview's rows and, for a sliced image, each slice's rows (row-major). The prompt layout spells it out.
+ */
+public final class ImagePlan {
+    public final int[] grid; // (cols, rows) of the slices; null: the image is one chunk
+    public final int overviewTokens;
+    public final int[] sliceTokens;
+
+    public ImagePlan(int[] grid, int overviewTokens, int[] sliceTokens) {
+        this.grid = grid;
+        this.overviewTokens = overviewTokens;
+        this.sliceTokens = sliceTokens;
+    }
+
+    /** Every chunk gives {@code tokens} rows (a resampler or a fixed-size tower). */
+    public static ImagePlan uniform(int[] grid, int tokens) {
+        int slices = grid == null ? 0 : grid[0] * grid[1];
+        int[] each = new int[slices];
+        java.util.Arrays.fill(each, tokens);
+        return new ImagePlan(grid, tokens, each);
+    }
+
+    public int nTokens() {
+        int n = overviewTokens;
+        for (int t : sliceTokens) {
+            n += t;
+        }
+        return n;
+    }
+}
