@@ -15,7 +15,6 @@ so the figure is what the guard gives up on such a build; on an AMX build "on" i
 from __future__ import annotations
 
 import argparse
-import ctypes
 import platform
 import statistics
 import sys
@@ -26,33 +25,11 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cpu_info import BufferLog  # noqa: E402
 
 TEXT = ("The old lighthouse keeper walked along the rocky shore every morning, counting the boats that returned "
         "from the night's fishing and writing their names in a worn leather book. ") * 8
-
-
-class LoadLog:
-    """llama.cpp's log lines about weight buffers ("... CPU_REPACK model buffer size = ..."), while active."""
-
-    def __init__(self):
-        import llama_cpp as L
-
-        self.lines: list[str] = []
-
-        @L.llama_log_callback
-        def collect(level, text, user_data):
-            line = text.decode("utf-8", errors="replace")
-            if "model buffer size" in line:
-                self.lines.append(line.strip())
-
-        self._callback = collect  # keep the ctypes callback alive while llama.cpp holds it
-        L.llama_log_set(collect, ctypes.c_void_p(0))
-
-    def close(self) -> None:
-        import llama_cpp as L
-        from llama_cpp import _logger
-
-        L.llama_log_set(_logger.llama_log_callback, ctypes.c_void_p(0))
 
 
 class Engine:
@@ -62,7 +39,7 @@ class Engine:
         params = L.llama_model_default_params()
         params.n_gpu_layers = 0
         params.use_extra_bufts = extra_bufts
-        log = LoadLog()
+        log = BufferLog()
         try:
             self.model = L.llama_model_load_from_file(str(path).encode(), params)
         finally:
@@ -131,7 +108,7 @@ def main() -> None:
 
     from edgevlm.runtime.backends.llamacpp_amx import reports_amx, system_info
 
-    _logger.set_verbose(False)  # llama.cpp's own log: errors only (LoadLog reads the load lines it needs)
+    _logger.set_verbose(False)  # llama.cpp's own log: errors only (BufferLog reads the load lines it needs)
 
     if args.gguf:
         path = Path(args.gguf)

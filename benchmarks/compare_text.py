@@ -10,7 +10,8 @@ builder's graph of the same weights (fp32 / int4); transformers' PyTorch eager m
 Protocol, identical for every engine (greedy, token ids fed directly so no tokenizer is involved):
   one untimed warm-up (16 tokens + 1 step); each run: forget the cache, prefill 128 random ids (timed: prefill tokens/s), one untimed step,
   then ``steps`` timed decode steps (median ms per step -> tokens/s at context 128); then the cache is
-  filled to 1024 once and every run decodes ``steps`` tokens from 1024 (rewinding to 1024 between runs).
+  filled to 1024 once and every run decodes ``steps`` tokens from 1024 (rewinding to 1024 between runs;
+  a model with recurrent layers returns there by a snapshot taken at 1024, untimed).
 Result: median and min-max over runs of each run's figure, peak RSS of the process, load time.
 """
 
@@ -40,6 +41,7 @@ class Engine:
     weights_bytes = 0  # bytes of weights read per decode step (the roofline numerator), 0 if unknown
     kv_bytes_per_token = 0  # KV-cache bytes read per cached position per decode step
     size_bytes = 0  # what is loaded: bundle / model files
+    kernel = ""  # which kernels run the weight matmuls on this CPU (cpu_info.py)
 
     def prefill(self, ids: np.ndarray) -> int:
         raise NotImplementedError
@@ -49,6 +51,9 @@ class Engine:
 
     def rewind(self, n: int) -> None:
         raise NotImplementedError
+
+    def mark(self) -> None:
+        """Remember this point: recurrent (linear-attention) layers can rewind only to 0 or a marked point."""
 
     def close(self) -> None:
         pass
@@ -62,10 +67,18 @@ class OursEngine(Engine):
     """edgevlm.load(bundle).backend: the exact object VLM.generate drives (embedding + decoder, KV in place)."""
 
     def __init__(self, bundle: Path, threads: int):
+        import cpu_info
         import edgevlm
         import roofline
 
-        self.vlm = edgevlm.load(str(bundle), threads=threads)
+        manifest = json.loads((bundle / "manifest.json").read_text())
+        if manifest["format"] == "gguf":
+            with cpu_info.BufferLog() as log:
+                self.vlm = edgevlm.load(str(bundle), threads=threads)
+            self.kernel = f"ggml, weight buffers {'+'.join(log.types) or '?'}: {cpu_info.llamacpp_system_info()}"
+        else:
+            self.vlm = edgevlm.load(str(bundle), threads=threads)
+            self.kernel = cpu_info.onnx_bundle_kernels(manifest, cpu_info.cpu()["flags"])
         self.backend = self.vlm.backend
         self.size_bytes = _dir_bytes(bundle)
         self.weights_bytes, self.kv_bytes_per_token = roofline.bundle_decode_bytes(bundle)
@@ -79,6 +92,9 @@ class OursEngine(Engine):
     def rewind(self, n: int) -> None:
         self.backend.rewind(n)
 
+    def mark(self) -> None:
+        self.backend.snapshot()  # the backend's rewind returns to its last snapshot
+
     def close(self) -> None:
         self.vlm.close()
 
@@ -87,12 +103,20 @@ class LlamaCppEngine(Engine):
     """llama-cpp-python's high-level ``Llama`` with its defaults (what a user of llama.cpp would run)."""
 
     def __init__(self, gguf: Path, threads: int):
+        import llama_cpp
+
+        import cpu_info
         import roofline
         from edgevlm.runtime.backends.llamacpp_amx import open_llama
 
-        self.llm = open_llama(str(gguf), n_ctx=models.MAX_CONTEXT, n_batch=512, n_threads=threads,
-                              n_threads_batch=threads, n_gpu_layers=0, verbose=False)
+        with cpu_info.BufferLog() as log:
+            self.llm = open_llama(str(gguf), n_ctx=models.MAX_CONTEXT, n_batch=512, n_threads=threads,
+                                  n_threads_batch=threads, n_gpu_layers=0, verbose=False)
+        self.kernel = f"ggml, weight buffers {'+'.join(log.types) or '?'}: {cpu_info.llamacpp_system_info()}"
         self.n_vocab = self.llm.n_vocab()
+        self.recurrent = bool(llama_cpp.llama_model_is_recurrent(self.llm.model)
+                              or llama_cpp.llama_model_is_hybrid(self.llm.model))
+        self._state = None  # (n_tokens, LlamaState) of the last mark, for a recurrent model
         self.size_bytes = gguf.stat().st_size
         self.weights_bytes, self.kv_bytes_per_token = roofline.gguf_decode_bytes(gguf, kv_dtype_bytes=2)
 
@@ -109,7 +133,14 @@ class LlamaCppEngine(Engine):
         return self._next()
 
     def rewind(self, n: int) -> None:
+        if self.recurrent and 0 < n and self._state is not None and self._state[0] == n:
+            self.llm.load_state(self._state[1])  # a recurrent state cannot drop positions: put the copy back
+            return
         self.llm.n_tokens = n  # Llama.eval drops cached positions >= n_tokens before decoding
+
+    def mark(self) -> None:
+        if self.recurrent:
+            self._state = (self.llm.n_tokens, self.llm.save_state())
 
     def close(self) -> None:
         self.llm.close()
@@ -131,6 +162,10 @@ class GenaiEngine(Engine):
             cfg_path.write_text(json.dumps(cfg, indent=4))
         self.og = og
         self.model = og.Model(str(folder))
+        import cpu_info
+
+        kernels = cpu_info.onnxruntime_kernels(cpu_info.cpu()["flags"])
+        self.kernel = f"onnxruntime-genai: {kernels['matmul_nbits'] if 'int4' in folder.name else kernels['sgemm']}"
         self.size_bytes = _dir_bytes(folder)
         self.weights_bytes = roofline.onnx_weight_bytes(folder, exclude_gather=True)
         self.kv_bytes_per_token = roofline.kv_bytes_from_config(cfg["model"], dtype_bytes=4)
@@ -174,6 +209,9 @@ class TorchEngine(Engine):
 
         torch.set_num_threads(threads)
         self.torch = torch
+        import cpu_info
+
+        self.kernel = cpu_info.torch_kernel()
         self.model = AutoModelForCausalLM.from_pretrained(str(ckpt), dtype=torch.float32,
                                                           attn_implementation="eager").eval()
         self.size_bytes = _dir_bytes(ckpt)
@@ -320,6 +358,7 @@ def measure(engine: Engine, runs: int, steps: int, vocab_hi: int = 250, seed: in
         progress(f"run {run + 1}/{runs}: prefill {prefill[-1]:.0f} tok/s, decode@{CONTEXTS[0]} {tps:.2f} tok/s")
     engine.rewind(0)
     token = engine.prefill(prompt)
+    engine.mark()
     engine.step(3 if token in avoid else token)
     for run in range(runs):
         engine.rewind(CONTEXTS[-1])
@@ -351,6 +390,7 @@ def run_engine(name: str, model: str, runs: int = 3, steps: int = 16, threads: i
     result["size_mb"] = round(engine.size_bytes / 1e6, 1)
     result["weights_read_mb_per_token"] = round(engine.weights_bytes / 1e6, 1)
     result["kv_bytes_per_position"] = engine.kv_bytes_per_token
+    result["kernel"] = engine.kernel
     result.update(measure(engine, runs, steps, progress=say, avoid=_image_token_ids(model)))
     result["peak_rss_mb"] = round(peak_rss_mb(), 1)
     engine.close()

@@ -13,7 +13,8 @@ The image is ``test_image(1000, 500)``: MiniCPM-V slices it into grid [2, 1], i.
   chunks padded into one call with the patch mask (what the upstream remote code does).
 - mtmd: llama.cpp's libmtmd on the raw RGB image with the bundle's mmproj (f16), its own slicing
   (the same grid for this image) and chunk-by-chunk encoding; its preprocessing is inside the figure.
-Medians and min-max over ``runs`` after one warm-up on a small image.
+Medians and min-max over ``runs`` after one warm-up on a small image. Quantized rows carry their feature
+cosine against the fp32 bundle's features (vision_features.py); every row names its kernel (cpu_info.py).
 
 PaliGemma-class models (kind "paligemma") take one fixed-size image: the same 1000x500 image is
 resized to 224x224 (our ``prepare_image``, timed as preprocessing), one chunk, 256 image tokens.
@@ -23,6 +24,27 @@ resized to 224x224 (our ``prepare_image``, timed as preprocessing), one chunk, 2
   fp32, eager attention) with the checkpoint's vision and projector weights; the text model is built
   with one layer and a small vocabulary, as it plays no part in the image features.
 - mtmd: a skipped row: llama.cpp's mtmd has no PaliGemma projector (the GGUF bundle has no mmproj).
+
+Tiled models (kinds "idefics3": SmolVLM, "internvl") take a 1024x768 image (the issue's TTFT image): SmolVLM-256M
+cuts it into 4 x 3 tiles of 512 + the global image, InternVL3-1B into 4 x 3 tiles of 448 + the thumbnail
+(13 chunks each; 64 / 256 tokens per chunk).
+- ours-*: as for MiniCPM-V (``prepare_image`` timed as preprocessing, then ``encode_images``): "sequential"
+  one tile per call, "batched" the runtime's default (up to max_batch tiles per call);
+- torch-eager: transformers' own ``get_image_features`` (fp32, eager attention) on the same tiles, one per
+  call and all in one call;
+- mtmd: llama.cpp's libmtmd with the GGUF bundle's mmproj on the raw image (its own tiler; the same grid
+  for this image), tile by tile.
+
+LLaVA-class models (kind "llava": anyres tiles of one fixed size; at OneVision's settings the 1000x500 image
+takes the 768x1152 pinpoint: the base tile + 2 x 3 tiles = 7 chunks of 729 rows, 4009 image tokens after
+unpadding (40 x 81 rows) and newlines):
+- ours-*: ``prepare_image`` (plan + tiles, timed as preprocessing) then ``encode_images`` (all tiles in one
+  call, "batched"; one tile per call, "sequential") and the numpy packing (unpadding, pooling, newline rows),
+  inside the timed figure; ``image_tokens`` is the plan's count.
+- torch-eager: transformers' ``get_image_features`` on the same tiles with the image size ("batched": all tiles
+  in one call, its own packing included); "sequential": one tile per call through the same tower + projector.
+- mtmd: the bundle's mmproj (f16): its own tiling (overview + tiles, no unpadding or newline rows), so its
+  ``image_tokens`` (every tile in full) differ from transformers' count; see families/llava/NOTES.md.
 """
 
 from __future__ import annotations
@@ -40,22 +62,31 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import models  # noqa: E402
+import vision_features  # noqa: E402
 
 IMAGE_SIZE = (1000, 500)
+TILED_IMAGE_SIZE = (1024, 768)  # the tiled models' image (the issue's TTFT image)
+TILED = ("idefics3", "internvl")  # model kinds whose processor cuts fixed-size tiles
 # model kind -> (table caption, plot caption) of the vision measurement; run_all.py runs vision for these kinds
 IMAGE_DESC = {
+    "idefics3": ("1024x768 image (4 x 3 tiles of 512 + the global image = 13 chunks, 64 tokens each = 832)",
+                 "1024x768 image (13 tiles)"),
+    "internvl": ("1024x768 image (4 x 3 tiles of 448 + the thumbnail = 13 chunks, 256 tokens each = 3328)",
+                 "1024x768 image (13 tiles)"),
     "minicpmv": (f"{IMAGE_SIZE[0]}x{IMAGE_SIZE[1]} image (overview + 2 slices = 3 chunks, 192 image tokens)",
                  f"{IMAGE_SIZE[0]}x{IMAGE_SIZE[1]} image (3 chunks)"),
     "paligemma": (f"{IMAGE_SIZE[0]}x{IMAGE_SIZE[1]} image resized to 224x224 (1 chunk, 256 image tokens)",
                   f"{IMAGE_SIZE[0]}x{IMAGE_SIZE[1]} image at 224x224 (1 chunk)"),
+    "llava": (f"{IMAGE_SIZE[0]}x{IMAGE_SIZE[1]} image, anyres tiles (base + grid; unpadded, newline rows)",
+              f"{IMAGE_SIZE[0]}x{IMAGE_SIZE[1]} image (anyres tiles)"),
 }
 MTMD_NO_PALIGEMMA = "llama.cpp's mtmd has no PaliGemma projector (no mmproj for this family): not run"
 
 
-def _image():
+def _image(model: str | None = None):
     from edgevlm.export.validate import test_image
 
-    return test_image(*IMAGE_SIZE)
+    return test_image(*(TILED_IMAGE_SIZE if model and models.spec(model).kind in TILED else IMAGE_SIZE))
 
 
 def _summary(values: list[float]) -> dict[str, float]:
@@ -71,10 +102,11 @@ def _timed(fn: Callable[[], Any]) -> float:
 
 def bench_ours(model: str, recipe: str, runs: int, threads: int, modes: tuple[str, ...]) -> dict[str, Any]:
     import edgevlm
-    from edgevlm.runtime.images import prepare_image
+    from edgevlm.runtime.images import pack_features, prepare_image
 
+    reference = vision_features.reference(model) if recipe != "fp32" else None
     vlm = edgevlm.load(str(models.onnx_bundle(model, recipe)), threads=threads)
-    be, image = vlm.backend, _image()
+    be, image = vlm.backend, _image(model)
     default_batch = be.vision_info.max_batch
     be.encode_images(prepare_image(_image().resize((224, 224)), vlm.processor).inputs)  # warm-up, one small chunk
     out: dict[str, Any] = {}
@@ -85,32 +117,30 @@ def bench_ours(model: str, recipe: str, runs: int, threads: int, modes: tuple[st
         prepared = prepare_image(image, vlm.processor)
         slicing.append((time.perf_counter() - t0) * 1e3)
     out["preprocessing_ms"] = _summary(slicing)
-    out["chunks"] = prepared.n_chunks
+    out["chunks"] = int(prepared.inputs["pixel_values"].shape[0])
+
+    def encode() -> np.ndarray:  # the vision part, then the feature rows in prompt order (packing: numpy)
+        return pack_features(be.encode_images(prepared.inputs), vlm.processor, prepared.plan, vlm.tables)
+
+    out["image_tokens"] = int(encode().shape[0])
     for mode in modes:
         be.vision_info.max_batch = 1 if mode == "sequential" else default_batch
-        out[f"{mode}_ms"] = _summary([_timed(lambda: be.encode_images(prepared.inputs)) for _ in range(runs)])
+        out[f"{mode}_ms"] = _summary([_timed(encode) for _ in range(runs)])
+    if reference is not None:
+        out.update(vision_features.cosine(be.encode_images(prepared.inputs), reference))
+    out["kernel"] = vision_features.kernel(models.onnx_bundle(model, recipe))
     vlm.close()
     return out
 
 
 def bench_ours_fixed(model: str, recipe: str, runs: int, threads: int) -> dict[str, Any]:
     """A fixed-size processor (PaliGemma): the bundle's vision part alone, as the runtime runs it."""
-    from edgevlm.manifest import read_manifest
-    from edgevlm.processing.config import ProcessorConfig
-    from edgevlm.runtime.backends.onnxruntime import open_session
-    from edgevlm.runtime.backends.ort_vision import encode_chunks
     from edgevlm.runtime.images import prepare_image
 
+    reference = vision_features.reference(model) if recipe != "fp32" else None
     bundle = models.onnx_bundle(model, recipe)
-    manifest = read_manifest(bundle, verify=False)
-    part = manifest.parts["vision"]
-    session = open_session(bundle, part, ["CPUExecutionProvider"], threads)
-    cfg, image = ProcessorConfig.from_dict(manifest.processor), _image()
-    derived = part.binding.get("derived_inputs", {})
-
-    def encode(prepared: Any) -> np.ndarray:
-        return encode_chunks(lambda feeds: session.run(None, feeds)[0], prepared.inputs, manifest.vision, derived)
-
+    encode, cfg = vision_features.encoder(bundle, threads)
+    image = _image()
     encode(prepare_image(image, cfg))  # warm-up (the same size: every image is resized to one size)
     slicing, prepared = [], None
     for _ in range(runs):
@@ -121,6 +151,9 @@ def bench_ours_fixed(model: str, recipe: str, runs: int, threads: int) -> dict[s
     out: dict[str, Any] = {"preprocessing_ms": _summary(slicing), "chunks": prepared.n_chunks,
                            "image_tokens": int(features.shape[0] * features.shape[1])}
     out["batched_ms"] = _summary([_timed(lambda: encode(prepared)) for _ in range(runs)])
+    if reference is not None:
+        out.update(vision_features.cosine(features, reference))
+    out["kernel"] = vision_features.kernel(bundle)
     return out
 
 
@@ -207,6 +240,69 @@ def bench_torch(model: str, runs: int, threads: int, modes: tuple[str, ...]) -> 
     return out
 
 
+def bench_torch_tiles(model: str, runs: int, threads: int) -> dict[str, Any]:
+    """Tiled models: transformers' get_image_features (through our reference's parts) on our tiles."""
+    import torch
+
+    from edgevlm.families import load_reference
+    from edgevlm.manifest import read_manifest
+    from edgevlm.processing.config import ProcessorConfig
+    from edgevlm.runtime.images import prepare_image
+
+    torch.set_num_threads(threads)
+    ref = load_reference(models.checkpoint(model))
+    cfg = ProcessorConfig.from_dict(read_manifest(models.onnx_bundle(model, "fp32"), verify=False).processor)
+    tiles = torch.from_numpy(np.asarray(prepare_image(_image(model), cfg).inputs["pixel_values"], np.float32))
+
+    def encode(pixels: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return ref.image_features(pixels)  # [n, tokens, D]
+
+    features = encode(tiles[:1])  # warm-up
+    out: dict[str, Any] = {"chunks": int(tiles.shape[0]), "image_tokens": int(tiles.shape[0] * features.shape[1])}
+    out["sequential_ms"] = _summary([_timed(lambda: [encode(tiles[i:i + 1]) for i in range(len(tiles))])
+                                     for _ in range(runs)])
+    out["batched_ms"] = _summary([_timed(lambda: encode(tiles)) for _ in range(runs)])
+    return out
+
+
+def bench_torch_anyres(model: str, runs: int, threads: int, modes: tuple[str, ...]) -> dict[str, Any]:
+    """LLaVA: transformers' get_image_features (tower, projector, its own packing) on our tiles; "sequential"
+    runs the tiles one per call through the same tower + projector (the reference's image_features)."""
+    import torch
+
+    from edgevlm.families import load_reference
+    from edgevlm.manifest import read_manifest
+    from edgevlm.processing.config import ProcessorConfig
+    from edgevlm.runtime.images import prepare_image
+
+    torch.set_num_threads(threads)
+    ref = load_reference(models.checkpoint(model))
+    cfg = ProcessorConfig.from_dict(read_manifest(models.onnx_bundle(model, "fp32"), verify=False).processor)
+    pixels = torch.from_numpy(np.asarray(prepare_image(_image(), cfg).inputs["pixel_values"], np.float32))
+    sizes = torch.tensor([[IMAGE_SIZE[1], IMAGE_SIZE[0]]])  # (height, width)
+
+    def batched() -> Any:
+        tiled = hasattr(ref.hf.config, "image_grid_pinpoints")  # NeXT / OneVision: [images, tiles, 3, S, S]
+        with torch.inference_mode():
+            out = ref.hf.model.get_image_features(pixel_values=pixels[None] if tiled else pixels,
+                                                  **({"image_sizes": sizes} if tiled else {}))
+        return getattr(out, "pooler_output", out)
+
+    def sequential() -> None:
+        with torch.inference_mode():
+            for i in range(len(pixels)):
+                ref.image_features(pixels[i:i + 1])
+
+    rows = batched()  # warm-up, both paths
+    with torch.inference_mode():
+        ref.image_features(pixels[:1])
+    out: dict[str, Any] = {"chunks": int(pixels.shape[0]), "image_tokens": int(sum(r.shape[0] for r in rows))}
+    for mode in modes:
+        out[f"{mode}_ms"] = _summary([_timed(batched if mode == "batched" else sequential) for _ in range(runs)])
+    return out
+
+
 def bench_mtmd(model: str, runs: int, threads: int) -> dict[str, Any]:
     from edgevlm.runtime.backends.llamacpp_mtmd import MtmdImageEncoder
 
@@ -217,10 +313,14 @@ def bench_mtmd(model: str, runs: int, threads: int) -> dict[str, Any]:
     if not (bundle / "mmproj.gguf").is_file():
         return {"skipped": "no mmproj in this bundle (llama.cpp has no projector for this family)"}
     enc = MtmdImageEncoder(bundle / "text.gguf", bundle / "mmproj.gguf", threads=threads)
-    rgb = np.asarray(_image().convert("RGB"))
-    enc.encode(np.asarray(_image().resize((224, 224)).convert("RGB")))  # warm-up
-    chunks = len(enc.encode(rgb))
-    out = {"chunks": chunks, "sequential_ms": _summary([_timed(lambda: enc.encode(rgb)) for _ in range(runs)])}
+    rgb = np.asarray(_image(model).convert("RGB"))
+    enc.encode(np.asarray(_image(model).resize((224, 224)).convert("RGB")))  # warm-up
+    chunks = enc.encode(rgb)
+    import cpu_info
+
+    out = {"chunks": len(chunks), "image_tokens": int(sum(len(c) for c in chunks)),
+           "sequential_ms": _summary([_timed(lambda: enc.encode(rgb)) for _ in range(runs)]),
+           "kernel": f"ggml (clip.cpp, f16 weights): {cpu_info.llamacpp_system_info()}"}
     enc.close()
     return out
 
@@ -237,7 +337,15 @@ def _ours(recipe: str, modes: tuple[str, ...]) -> Callable[[str, int, int], dict
 
 
 def _torch(m: str, r: int, t: int) -> dict[str, Any]:
-    return bench_torch_fixed(m, r, t) if _fixed(m) else bench_torch(m, r, t, ("sequential", "batched"))
+    import cpu_info
+
+    if models.spec(m).kind in TILED:
+        out = bench_torch_tiles(m, r, t)
+    elif models.spec(m).kind == "llava":
+        out = bench_torch_anyres(m, r, t, ("sequential", "batched"))
+    else:
+        out = bench_torch_fixed(m, r, t) if _fixed(m) else bench_torch(m, r, t, ("sequential", "batched"))
+    return {**out, "kernel": cpu_info.torch_kernel()}
 
 
 ENGINES = {
@@ -254,7 +362,7 @@ def run_engine(name: str, model: str, runs: int = 2, threads: int = 2) -> dict[s
 
     label, fn = ENGINES[name]
     models.log(f"{model} vision {name}: {runs} runs")
-    result = {"engine": name, "label": label, "model": model, "image": list(IMAGE_SIZE), "threads": threads,
+    result = {"engine": name, "label": label, "model": model, "image": list(_image(model).size), "threads": threads,
               "runs": runs, **fn(model, runs, threads)}
     result["peak_rss_mb"] = round(peak_rss_mb(), 1)
     return result

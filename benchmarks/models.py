@@ -34,29 +34,17 @@ if str(ROOT) not in sys.path:
 CACHE = Path(os.environ.get("EDGEVLM_BENCH_CACHE", Path.home() / ".cache" / "edgevlm-bench")) / "suite"
 MAX_CONTEXT = 2048  # covers the ctx-1024 decode measurement plus the image prompt
 
-# Published dimensions (techspec §1.1 and the model cards' config.json values).
-SIGLIP_400M_448 = dict(hidden_size=1152, intermediate_size=4304, num_hidden_layers=27, num_attention_heads=16,
-                       image_size=980, patch_size=14)  # MiniCPM-V's navit SigLIP: 70x70 position table
-SIGLIP_SO400M_224 = dict(hidden_size=1152, intermediate_size=4304, num_hidden_layers=27, num_attention_heads=16,
-                         image_size=224, patch_size=14, projection_dim=2048)
-QWEN2_05B = dict(hidden_size=896, num_hidden_layers=24, num_attention_heads=14, num_key_value_heads=2,
-                 intermediate_size=4864, vocab_size=151936, rope_theta=1000000.0, max_position_embeddings=32768)
-QWEN2_15B = dict(hidden_size=1536, num_hidden_layers=28, num_attention_heads=12, num_key_value_heads=2,
-                 intermediate_size=8960, vocab_size=151936, rope_theta=1000000.0, max_position_embeddings=32768)
-# Qwen2-VL-2B (Qwen/Qwen2-VL-2B-Instruct config.json): the 675M-class ViT (32 blocks of 1280, 16 heads, MLP 5120,
-# 2x2 merger into the LLM width) and a Qwen2-1.5B text model rotated with M-RoPE sections [16, 24, 24], tied head.
-QWEN2VL_VIT_675M = dict(depth=32, embed_dim=1280, num_heads=16, mlp_ratio=4, hidden_size=1536, patch_size=14,
-                        spatial_merge_size=2, temporal_patch_size=2)
-QWEN2VL_2B_TEXT = dict(QWEN2_15B, rope_scaling={"type": "mrope", "mrope_section": [16, 24, 24]},
-                       tie_word_embeddings=True)
-GEMMA_2B = dict(hidden_size=2048, num_hidden_layers=18, num_attention_heads=8, num_key_value_heads=1, head_dim=256,
-                intermediate_size=16384, vocab_size=257216, max_position_embeddings=8192)
+from benchmarks.model_dims import (  # noqa: E402  (published dimensions of every benchmark model)
+    SIGLIP_400M_448, SIGLIP_SO400M_224, QWEN2_05B, QWEN2_15B, SIGLIP_SO400M_384_26, QWEN2_05B_LLAVA_OV,
+    QWEN35_08B, SIGLIP_400M_WINDOW, QWEN2VL_VIT_675M, QWEN2VL_2B_TEXT, GEMMA_2B, SIGLIP_B16_512, SMOLLM2_135M,
+    INTERNVIT_300M, QWEN25_05B,
+)
 
 
 @dataclass
 class ModelSpec:
     name: str
-    kind: str  # minicpmv | paligemma | gemma3-real | qwen2vl
+    kind: str  # minicpmv | paligemma | gemma3-real | llava | idefics3 | internvl | minicpmv4_6 | qwen2vl
     description: str
     tiny: str = ""  # the make_tiny name whose layout the checkpoint takes (dims from text / vision)
     text: dict[str, Any] = field(default_factory=dict)
@@ -66,6 +54,12 @@ class ModelSpec:
     # dtype of the written checkpoint's tensors. bfloat16 halves the disk and the exporters' peak memory
     # (the export loads it into fp32 modules; PyTorch eager loads it as fp32): speed does not depend on values.
     checkpoint_dtype: str = "float32"
+    sizes: dict[str, Any] = field(default_factory=dict)  # other make_tiny sizes (e.g. SmolVLM's scale_factor)
+
+    @property
+    def real_text(self) -> bool:
+        """Real language-model weights: answers mean something (prompt-lookup acceptance does)."""
+        return self.kind == "gemma3-real"
 
 
 MODELS: dict[str, ModelSpec] = {s.name: s for s in (
@@ -76,11 +70,31 @@ MODELS: dict[str, ModelSpec] = {s.name: s for s in (
               "+ Qwen2-1.5B-sized text", "minicpmv-2.6", QWEN2_15B, SIGLIP_400M_448, default=False),
     ModelSpec("paligemma-2b", "paligemma", "PaliGemma 1 class: SigLIP So400m @224 + Gemma-2B-sized text", "paligemma",
               GEMMA_2B, SIGLIP_SO400M_224, default=False, checkpoint_dtype="bfloat16"),
+    # Mid-size, for interleaved A/B runs of one lever on a shared machine (bench_levers.py): real widths
+    # (Qwen2-0.5B's 896 hidden and 151936-row head, SigLIP-400M's 1152 hidden) at a third of the depth.
+    ModelSpec("mid-minicpmv", "minicpmv", "MiniCPM-V 2.6 class at real widths, 8 text and 6 vision layers (A/B runs)",
+              "minicpmv-2.6", {**QWEN2_05B, "num_hidden_layers": 8}, {**SIGLIP_400M_448, "num_hidden_layers": 6},
+              default=False, genai=False),
+    ModelSpec("mid-paligemma", "paligemma", "PaliGemma class: SigLIP So400m @224 at real width, 6 layers, behind a "
+              "small text model (vision A/B and profile)", "paligemma",
+              {"hidden_size": 256, "num_hidden_layers": 2, "intermediate_size": 1024, "num_attention_heads": 4,
+               "num_key_value_heads": 1, "head_dim": 64}, {**SIGLIP_SO400M_224, "num_hidden_layers": 6},
+              default=False, genai=False),
     # The smoke test's model: the same code paths at toy size (tests/test_benchmarks_smoke.py).
     ModelSpec("tiny-minicpmv", "minicpmv", "tiny random MiniCPM-V 2.6 (smoke test only)", "minicpmv-2.6", default=False,
               genai=False),
     ModelSpec("tiny-paligemma", "paligemma", "tiny random PaliGemma (smoke test only)", "paligemma", default=False,
               genai=False),
+    ModelSpec("llava-onevision-0.5b", "llava", "LLaVA-OneVision-0.5B class: SigLIP So400m @384 (26 layers, 729 "
+              "tokens per tile, anyres_max_9) + 2-layer MLP + Qwen2-0.5B-sized text (tied head, vocab 152000)",
+              "llava-onevision", QWEN2_05B_LLAVA_OV, SIGLIP_SO400M_384_26, default=False),
+    ModelSpec("tiny-llava-onevision", "llava", "tiny random LLaVA-OneVision (smoke test only)", "llava-onevision",
+              default=False, genai=False),
+    ModelSpec("minicpmv4.6-0.8b", "minicpmv4_6", "MiniCPM-V 4.6 class: SigLIP-400M navit @448 + window merger "
+              "(16x) + Qwen3.5-0.8B hybrid text (18 Gated DeltaNet + 6 gated attention layers)", "minicpmv-4.6",
+              QWEN35_08B, SIGLIP_400M_WINDOW, default=False, genai=False),
+    ModelSpec("tiny-minicpmv4.6", "minicpmv4_6", "tiny random MiniCPM-V 4.6 (smoke test only)", "minicpmv-4.6",
+              default=False, genai=False),
     ModelSpec("qwen2-vl-2b", "qwen2vl", "Qwen2-VL-2B class: 675M-class native-resolution ViT + 2x2 merger + "
               "Qwen2-1.5B-sized text with M-RoPE (tied head); checkpoint tensors in bf16", "qwen2-vl", QWEN2VL_2B_TEXT,
               QWEN2VL_VIT_675M, default=False, checkpoint_dtype="bfloat16"),
@@ -88,6 +102,17 @@ MODELS: dict[str, ModelSpec] = {s.name: s for s in (
               genai=False),
     ModelSpec("gemma3-270m", "gemma3-real", "Gemma 3 270M (real weights, dequantized from the published Q4_K_M) "
               "behind a tiny random vision tower", "gemma3"),
+    # Issue 18: tiled images with pixel shuffle (random weights at the published dimensions).
+    ModelSpec("smolvlm-256m", "idefics3", "SmolVLM-256M class: SigLIP-B/16 @512 tiles + global image, pixel shuffle 4 "
+              "(64 tokens per tile), linear projection, SmolLM2-135M-sized Llama text", "smolvlm", SMOLLM2_135M,
+              SIGLIP_B16_512, default=False, sizes={"scale_factor": 4}),
+    ModelSpec("internvl3-1b", "internvl", "InternVL3-1B class: InternViT-300M @448 tiles + thumbnail, pixel shuffle "
+              "0.5 (256 tokens per tile), LayerNorm + MLP, Qwen2.5-0.5B-sized text (untied head: 0.94B in all)",
+              "internvl", QWEN25_05B, INTERNVIT_300M, default=False, sizes={"tie_word_embeddings": False}),
+    ModelSpec("tiny-smolvlm", "idefics3", "tiny random SmolVLM (smoke test only)", "smolvlm", default=False,
+              genai=False),
+    ModelSpec("tiny-internvl", "internvl", "tiny random InternVL (smoke test only)", "internvl", default=False,
+              genai=False),
 )}
 
 
@@ -133,7 +158,7 @@ def checkpoint(name: str) -> Path:
 
             make_tiny("gemma3", tmp, text_model=gemma3_270m_checkpoint(CACHE / name / "text"), fast_init=True)
         else:
-            sizes = {"text": s.text, "vision": s.vision} if s.text else None
+            sizes = {"text": s.text, "vision": s.vision, **s.sizes} if s.text else None
             make_tiny(s.tiny, tmp, sizes=sizes, fast_init=True)
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
@@ -158,6 +183,7 @@ def text_checkpoint(name: str) -> Path:
     ckpt = checkpoint(name)
     config = read_config(ckpt)
     out.mkdir(parents=True, exist_ok=True)
+    target = ""  # what the text model's prefix becomes in the causal-LM names
     if s.kind == "minicpmv":
         from edgevlm.families.minicpmv.reference import text_config
 
@@ -170,18 +196,31 @@ def text_checkpoint(name: str) -> Path:
         text_cfg = {k: v for k, v in config.items() if k not in ("vision_config", "rope_scaling", "model_type")
                     and not k.startswith(("vision_", "image_", "video_"))}
         text_cfg.update(model_type="qwen2", architectures=["Qwen2ForCausalLM"])
-    else:
+    elif s.kind == "minicpmv4_6":  # the Qwen3.5 text model under model.language_model.*, head tied
+        prefix, target, text_cfg = "model.language_model.", "model.", dict(config["text_config"])
+        text_cfg["architectures"] = ["Qwen3_5ForCausalLM"]
+    elif s.kind in TILED_TEXT:  # the text model's tensors under their causal-LM names
+        prefix, target, architecture = TILED_TEXT[s.kind]
+        text_cfg = dict(config["text_config"], architectures=[architecture])
+    else:  # the "llava" key layout: language_model.model.* and language_model.lm_head.weight
         prefix, text_cfg = "language_model.", dict(config["text_config"])
-        text_cfg["architectures"] = ["GemmaForCausalLM"]
+        text_cfg["architectures"] = [_ARCHITECTURES[text_cfg.get("model_type", "gemma")]]
     tensors = {}
     with safe_open(str(ckpt / "model.safetensors"), "pt") as f:
         for key in f.keys():
-            if key.startswith(prefix) and not key.startswith("visual."):
-                tensors[key[len(prefix):]] = f.get_tensor(key)
+            if key.startswith(prefix) and not key.startswith("visual."):  # (Qwen2-VL: prefix "", tower "visual.")
+                tensors[target + key[len(prefix):]] = f.get_tensor(key)
+            elif key == "lm_head.weight":  # SmolVLM keeps its (untied) head outside the text model
+                tensors[key] = f.get_tensor(key)
     save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt"})
     (out / "config.json").write_text(json.dumps(text_cfg, indent=2) + "\n")
     shutil.copy(ckpt / "tokenizer.json", out / "tokenizer.json")
     return out
+
+
+# tiled kinds: (the text model's checkpoint prefix, its causal-LM prefix, the architecture for the genai builder)
+TILED_TEXT = {"idefics3": ("model.text_model.", "model.", "LlamaForCausalLM"),
+              "internvl": ("language_model.", "", "Qwen2ForCausalLM")}
 
 
 def _edgevlm_cli(*args: str) -> None:
@@ -203,7 +242,8 @@ def _cached(out: Path, build: Callable[[], None], what: str) -> Path:
 
 
 # recipe name in the cache -> extra `edgevlm quantize` arguments
-RECIPE_ARGS = {"int8": ["--recipe", "int8"], "w4": ["--recipe", "w4"], "w4-head4": ["--recipe", "w4", "--head-bits", "4"],
+RECIPE_ARGS = {"int8": ["--recipe", "int8"], "w4": ["--recipe", "w4"], "mixed": ["--recipe", "mixed"],
+               "w4-head4": ["--recipe", "w4", "--head-bits", "4"],
                # Q4_0's bytes: 4.5 bits per body weight (symmetric blocks of 64 with fp32 scales vs Q4_0's 32
                # with fp16 scales) and an 8.5-bit head (8-bit blocks of 64 vs Q8_0's 32 with fp16 scales)
                "w4-b64-sym": ["--recipe", "w4", "--block-size", "64", "--symmetric"]}
@@ -268,7 +308,8 @@ def genai_model(name: str, precision: str = "fp32") -> Path | None:
     return out
 
 
-_ARCHITECTURES = {"gemma3_text": "Gemma3ForCausalLM", "qwen2": "Qwen2ForCausalLM", "gemma": "GemmaForCausalLM"}
+_ARCHITECTURES = {"gemma3_text": "Gemma3ForCausalLM", "qwen2": "Qwen2ForCausalLM", "gemma": "GemmaForCausalLM",
+                  "gemma2": "Gemma2ForCausalLM", "llama": "LlamaForCausalLM"}
 
 
 def _with_architectures(src: Path) -> Path:
@@ -308,6 +349,7 @@ ENGINE_BUILDS: dict[str, Callable[[str], Any]] = {
     "ours-onnx-int8": lambda n: onnx_bundle(n, "int8"),
     "ours-onnx-w4": lambda n: onnx_bundle(n, "w4"),
     "ours-onnx-w4-head4": lambda n: onnx_bundle(n, "w4-head4"),
+    "ours-onnx-mixed": lambda n: onnx_bundle(n, "mixed"),  # TTFT only (compare_ttft.py): text w4, vision int8
     "ours-onnx-w4-b64-sym": lambda n: onnx_bundle(n, "w4-b64-sym"),
     "ours-onnx-w4-portable": lambda n: onnx_bundle(n, "w4", graph="portable"),
     "ours-gguf-q4_0": lambda n: gguf_bundle(n, "q4_0"),

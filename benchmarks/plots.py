@@ -1,4 +1,4 @@
-"""PNG plots of a suite result (matplotlib, headless): decode tokens/s, TTFT breakdown, vision encoding.
+"""PNG plots of a suite result (matplotlib, headless): decode tokens/s, measured TTFT, vision encoding.
 
 ``write_plots(suite, out_dir) -> [paths]``: ``suite`` is the dict run_all.py writes to suite.json.
 Bars are medians; error bars span min-max over runs.
@@ -52,22 +52,17 @@ def plot_decode(model: dict[str, Any], path: Path) -> Path:
 
 
 def plot_ttft(model: dict[str, Any], path: Path) -> Path:
-    rows = model.get("ttft", [])
+    """Measured end-to-end TTFT per pipeline (median, min-max)."""
+    rows = [r for r in model.get("ttft", []) if "ttft_ms" in r]
     labels = [r["label"] for r in rows]
-    parts = (("preprocessing_ms", "preprocessing", "#8c8c8c"), ("vision_ms", "vision encoding", "#55a868"),
-             ("prefill_ms", "prefill", "#4c72b0"))
+    stats = [{k: v / 1e3 for k, v in r["ttft_ms"].items() if k != "n"} for r in rows]
     fig, ax = plt.subplots(figsize=(9, 0.55 * len(rows) + 1.6))
-    left = np.zeros(len(rows))
-    for key, name, color in parts:
-        values = np.array([r[key] / 1e3 for r in rows])
-        ax.barh(labels, values, left=left, color=color, label=name)
-        left += values
-    for i, total in enumerate(left):
-        ax.text(total * 1.01, i, f"{total:.1f} s", va="center", fontsize=8)
+    ax.barh(labels, [s["median"] for s in stats], xerr=_err(stats), color="#55a868", capsize=2)
+    for i, s in enumerate(stats):
+        ax.text(s["max"] * 1.01, i, f"{s['median']:.1f} s", va="center", fontsize=8)
     ax.invert_yaxis()
-    ax.set_xlabel("time to first token, s")
+    ax.set_xlabel("time to first token, s (measured end to end)")
     ax.set_title(f"{model['name']}: time to first token, one {model.get('image_short', 'image')}")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=3, frameon=False)
     ax.margins(x=0.15)
     return _save(fig, path)
 
@@ -99,7 +94,7 @@ def write_plots(suite: dict[str, Any], out_dir: str | Path) -> list[Path]:
         name = model["name"]
         if model.get("text"):
             written.append(plot_decode(model, out / f"{name}-decode.png"))
-        if model.get("ttft"):
+        if any("ttft_ms" in r for r in model.get("ttft", [])):
             written.append(plot_ttft(model, out / f"{name}-ttft.png"))
         if model.get("vision"):
             written.append(plot_vision(model, out / f"{name}-vision.png"))

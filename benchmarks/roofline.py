@@ -113,7 +113,9 @@ def gguf_kv_bytes(path: Path, dtype_bytes: int) -> int:
 
     heads = field("attention.head_count")
     head_dim = field("attention.key_length") or field("embedding_length") // heads
-    return 2 * field("block_count") * field("attention.head_count_kv") * head_dim * dtype_bytes
+    recurrent = field("attention.recurrent_layers") or []  # hybrid models: only attention layers keep KV rows
+    layers = field("block_count") - sum(bool(r) for r in recurrent)
+    return 2 * layers * field("attention.head_count_kv") * head_dim * dtype_bytes
 
 
 def gguf_decode_bytes(path: Path, kv_dtype_bytes: int = 2) -> tuple[int, int]:
@@ -130,8 +132,13 @@ def bundle_decode_bytes(bundle: Path) -> tuple[int, int]:
         kv_bytes = 4 if part.get("dtype") == "fp32" else 2  # the backend's KV type (f32 only for f32 bundles)
         return gguf_decode_bytes(Path(bundle) / part["file"], kv_bytes)
     part = manifest["parts"]["decoder"]
-    kv = 2 * text["num_layers"] * text["num_kv_heads"] * text["head_dim"] * 4  # float32 KV buffers
-    return onnx_weight_bytes(Path(bundle) / part["file"]), kv
+    types = text.get("layer_types") or ["full_attention"] * text["num_layers"]
+    kv_layers = sum(t != "linear_attention" for t in types)
+    kv = 2 * kv_layers * text["num_kv_heads"] * text["head_dim"] * 4  # float32 KV buffers
+    # recurrent layers read and write a fixed-size float32 state per step, whatever the context
+    states = part.get("binding", {}).get("states", {})
+    state_bytes = 2 * (len(types) - kv_layers) * sum(int(np.prod(s["shape"])) * 4 for s in states.values())
+    return onnx_weight_bytes(Path(bundle) / part["file"]) + state_bytes, kv
 
 
 def kv_bytes_from_config(genai_model_cfg: dict[str, Any], dtype_bytes: int = 4) -> int:

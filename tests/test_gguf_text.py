@@ -8,6 +8,8 @@ metadata is checked by tokenizing with llama.cpp and with the checkpoint's token
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -16,7 +18,9 @@ llama_cpp = pytest.importorskip("llama_cpp")
 gguf = pytest.importorskip("gguf")
 
 from edgevlm.export.gguf.text import export_text_gguf, input_scales  # noqa: E402
+from edgevlm.export.gguf.tokenizer import is_byte_level  # noqa: E402
 from edgevlm.families import TINY_NAMES, load_reference  # noqa: E402
+from edgevlm.text_archs import text_arch  # noqa: E402
 
 pytestmark = pytest.mark.gguf
 
@@ -78,8 +82,13 @@ def test_llama_cpp_logits_and_greedy_match_reference(exported, tiny, name):
 
 
 @pytest.mark.parametrize("name", TINY_NAMES)
-def test_gguf_metadata(exported, name):
+def test_gguf_metadata(exported, tiny, name):
+    import json
+
+    from edgevlm.export.gguf.tokenizer import is_byte_level
+
     ref, path, part = exported(name)
+    byte_level = is_byte_level(json.loads((tiny(name) / "tokenizer.json").read_text()))
     reader = gguf.GGUFReader(str(path))
     fields = {k: f.contents() for k, f in reader.fields.items() if not k.startswith("tokenizer.ggml.")
               or k.endswith("_id") or k.endswith("model") or k.endswith("pre")}
@@ -88,12 +97,13 @@ def test_gguf_metadata(exported, name):
     assert fields["general.architecture"] == arch
     assert fields[f"{arch}.block_count"] == ref.text.num_layers
     assert fields[f"{arch}.attention.head_count_kv"] == ref.text.num_kv_heads
-    assert fields["tokenizer.ggml.model"] == ("gpt2" if name.startswith(("minicpmv", "qwen")) else "llama")
+    assert fields["tokenizer.ggml.model"] == ("gpt2" if byte_level else "llama")  # GPT-2 BPE | SentencePiece-style
     names = {t.name for t in reader.tensors}
-    assert "token_embd.weight" in names and "blk.0.attn_q.weight" in names
-    # Gemma (and a tied Qwen2-VL 2B) ties lm_head to the embeddings: llama.cpp reuses token_embd, so no output
-    # tensor is written.
-    tied = arch.startswith("gemma") or bool(ref.text.extra.get("tie_word_embeddings"))
+    types = ref.text.extra.get("layer_types") or ["full_attention"]
+    attention = next(i for i, t in enumerate(types) if t != "linear_attention")  # a KV layer (hybrids: not 0)
+    assert "token_embd.weight" in names and f"blk.{attention}.attn_q.weight" in names
+    # A tied lm_head (Gemma always; Qwen 3.5 and Qwen2-VL 2B by their config): llama.cpp reuses token_embd, no output tensor.
+    tied = text_arch(arch).output_tied or bool(ref.text.extra.get("tie_word_embeddings"))
     assert ("output.weight" in names) == (not tied)
     assert (part.runtime["token_scale"], part.runtime["embd_input_scale"]) == input_scales(arch, ref.text.hidden_size)
 

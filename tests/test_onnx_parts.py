@@ -11,12 +11,14 @@ import pytest
 torch = pytest.importorskip("torch")
 ort = pytest.importorskip("onnxruntime")
 
-from edgevlm.families import TINY_NAMES, load_reference  # noqa: E402
+from edgevlm.families import FAMILIES, TINY_NAMES, load_reference  # noqa: E402
 from edgevlm.export.onnx import export_onnx_parts  # noqa: E402
 from edgevlm.runtime.backends.ort_masks import attention_bias  # noqa: E402
 from edgevlm.processing.vision_inputs import derived_inputs  # noqa: E402
 
-MINICPMV = [n for n in TINY_NAMES if n.startswith("minicpmv")]
+# The resampler family (fixed query count, any patch grid); MiniCPM-V 4.6 / 4.7 merge 4x4 or 2x2 patch
+# windows instead (even grids only, per-chunk row counts): tests/test_minicpmv46_vision.py covers them.
+MINICPMV = list(FAMILIES["minicpmv"].tiny_names)
 
 
 @pytest.fixture(scope="module")
@@ -98,29 +100,44 @@ def _decoder_feeds(part, embeds, start, blocks, index, past):
     binding = part.binding
     t = embeds.shape[1]
     positions = np.arange(start, start + t)[None].astype(np.int64)  # [1, T]
-    if len(part.inputs["position_ids"]["shape"]) == 3:  # M-RoPE [3, 1, T]: text tokens, one id in every stream
+    if len(part.inputs["position_ids"]["shape"]) == 3:  # M-RoPE streams: text takes one id in all three
         positions = np.broadcast_to(positions, (3, 1, t)).copy()
-    feeds = {"inputs_embeds": embeds, "position_ids": positions,
-             "logits_index": np.asarray(index, np.int64)}
+    feeds = {"inputs_embeds": embeds, "position_ids": positions, "logits_index": np.asarray(index, np.int64)}
     for name, window in binding["masks"].items():
         feeds[name] = attention_bias(blocks, start, t, window, binding["mask_value"])
-    for i in range(len(past)):
-        feeds[binding["kv"]["past_key"] % i], feeds[binding["kv"]["past_value"] % i] = past[i]
+    feeds.update({name: array for name, _, _, array in past})
     return feeds
 
 
 def _run_decoder(sess, part, embeds, start, blocks, index, past):
-    """One graph call; returns logits [K, vocab] and the cache extended with the new rows. Positions
-    count from ``start`` (RoPE attention depends only on their differences, whatever the model's offset)."""
-    outs = sess.run(None, _decoder_feeds(part, embeds, start, blocks, index, past))
-    new = [(np.concatenate([past[i][0], outs[1 + 2 * i]], 1), np.concatenate([past[i][1], outs[2 + 2 * i]], 1))
-           for i in range(len(past))]
-    return outs[0][0], new
+    """One graph call; returns logits [K, vocab] and the cache after it: KV rows extended with the new rows,
+    recurrent states replaced. Positions count from ``start`` (RoPE attention depends only on their
+    differences, whatever the model's offset)."""
+    names = [o.name for o in sess.get_outputs()]
+    outs = dict(zip(names, sess.run(None, _decoder_feeds(part, embeds, start, blocks, index, past))))
+    new = [(name, present, kind, np.concatenate([array, outs[present]], 1) if kind == "kv" else outs[present])
+           for name, present, kind, array in past]
+    return outs["logits"][0], new
 
 
-def _empty_past(ref):
+KV_NAMES = {"past_key": "past_key.%d", "past_value": "past_value.%d", "present_key": "present_key.%d",
+            "present_value": "present_value.%d"}
+
+
+def _empty_past(ref, part=None):
+    """Every layer's empty cache as (past input, present output, "kv" | "state", array): no KV rows, zero
+    states for linear-attention layers (their names and shapes from the part's binding)."""
     t = ref.text
-    return [(np.zeros((1, 0, t.num_kv_heads, t.head_dim), np.float32),) * 2 for _ in range(t.num_layers)]
+    binding = part.binding if part is not None else {"kv": KV_NAMES}
+    past = []
+    for i, kind in enumerate(t.extra.get("layer_types") or ["full_attention"] * t.num_layers):
+        if kind == "linear_attention":
+            past += [(s["past"] % i, s["present"] % i, "state", np.zeros(s["shape"], np.float32))
+                     for s in binding["states"].values()]
+        else:
+            past += [(binding["kv"][f"past_{k}"] % i, binding["kv"][f"present_{k}"] % i, "kv",
+                      np.zeros((1, 0, t.num_kv_heads, t.head_dim), np.float32)) for k in ("key", "value")]
+    return past
 
 
 def _prefill_and_steps(ref, part, out, name):
@@ -133,7 +150,7 @@ def _prefill_and_steps(ref, part, out, name):
         want = ref.language_model(inputs_embeds=torch.from_numpy(embeds)).logits[0].numpy()  # [40, V]
     blocks = np.full(64, -1, np.int32)
     t0 = 36
-    logits, past = _run_decoder(sess, part, embeds[:, :t0], 0, blocks, np.arange(t0), _empty_past(ref))
+    logits, past = _run_decoder(sess, part, embeds[:, :t0], 0, blocks, np.arange(t0), _empty_past(ref, part))
     prefill = float(np.abs(logits - want[:t0]).max())
     steps = []
     for t in range(t0, 40):

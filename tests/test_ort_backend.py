@@ -21,11 +21,12 @@ pytest.importorskip("onnxruntime")
 from edgevlm.errors import DeviceError, PromptError  # noqa: E402
 from edgevlm.export import bare_manifest  # noqa: E402
 from edgevlm.export.onnx import export_onnx_parts  # noqa: E402
-from edgevlm.families import TINY_NAMES, load_reference  # noqa: E402
+from edgevlm.families import FAMILIES, TINY_NAMES, load_reference  # noqa: E402
 from edgevlm.runtime.backends.onnxruntime import OrtBackend  # noqa: E402
 from edgevlm.runtime.backends.ort_providers import resolve_providers  # noqa: E402
 
-MINICPMV = [n for n in TINY_NAMES if n.startswith("minicpmv")]
+# The resampler family; MiniCPM-V 4.6 / 4.7 (patch-merging vision, hybrid text) have tests/test_minicpmv46_*.py.
+MINICPMV = list(FAMILIES["minicpmv"].tiny_names)
 MAX_CONTEXT = 512
 
 

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from llama_cpp_src import convert  # noqa: E402
+from llama_cpp_sources import convert_many  # noqa: E402
 from qwen2vl_hf import synthetic_image  # noqa: E402
 
 torch = pytest.importorskip("torch")
@@ -89,7 +89,7 @@ def theirs(tiny, tmp_path_factory):
     def get(name):
         if name not in out:
             root = tmp_path_factory.mktemp(f"llama-cpp-{name}")
-            convert(tiny(name), {root / "text.gguf": ("f32", False), root / "mmproj-fp32.gguf": ("f32", True),
+            convert_many(tiny(name), {root / "text.gguf": ("f32", False), root / "mmproj-fp32.gguf": ("f32", True),
                                  root / "mmproj-fp16.gguf": ("f16", True)})
             out[name] = root
         return out[name]

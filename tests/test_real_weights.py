@@ -28,7 +28,7 @@ def fp32_bundle(tmp_path_factory):
 # Issue 6 targets were int8 >= 0.97 and w4 >= 0.85; measured int8 0.771, w4 0.727, w8 0.968.
 # docs/quantization.md explains why (dynamic activations vs Gemma's outliers; a Q4_K_M-derived
 # reference); these bars guard the measured figures against regressions. fp16 guards the float32
-# norms of edgevlm/export/onnx_fp16.py: with fp16 norms this model's logits were NaN (top-1 0.0).
+# norms of edgevlm/export/onnx/fp16.py: with fp16 norms this model's logits were NaN (top-1 0.0).
 @pytest.mark.parametrize("recipe,min_top1", [("fp16", 0.99), ("w8", 0.96), ("int8", 0.75), ("w4", 0.70)])
 def test_quantized_agreement_on_real_weights(fp32_bundle, tmp_path, recipe, min_top1):
     manifest = edgevlm.quantize(str(fp32_bundle), str(tmp_path / recipe), recipe=recipe, report=True, progress=None)

@@ -240,3 +240,21 @@ def test_run_chat_inspect_and_bench_work_without_torch_or_transformers(bundles, 
     out = subprocess.run([sys.executable, "-c", block, "chat", bundle, "--max-tokens", "3"], input="Hello\n/quit\n",
                          capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.strip(), out.stderr[-1500:]
+
+
+def test_a_stream_closed_mid_turn_leaves_the_chat_consistent(vlm):
+    """Reading a few deltas and dropping the stream (a client that went away) keeps the conversation whole:
+    the next turn continues from what the cache really holds, and equals the same two turns run to the end
+    with the first turn cut at the same token."""
+    chat = vlm.chat()
+    stream = chat.stream("Say something long.", max_new_tokens=40)
+    for _ in range(3):
+        next(stream)
+    stream.close()
+    generated = len(chat.conv.history) - len(chat.conv.fed[0][0])  # sampled before the stream was dropped
+    assert 0 < generated < 40 and chat.conv.pending == chat.conv.history[-1:]
+    second = chat.send("And then?", max_new_tokens=6)
+    # the same conversation, its first turn stopped at that token by the length limit
+    whole = vlm.chat()
+    whole.send("Say something long.", max_new_tokens=generated)
+    assert whole.send("And then?", max_new_tokens=6).token_ids == second.token_ids

@@ -124,3 +124,14 @@ def test_every_family_is_one_folder_with_the_contract():
     for name, family in FAMILIES.items():
         assert isinstance(family, Family), name
         assert (PACKAGE / "families" / family.folder / "__init__.py").is_file(), name
+
+
+def test_the_family_registry_and_specs_import_no_torch():
+    """bundle_spec and matches work in the torch-free install: the registry imports no torch or transformers."""
+    import subprocess
+    import sys
+
+    code = ("import sys, edgevlm.families as f; [fam.matches({}) for fam in f.FAMILIES.values()]; "
+            "print([m for m in ('torch', 'transformers') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

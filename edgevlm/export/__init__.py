@@ -48,6 +48,7 @@ def _export(checkpoint: str | Path, out: str | Path, format: str, dtype: str | N
     from ..families import family_for, read_config
     from ..formats import check_options, export_dtype, get_format, resolve
     from .job import ExportJob
+    from .tables import export_tables
 
     fmt = get_format(format)
     dtype = export_dtype(fmt, dtype)
@@ -71,6 +72,7 @@ def _export(checkpoint: str | Path, out: str | Path, format: str, dtype: str | N
         (writer.path("tokenizer.json")).write_bytes((ckpt / "tokenizer.json").read_bytes())
         job = ExportJob(ref, family, ckpt, writer.tmp, dtype, max_context, options, say)
         parts = resolve(fmt.exporter)(job)
+        parts.update(export_tables(ref.vision_graph(), writer.tmp))  # learned arrays the feature packing reads
         manifest = Manifest(
             format=format, family=family.name, text=text, vision=vision_info(ref, 1 if format == "coreml" else 16),
             tokenizer=TokenizerInfo(**spec.tokenizer_record(ckpt / "tokenizer.json")),
@@ -82,7 +84,7 @@ def _export(checkpoint: str | Path, out: str | Path, format: str, dtype: str | N
             quantization={name: {"method": "none", "dtype": part.dtype} for name, part in parts.items()},
         )
         if validate:
-            say("checking parity with the PyTorch reference (preprocessing, vision, logits, greedy tokens)")
+            say("parity 1/4 with the PyTorch reference: preprocessing")
             manifest.validation = validate_export(ref, ckpt, writer.tmp, manifest, say)
         manifest.source["export_seconds"] = round(time.perf_counter() - started, 1)
         manifest = writer.commit(manifest)
@@ -107,7 +109,7 @@ def text_info(ref: Any, max_context: int) -> TextInfo:
                     sliding_window=t.extra.get("sliding_window") if "sliding_attention" in types else None,
                     position_offset=int(getattr(ref, "position_offset", 0)),
                     # M-RoPE (rotary sections over temporal, height, width): three position ids per token
-                    position_streams=3 if t.extra.get("mrope_section") else 1, details=details)
+                    position_streams=int(getattr(ref, "position_streams", 1)), details=details)
 
 
 def vision_info(ref: Any, max_batch: int) -> VisionInfo:
@@ -146,7 +148,7 @@ def validate_export(ref: Any, ckpt: Path, root: Path, manifest: Any, say: Callab
     backend = open_backend(root, manifest, device="cpu")
     try:
         tokenizer = Tokenizer.from_file(root / manifest.tokenizer.file)
-        report = validate_bundle(ref, str(ckpt), backend, manifest, tokenizer, dtype, say)
+        report = validate_bundle(ref, str(ckpt), backend, manifest, tokenizer, dtype, say, bundle=root)
     finally:
         backend.close()
     say("parity: vision cosine {:.6f}, logits max abs {:.2e}, greedy {}/{} tokens".format(

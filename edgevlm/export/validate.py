@@ -27,7 +27,7 @@ from ..processing.config import ChatTemplate
 from ..processing.sample_image import sample_image as test_image  # noqa: F401  (kept name)
 from ..processing.tokenizer import Tokenizer
 from ..runtime.generate import feed, greedy_tokens
-from ..runtime.images import prepare_image
+from ..runtime.images import pack_features, prepare_image
 from ..runtime.turn import Conversation, prepare_turn
 
 PROMPT = "Describe the image."
@@ -66,13 +66,16 @@ def _hf_processor_inputs(ref: Any, ckpt: str, image: Image.Image, template: Chat
     """The reference inputs from transformers' own processor, when the family has one in transformers."""
     try:
         processor = ref.hf_processor(ckpt)
-    except Exception:  # MiniCPM-V 2.x/4.x processors are remote code: no transformers reference here
+    except Exception:  # remote code (MiniCPM-V 2.x/4.x), or a processor that needs torchvision (SmolVLM, InternVL)
         return None
     options: dict[str, Any] = {}
     if getattr(processor, "chat_template", None) and template.generation_prompt:
         messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": PROMPT}]}]
         text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        options["add_special_tokens"] = False  # the rendered template already starts with <bos>
+        # A template that renders the BOS itself (Gemma 3) must not get a second one from the tokenizer;
+        # one that does not (Idefics3's Llama 3 tokenizer, Vicuna's) relies on the tokenizer adding it.
+        bos = getattr(getattr(processor, "tokenizer", None), "bos_token", None)
+        options["add_special_tokens"] = not (bos and text.startswith(bos))
     else:
         text = "<image>" + PROMPT
     try:
@@ -84,12 +87,13 @@ def _hf_processor_inputs(ref: Any, ckpt: str, image: Image.Image, template: Chat
 
 
 def validate_bundle(ref: Any, ckpt: str, backend: Any, manifest: Any, tokenizer: Tokenizer,
-                    dtype: str, progress: Any = None) -> dict[str, Any]:
-    """Run the four stages; return the figures (raises ParityError if any is out of tolerance)."""
+                    dtype: str, progress: Any = None, bundle: Any = ".") -> dict[str, Any]:
+    """Run the four stages; return the figures (raises ParityError if any is out of tolerance).
+    ``bundle``: the directory holding the manifest's files (its data parts are read from there)."""
     from ..runtime.vlm import VLM
 
     tol = TOLERANCES[dtype]
-    vlm = VLM(".", manifest, backend, tokenizer)  # the runtime's view of the bundle: processor, layout, template
+    vlm = VLM(bundle, manifest, backend, tokenizer)  # the runtime's view of the bundle: processor, layout, template
     image = test_image()
     report: dict[str, Any] = {"dtype": dtype, "prompt": PROMPT, "image": "640x480 generated"}
     failures: list[str] = []
@@ -98,17 +102,20 @@ def validate_bundle(ref: Any, ckpt: str, backend: Any, manifest: Any, tokenizer:
     prepared = prepare_image(image, vlm.processor)
     conversation = Conversation(next_position=manifest.text.position_offset)
     turn = prepare_turn(vlm, conversation, PROMPT, [image])
-    hf_inputs = _hf_processor_inputs(ref, ckpt, image, vlm.template)
+    # A reference may build transformers' processor itself (one whose AutoProcessor needs more than is installed).
+    hf_inputs = (ref.processor_inputs(image, PROMPT) if hasattr(ref, "processor_inputs")
+                 else _hf_processor_inputs(ref, ckpt, image, vlm.template))
     if hf_inputs is not None:
-        pixel_diff = float(np.abs(hf_inputs["pixel_values"].numpy() - prepared.inputs["pixel_values"]).max())
+        pixel_diff = float(np.abs(hf_inputs["pixel_values"].numpy() - _as_processor_packs(prepared.inputs,
+                                                                                          hf_inputs)).max())
         ids_equal = hf_inputs["input_ids"][0].tolist() == turn.ids.tolist()
-        report["preprocessing"] = {"reference": "transformers AutoProcessor", "pixels_max_abs": pixel_diff,
+        report["preprocessing"] = {"reference": "transformers' processor", "pixels_max_abs": pixel_diff,
                                    "input_ids_equal": ids_equal}
         if pixel_diff > 1e-5 or not ids_equal:
             failures.append(f"preprocessing: pixels max abs {pixel_diff:.3g}, input ids equal: {ids_equal}")
     else:
-        report["preprocessing"] = {"reference": "none in transformers (remote-code processor); "
-                                                "golden tests cover slicing and layout"}
+        report["preprocessing"] = {"reference": "no transformers processor here (remote code, or it needs "
+                                                "torchvision); golden tests cover tiling / slicing and layout"}
     _tick(progress, "preprocessing")
 
     # 2. vision features on the same pixels
@@ -117,6 +124,8 @@ def validate_bundle(ref: Any, ckpt: str, backend: Any, manifest: Any, tokenizer:
     vision = {"max_abs": float(np.abs(got - want).max()), "cosine": _cosine(got, want),
               "per_chunk_cosine_min": min(_cosine(g, w) for g, w in zip(got, want)), "chunks": int(got.shape[0])}
     report["vision"] = vision
+    # The reference's features in prompt order (the kind's packing: most kinds just flatten the chunks).
+    want_rows = pack_features(want, vlm.processor, prepared.plan, vlm.tables)
     if vision["per_chunk_cosine_min"] < tol.vision_cosine:
         failures.append(f"vision: cosine {vision['per_chunk_cosine_min']:.6f} < {tol.vision_cosine}")
     _tick(progress, "vision")
@@ -129,7 +138,7 @@ def validate_bundle(ref: Any, ckpt: str, backend: Any, manifest: Any, tokenizer:
             ref_logits = ref.reference_logits(**hf_inputs)[0, -1].float().numpy()
         else:
             ids = torch.from_numpy(turn.ids)[None]
-            ref_logits = ref.logits(ids, torch.from_numpy(want))[0, -1].float().numpy()
+            ref_logits = ref.logits(ids, torch.from_numpy(want_rows))[0, -1].float().numpy()
     # A GGUF text part leaves out a trailing run of zero rows no token uses (export/gguf/text.sampled_rows):
     # compare the vocabulary the bundle has.
     ref_logits = ref_logits[: len(logits)]
@@ -147,7 +156,7 @@ def validate_bundle(ref: Any, ckpt: str, backend: Any, manifest: Any, tokenizer:
     if hf_inputs is not None:
         want_tokens = ref.reference_generate(GREEDY_TOKENS, **hf_inputs)
     else:
-        want_tokens = ref.greedy(torch.from_numpy(turn.ids)[None], torch.from_numpy(want), GREEDY_TOKENS, eos)
+        want_tokens = ref.greedy(torch.from_numpy(turn.ids)[None], torch.from_numpy(want_rows), GREEDY_TOKENS, eos)
     backend.rewind(0)
     got_tokens = greedy_tokens(backend, turn, GREEDY_TOKENS, set(eos), turn.next_position)
     want_tokens = [t for t in want_tokens][:GREEDY_TOKENS]
@@ -173,6 +182,22 @@ def validate_bundle(ref: Any, ckpt: str, backend: Any, manifest: Any, tokenizer:
     return report
 
 
+def _as_processor_packs(inputs: dict[str, np.ndarray], hf_inputs: dict[str, Any]) -> np.ndarray:
+    """Our pixel_values in the processor's shape: patch sequences [n, 3, p, L_max] (padded rows) become one
+    row [1, 3, p, sum L_i] when the processor packs every chunk into one sequence (MiniCPM-V 4.6's does)."""
+    ours = inputs["pixel_values"]
+    if "tgt_sizes" not in inputs or tuple(hf_inputs["pixel_values"].shape) == ours.shape:
+        return ours
+    p = ours.shape[2]
+    return np.concatenate([ours[i, ..., : int(h * w) * p] for i, (h, w) in enumerate(inputs["tgt_sizes"])], -1)[None]
+
+
+STAGES = ("preprocessing", "vision", "logits", "greedy")
+
+
 def _tick(progress: Any, stage: str) -> None:
+    """The next stage's line starts when this one is done (on a terminal the line shows its time)."""
     if progress is not None:
-        progress(f"parity: {stage} checked")
+        index = STAGES.index(stage)
+        following = STAGES[index + 1] if index + 1 < len(STAGES) else None
+        progress(f"parity {index + 2}/4: {following}" if following else "parity: all four stages checked")

@@ -14,7 +14,9 @@ from pathlib import Path
 from ..errors import CheckpointError
 from .contract import Family
 
-FOLDERS = ("minicpmv", "paligemma", "gemma3", "qwen2_vl")  # match order
+# match order (the first family whose matches(config) accepts a checkpoint owns it; Qwen2-VL's model_types
+# overlap no other family's, so it goes last)
+FOLDERS = ("minicpmv4_6", "minicpmv", "paligemma", "gemma3", "idefics3", "internvl", "llava", "qwen2_vl")
 
 
 def _load(folder: str) -> Family:

@@ -16,6 +16,9 @@ Where each fact lives (schema 1 kept copies in several places; edgevlm/manifest/
 - dtype: one spelling, "fp32" / "fp16" / the quantization method ("w4", "int8", "q4_0" ...);
 - ``Part.binding``: graph names the runtime binds (KV templates, mask inputs, logits index, derived
   inputs); ``Part.runtime``: how to open the part; ``Part.info``: informational, never read to run.
+- small learned arrays the runtime uses outside every graph (a row-separator embedding that the
+  feature packing inserts): data parts of format "npy" (``DATA_FORMATS``), one ``.npy`` file each,
+  named by what reads them (``runtime/images.py`` ``ImageKind.tables``); quantization copies them.
 """
 
 from __future__ import annotations
@@ -27,8 +30,9 @@ from typing import Any
 from ..errors import BundleError
 from .upgrade import SCHEMA_VERSION, upgrade
 FORMATS = ("onnx", "gguf", "coreml")
-PART_FORMATS = ("onnx", "gguf", "mlpackage")
-LAYER_TYPES = ("full_attention", "sliding_attention")
+DATA_FORMATS = ("npy",)  # parts that are arrays, not models (read with numpy, never quantized)
+PART_FORMATS = ("onnx", "gguf", "mlpackage") + DATA_FORMATS
+LAYER_TYPES = ("full_attention", "sliding_attention", "linear_attention")  # linear: recurrent state, no KV
 VISION_KINDS = ("image", "patch_sequence", "packed_patches")
 
 
@@ -93,10 +97,11 @@ class TokenizerInfo(_Section):
 
 @dataclass
 class Part(_Section):
-    """One exported component: ``vision``, ``embedding``, ``decoder``, ``text`` (GGUF), ``mmproj``..."""
+    """One exported component: ``vision``, ``embedding``, ``decoder``, ``text`` (GGUF), ``mmproj``; or a
+    data part (format "npy": one array, e.g. ``image_newline``)."""
 
     file: str
-    format: str  # onnx | gguf | mlpackage
+    format: str  # onnx | gguf | mlpackage | npy
     dtype: str = "fp32"
     inputs: dict[str, Any] = field(default_factory=dict)  # name -> {"dtype": str, "shape": [dims]}
     outputs: dict[str, Any] = field(default_factory=dict)
@@ -158,6 +163,11 @@ class Manifest:
         manifest = cls(**kwargs)
         manifest.check_values(where)
         return manifest
+
+    @property
+    def data_parts(self) -> dict[str, Part]:
+        """The parts that are arrays (format "npy"), by name."""
+        return {name: part for name, part in self.parts.items() if part.format in DATA_FORMATS}
 
     def part_bytes(self, name: str) -> int:
         """Bytes on disk of one part: its file and every side file or package folder it owns."""

@@ -20,7 +20,8 @@ ProcessorConfig
   scale_resolution    448                  448                  -                          -
   resize_align        None (=14)           None (=14)           -                          -
   ==================  ===================  ===================  =========================  ==============
-  (MiniCPM-V 4.6, not a target: resize_align 56 for "16x", 28 for "4x"; tested live against transformers.)
+  (MiniCPM-V 4.6 / 4.7: kind "slice_merge", resize_align 56 for "16x" and 28 for "4x", options
+  {"patches_per_token": 16 | 4, "downsample_mode"}; tested against transformers in tests/test_minicpmv46_vision.py.)
 
 ImageLayout
   ===================  ============================  ==============================  ===============  ===========================================
@@ -51,6 +52,10 @@ ChatTemplate
   - Gemma 3: bos "<bos>"; user "<start_of_turn>user\n{content}<end_of_turn>\n"; assistant
     "<start_of_turn>model\n{content}<end_of_turn>\n"; generation_prompt "<start_of_turn>model\n";
     system_mode "first_user" (joiner "\n\n"); strip_content "parts"; stop ("<end_of_turn>", "<eos>").
+  - SmolVLM / Idefics3: bos "<|im_start|>" / "<|begin_of_text|>"; "{Role}:{content}<end_of_utterance>\n";
+    generation_prompt "Assistant:"; text_first_prefix " "; stop ("<end_of_utterance>",).
+  - InternVL (-hf): ChatML without a default system message.
+  (Tiled families' processor and layout values: families/idefics3/spec.py, families/internvl/spec.py.)
 """
 
 from __future__ import annotations
@@ -154,6 +159,9 @@ class ChatTemplate(_DictMixin):
     strip_content: str = "none"  # Jinja "| trim": "none"; "message" (whole text, Llama-3); "parts" (each text part, Gemma 3)
     eos: str = ""  # ends a training/scoring suffix (PaliGemma: "<eos>")
     stop_strings: tuple[str, ...] = ("<|im_end|>",)
+    # put before a message's text when the message does not start with an image marker (SmolVLM's
+    # template writes "User:<image>..." but "User: text...")
+    text_first_prefix: str = ""
 
     def __post_init__(self) -> None:
         if self.strip_content not in ("none", "message", "parts"):

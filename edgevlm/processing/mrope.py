@@ -98,17 +98,18 @@ def text_positions(n_tokens: int, start: int) -> np.ndarray:
     return np.broadcast_to(np.arange(start, start + n_tokens, dtype=np.int64), (3, n_tokens)).copy()
 
 
-def stream_of_frequency(mrope_section, interleaved: bool = False) -> np.ndarray:
-    """int64 [head_dim/2]: which position stream (0 temporal, 1 height, 2 width) turns each rotary frequency.
+def stream_of_frequency(mrope_section, interleaved: bool = False, n_freq: int | None = None) -> np.ndarray:
+    """int64 [n_freq]: which position stream (0 temporal, 1 height, 2 width) turns each rotary frequency.
 
     Qwen2-VL / Qwen2.5-VL: contiguous sections in order t, h, w (transformers'
-    ``recomposition_frequencies``: [16, 24, 24] of 64 frequencies). Qwen3-VL (``interleaved``): frequency j
-    turns with h when j % 3 == 1 and j < 3 * section[1], with w when j % 3 == 2 and j < 3 * section[2],
-    else with t. A decoder gathers each frequency's position from its stream with this table."""
+    ``recomposition_frequencies``: [16, 24, 24] of 64 frequencies). Interleaved (Qwen3-VL, Qwen 3.5):
+    frequency j turns with h when j % 3 == 1 and j < 3 * section[1], with w when j % 3 == 2 and
+    j < 3 * section[2], else with t. ``n_freq`` defaults to sum(section) (the rotary dim / 2). A decoder
+    gathers each frequency's position from its stream with this table."""
     section = [int(s) for s in mrope_section]
     if not interleaved:
         return np.repeat(np.arange(len(section), dtype=np.int64), section)
-    table = np.zeros(sum(section), dtype=np.int64)
+    table = np.zeros(sum(section) if n_freq is None else int(n_freq), dtype=np.int64)
     for stream in (1, 2):
         table[stream:3 * section[stream]:3] = stream
     return table
@@ -116,8 +117,10 @@ def stream_of_frequency(mrope_section, interleaved: bool = False) -> np.ndarray:
 
 def rotary_angles(positions: np.ndarray, inv_freq: np.ndarray, streams: np.ndarray | None) -> np.ndarray:
     """float32 [T, head_dim/2] angles position * inv_freq in float32 (as transformers), positions [T] or
-    [S, T] with ``streams`` (stream_of_frequency) choosing each frequency's stream."""
+    [S, T] with ``streams`` (stream_of_frequency) choosing each frequency's stream (None: stream 0)."""
     pos = np.asarray(positions, np.int64)
+    if pos.ndim == 2 and streams is None:
+        pos = pos[0]
     if pos.ndim == 2:
         pos = pos[np.asarray(streams), :].T  # [T, hd/2]: frequency j's position from its stream
     else:

@@ -96,7 +96,8 @@ def content_text(content: Content, layout: ImageLayout, strip_parts: bool) -> st
 def message_turns(
     messages: str | Sequence[Message], n_images: int, layout: ImageLayout, template: ChatTemplate
 ) -> list[tuple[str, str]]:
-    """(role, text) turns with exactly one marker per image (inserted when the text has none)."""
+    """(role, text) turns with exactly one marker per image (inserted when the text has none); a text
+    that does not start with a marker gets ``template.text_first_prefix``."""
     if isinstance(messages, str):
         messages = [{"role": "user", "content": messages}]
     strip_parts = template.strip_content == "parts"
@@ -118,6 +119,9 @@ def message_turns(
             f"the prompt has {n_markers} image marker(s) {layout.marker!r} but {n_images} image(s) were given; "
             "use one marker per image or none at all"
         )
+    if template.text_first_prefix:
+        turns = [(role, text if text.startswith(layout.marker) else template.text_first_prefix + text)
+                 for role, text in turns]
     return turns
 
 
@@ -127,9 +131,9 @@ def render_chat(
     """Chat text over (role, text) turns; the texts still hold image markers."""
     turns = list(turns)
     if system is not None:
-        turns = [("system", system)] + [t for t in turns if t[0] != "system"]
+        turns = [("system", template.text_first_prefix + system)] + [t for t in turns if t[0] != "system"]
     if not any(role == "system" for role, _ in turns) and template.default_system is not None:
-        turns.insert(0, ("system", template.default_system))
+        turns.insert(0, ("system", template.text_first_prefix + template.default_system))
     # "message": Jinja "| trim" on the whole message text (Llama-3); "parts": on each text part
     # of a content list (Gemma 3), done in message_turns; a plain-string message is one part.
     strip = template.strip_content != "none"

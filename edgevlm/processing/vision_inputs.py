@@ -74,16 +74,47 @@ def packed_table(name: str):
 
 PACKED_TABLES = ("rotary_cos", "rotary_sin", "attention_segments", "window_segments", "window_index", "reverse_index")
 
+
+def window_order(h: int, w: int) -> np.ndarray:
+    """Row-major indices of an h x w grid listed 2x2 window by window, int64 [h*w] (h and w even).
+
+    Windows go row-major, the 4 cells of a window row-major: gathering a grid's rows by this table and
+    reshaping to [h*w/4, 4, D] gives the windows, and the merged cells form the (h/2) x (w/2) grid in
+    row-major order (transformers' ``get_vision_window_index`` with window 2; llama.cpp's
+    ``vit_merger_window_idx`` / ``merger_ds_idx``).
+    """
+    if h % 2 or w % 2:
+        raise ValueError(f"a {h}x{w} patch grid cannot be merged in 2x2 windows: both sides must be even")
+    return np.arange(h * w, dtype=np.int64).reshape(h // 2, 2, w // 2, 2).transpose(0, 2, 1, 3).reshape(-1)
+
+
+def window_orders(tgt_sizes: np.ndarray, max_patches: int, shrink: int = 1) -> np.ndarray:
+    """Per-chunk 2x2-window gather tables, int64 [B, max_patches]; identity past each chunk's cells.
+
+    ``shrink`` 2: the table of the grid left after one 2x2 merge ((h/2) x (w/2) cells, a prefix of the
+    row). Identity on padding keeps padded rows at the end, so a window never mixes real and padded rows.
+    """
+    out = np.tile(np.arange(max_patches, dtype=np.int64), (len(tgt_sizes), 1))
+    for b, (h, w) in enumerate(np.asarray(tgt_sizes).tolist()):
+        if h % shrink or w % shrink:
+            raise ValueError(f"patch grid {h}x{w} is not divisible by {shrink}")
+        out[b, : (h // shrink) * (w // shrink)] = window_order(h // shrink, w // shrink)
+    return out
+
+
 # derived-input kind (manifest) -> how to compute it from (tgt_sizes or grids, max_patches, vision section)
 DERIVED = {
     "bucketed_position_ids": lambda tgt, n, vision: bucketed_position_ids(tgt, n, int(vision["position_table_side"])),
     "sincos_2d_keys": lambda tgt, n, vision: sincos_2d_keys(tgt, int(vision["key_pos_dim"]), n),
     **{f"packed_{name}": packed_table(name) for name in PACKED_TABLES},
+    "window_order_2x2": lambda tgt, n, vision: window_orders(tgt, n, 1),
+    "window_order_2x2_after_merge": lambda tgt, n, vision: window_orders(tgt, n, 2),
 }
 
 
 # derived-input kind -> the vision-section parameters it reads (checked when a manifest is read)
 PARAMETERS = {"bucketed_position_ids": ("position_table_side",), "sincos_2d_keys": ("key_pos_dim",),
+              "window_order_2x2": (), "window_order_2x2_after_merge": (),
               **{f"packed_{name}": ("head_dim", "rope_theta", "merge_size", "window_tokens") for name in PACKED_TABLES}}
 
 

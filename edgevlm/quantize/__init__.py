@@ -61,8 +61,15 @@ def _quantize(bundle: str | Path, out: str | Path, recipe: str, overrides: dict[
         for rel in manifest.files:  # tokenizer and anything else the parts do not own
             if rel not in owned and not any(rel.startswith(d.rstrip("/") + "/") for d in owned):
                 shutil.copy(src / rel, writer.path(rel))
+        # Data parts (arrays, format "npy") are copied as they are; the format's quantizer sees model parts only.
+        data_parts = manifest.data_parts
+        for name, part in data_parts.items():
+            del manifest.parts[name]
+            shutil.copy(src / part.file, writer.path(part.file))
         job = QuantizeJob(src, writer.tmp, manifest, recipe, dict(overrides or {}), options, say)
         records = resolve(fmt.quantizer)(job)
+        manifest.parts.update(data_parts)
+        records.update({name: {"method": "none", "dtype": part.dtype} for name, part in data_parts.items()})
         new = Manifest.from_dict({**manifest.to_dict(), "files": manifest.files, "validation": {}})
         new.quantization = {**records, "recipe": recipe, "source_bundle": src.name}
         new.source = {**manifest.source, "quantized_from": src.name}

@@ -19,8 +19,8 @@ def quantize_bundle(job: Any) -> dict[str, Any]:
 
         calibration = Calibration(job.src, calibration)
     records = {}
-    for name, part in job.manifest.parts.items():
-        job.say(f"quantizing {name} ({part.file}): {methods[name]}")
+    for index, (name, part) in enumerate(job.manifest.parts.items(), 1):
+        job.say(f"part {index}/{len(methods)}: {name} ({part.file}) to {methods[name]}")
         records[name] = quantize_onnx_part(job.src / part.file, job.dst / part.file, methods[name],
                                            options.get("block_size", 32), options.get("symmetric", False),
                                            calibration, name, head_bits=options.get("head_bits", 8))

@@ -57,11 +57,12 @@ def feed(backend: Any, turn: Any) -> np.ndarray:
 
 
 def generate_step(backend: Any, logits: np.ndarray, sampler: Sampler, processors: Sequence[LogitsProcessor],
-                  history: list[int], next_position: int, max_tokens: int) -> Iterator[int]:
+                  history: list[int], next_position: int, max_tokens: int,
+                  on_feed: Callable[[np.ndarray, np.ndarray], None] | None = None) -> Iterator[int]:
     """Yield up to ``max_tokens`` sampled ids, starting from the prefill's ``logits``.
 
     Each yielded id is appended to ``history`` and fed (at ``next_position``, then onwards) only when
-    the consumer asks for the next one."""
+    the consumer asks for the next one; ``on_feed(ids, positions)`` is told of every feed."""
     for step in range(max_tokens):
         scores = logits.astype(np.float64)  # [V], a copy: processors write into it
         for process in processors:
@@ -70,8 +71,10 @@ def generate_step(backend: Any, logits: np.ndarray, sampler: Sampler, processors
         history.append(token)
         yield token
         if step + 1 < max_tokens:
-            logits = backend.forward(np.array([token], dtype=np.int64),
-                                     positions=np.array([next_position + step], dtype=np.int64))
+            ids, positions = np.array([token], dtype=np.int64), np.array([next_position + step], dtype=np.int64)
+            logits = backend.forward(ids, positions=positions)
+            if on_feed is not None:
+                on_feed(ids, positions)
 
 
 def greedy_tokens(backend: Any, turn: Any, max_tokens: int, stop_ids: set[int], next_position: int) -> list[int]:

@@ -6,7 +6,9 @@ Each processor kind (an algorithm named in the manifest's ``processor.kind``) is
   ``n_images`` is the number of images in the prompt (some models tile only a lone image);
 - ``prepare(image, cfg, plan)``: the vision part's inputs;
 - ``pack(features, plan)``: the feature rows in prompt order, from the vision part's output (most
-  kinds just flatten the chunks; some unpad or add row separators);
+  kinds just flatten the chunks; some unpad or add row separators). ``tables`` names the bundle's
+  data parts (manifest parts of format "npy", e.g. a learned row-separator embedding) that ``pack``
+  takes as keyword arguments;
 - ``request_options``: settings a request may override (``ProcessorConfig.options`` keys, e.g. the
   native-resolution pixel budget), checked by ``check(cfg)`` before any image is touched.
 A new kind is one entry in ``KINDS`` plus its algorithm in edgevlm/processing/.
@@ -23,11 +25,16 @@ import numpy as np
 from PIL import Image
 
 from ..errors import BundleError, ImageError
+from ..processing import anyres, aspect_tiles, square_tiles
 from ..processing import native_resolution as native
+from ..processing.anyres_features import pack_anyres_features
+from ..processing.anyres_image import preprocess_anyres
 from ..processing.config import ProcessorConfig
 from ..processing.plan import ImagePlan
 from ..processing.preprocess import preprocess_fixed, preprocess_slices
+from ..processing.slice_merge import pack_merged, plan_merged
 from ..processing.slicing import plan_slices
+from ..processing.square import preprocess_square
 
 
 @dataclass
@@ -53,8 +60,9 @@ def flatten_chunks(features: np.ndarray, plan: ImagePlan) -> np.ndarray:
 class ImageKind:
     plan: Callable[[tuple[int, int], ProcessorConfig, int, int], ImagePlan]
     prepare: Callable[[Image.Image, ProcessorConfig, ImagePlan], PreparedImage]
-    pack: Callable[[np.ndarray, ImagePlan], np.ndarray] = flatten_chunks
+    pack: Callable[..., np.ndarray] = flatten_chunks  # (features, plan, **tables) -> rows [K, hidden]
     depends_on_count: bool = False  # the plan changes with the number of images in the prompt
+    tables: tuple[str, ...] = ()  # data parts of the bundle that ``pack`` takes
     request_options: tuple[str, ...] = ()  # ProcessorConfig.options a request may override
     check: Callable[[ProcessorConfig], None] = lambda cfg: None  # refuse settings that cannot work
 
@@ -77,6 +85,26 @@ def _fixed_prepare(image: Image.Image, cfg: ProcessorConfig, plan: ImagePlan) ->
     return PreparedImage({"pixel_values": pixels[None]}, plan)
 
 
+def _square_prepare(image: Image.Image, cfg: ProcessorConfig, plan: ImagePlan) -> PreparedImage:
+    return PreparedImage({"pixel_values": preprocess_square(image, cfg)[None]}, plan)  # [1, 3, S, S]
+
+
+def _anyres_prepare(image: Image.Image, cfg: ProcessorConfig, plan: ImagePlan) -> PreparedImage:
+    return PreparedImage({"pixel_values": preprocess_anyres(image, cfg, plan.data["anyres"])}, plan)  # [n, 3, S, S]
+
+
+def _anyres_pack(features: np.ndarray, plan: ImagePlan, image_newline: np.ndarray) -> np.ndarray:
+    return pack_anyres_features(features, plan.data["anyres"], image_newline)
+
+
+def _uniform_plan(size: tuple[int, int], cfg: ProcessorConfig, tokens: int, n_images: int) -> ImagePlan:
+    return ImagePlan.uniform(None, tokens)
+
+
+_ANYRES = dict(plan=lambda size, cfg, tokens, n: anyres.image_plan(size, cfg, n), prepare=_anyres_prepare,
+               pack=_anyres_pack, tables=("image_newline",))
+
+
 def _native_plan(size: tuple[int, int], cfg: ProcessorConfig, tokens: int, n_images: int) -> ImagePlan:
     settings = native.NativeResolutionConfig.from_processor(cfg)
     native.refuse_below_one_token(size, settings)
@@ -95,7 +123,20 @@ def _native_prepare(image: Image.Image, cfg: ProcessorConfig, plan: ImagePlan) -
 
 KINDS: dict[str, ImageKind] = {
     "slice": ImageKind(_slice_plan, _slice_prepare),  # LLaVA-UHD: overview + slices (processing/slicing.py)
-    "fixed": ImageKind(lambda size, cfg, tokens, n: ImagePlan.uniform(None, tokens), _fixed_prepare),  # one resize
+    "fixed": ImageKind(_uniform_plan, _fixed_prepare),  # one resize
+    # square tiles + a global image, last (SmolVLM / Idefics3: processing/square_tiles.py)
+    "square_tiles": ImageKind(square_tiles.image_plan,
+                              lambda image, cfg, plan: PreparedImage(square_tiles.vision_inputs(image, cfg), plan)),
+    # aspect-ratio tiles + a thumbnail, last (InternVL: processing/aspect_tiles.py)
+    "aspect_tiles": ImageKind(aspect_tiles.image_plan,
+                              lambda image, cfg, plan: PreparedImage(aspect_tiles.vision_inputs(image, cfg), plan)),
+    "square": ImageKind(_uniform_plan, _square_prepare),  # CLIP centre crop / mean-colour pad (processing/square.py)
+    # base tile + best-pinpoint grid, unpadded, newline rows (processing/anyres*.py)
+    "anyres": ImageKind(**_ANYRES),
+    # anyres with a tile budget (bilinear pooling above it); tiles only an image alone in its prompt
+    "anyres_max": ImageKind(**_ANYRES, depends_on_count=True),
+    # LLaVA-UHD whose chunks give h*w/m^2 rows each (a patch-merging vision part: processing/slice_merge.py)
+    "slice_merge": ImageKind(plan_merged, _slice_prepare, pack_merged),
     # Qwen2-VL style: own size within a pixel budget, 2x2-merged patches (processing/native_resolution.py)
     "native_resolution": ImageKind(_native_plan, _native_prepare, request_options=("min_pixels", "max_pixels"),
                                    check=lambda cfg: native.NativeResolutionConfig.from_processor(cfg).check()),
@@ -140,9 +181,16 @@ def prepare_image(image: Image.Image, cfg: ProcessorConfig, plan: ImagePlan | No
     return kind.prepare(image, cfg, plan or kind.plan(image.size, cfg, tokens_per_chunk, 1))
 
 
-def pack_features(features: np.ndarray, cfg: ProcessorConfig, plan: ImagePlan) -> np.ndarray:
-    """The vision part's output [n_chunks, tokens, hidden] -> feature rows in prompt order [K, hidden]."""
-    return image_kind(cfg).pack(features, plan)
+def pack_features(features: np.ndarray, cfg: ProcessorConfig, plan: ImagePlan,
+                  tables: dict[str, np.ndarray] | None = None) -> np.ndarray:
+    """The vision part's output [n_chunks, tokens, hidden] -> feature rows in prompt order [K, hidden];
+    ``tables``: the bundle's data parts by name (``VLM.tables``)."""
+    kind = image_kind(cfg)
+    missing = [name for name in kind.tables if name not in (tables or {})]
+    if missing:
+        raise BundleError(f"processor kind {cfg.kind!r} needs the data part(s) {', '.join(missing)}, which the bundle "
+                          "lacks; re-export it.")
+    return kind.pack(features, plan, **{name: tables[name] for name in kind.tables})
 
 
 def grid_of(image: Image.Image, cfg: ProcessorConfig) -> Any:

@@ -33,6 +33,8 @@ class GenerationStats:
     decode_tokens: int = 0
     decode_ms: float = 0.0
     decode_tokens_per_s: float = 0.0
+    draft_tokens: int = 0  # prompt-lookup draft tokens verified (speculative.py; 0 when it is off)
+    accepted_draft_tokens: int = 0  # of those, the ones the model agreed with
     peak_rss_mb: float = 0.0
 
     def to_dict(self) -> dict:

@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import PromptError
 from ..processing.images import load_image
+from ..processing.canvas_rope import canvas_positions, layout_markers
 from ..processing.mrope import mrope_positions
 from ..processing.prompt import PromptText, build_prompt, expand_images, layout_tokens, message_turns
 from .images import image_kind, pack_features, plan_image, prepare_image, request_processor
@@ -80,10 +81,16 @@ def turn_positions(vlm: Any, conv: Conversation, ids: np.ndarray, plans: list) -
     """(position ids [T] or [3, T], the next position) of a turn's tokens, continuing the conversation.
 
     One stream: consecutive ids. Three streams (M-RoPE): an image's tokens take their grid coordinates
-    (``plan.data["position_grid"]``, in merged units), text the same id in all three (processing/mrope.py).
+    (``plan.data["position_grid"]``, in merged units), text the same id in all three (processing/mrope.py);
+    or, for plans that place the image's crops on a canvas (``plan.data["canvas"]``), canvas M-RoPE
+    (processing/canvas_rope.py). Text alone gives the same ids either way.
     """
     if vlm.manifest.text.position_streams == 1:
         return np.arange(len(ids), dtype=np.int64) + conv.next_position, conv.next_position + len(ids)
+    if plans and all("canvas" in plan.data for plan in plans):
+        run = canvas_positions(ids, vlm.manifest.tokenizer.image_token_id, [p.data["canvas"] for p in plans],
+                               layout_markers(vlm.tokenizer, vlm.layout), conv.next_position)
+        return run.position_ids, run.next_position
     grids = [plan.data["position_grid"] for plan in plans]
     run = mrope_positions(ids, vlm.manifest.tokenizer.image_token_id, grids, 1, conv.next_position)
     return run.position_ids, run.next_position
@@ -98,11 +105,15 @@ def prepare_turn(vlm: Any, conv: Conversation, text: str, images: Sequence[Any] 
     processor = request_processor(vlm.processor, image_options or {})  # bad settings fail before any image work
     pictures = [load_image(src, processor.max_pixels) for src in images]
     settings = repr(sorted(processor.to_dict().items()))  # the cache keys on every setting, overrides included
-    counted = f"/{len(pictures)} images" if image_kind(processor).depends_on_count else ""
+    # Images in the conversation so far, this turn's included: the prompt the model would see if the whole
+    # conversation were rendered at once. A kind whose plan depends on it (one that tiles only a lone image)
+    # plans this turn's images with it; images fed in earlier turns keep the plans they were fed with.
+    count = conv.images + len(pictures)
+    counted = f"/{count} images" if image_kind(processor).depends_on_count else ""
     keys = [image_key(p, settings + counted) for p in pictures]
     cached = [vlm.vision_cache.get(k) for k in keys]
     tokens = vlm.manifest.vision.tokens_per_chunk if vlm.manifest.vision is not None else 0
-    plans = [c[1] if c is not None else plan_image(p, processor, tokens, len(pictures))
+    plans = [c[1] if c is not None else plan_image(p, processor, tokens, count)
              for c, p in zip(cached, pictures)]
     load_s = time.perf_counter() - t_load
 
@@ -130,7 +141,8 @@ def prepare_turn(vlm: Any, conv: Conversation, text: str, images: Sequence[Any] 
         t0 = time.perf_counter()
         prepared = prepare_image(picture, processor, plan)
         t1 = time.perf_counter()
-        features = pack_features(vlm.backend.encode_images(prepared.inputs), processor, plan)  # [K_i, hidden]
+        tiles = vlm.backend.encode_images(prepared.inputs)  # [n_chunks, tokens, hidden]
+        features = pack_features(tiles, processor, plan, vlm.tables)  # [K_i, hidden] in prompt order
         t_slice, t_vision = t_slice + t1 - t0, t_vision + time.perf_counter() - t1
         vlm.vision_cache.put(key, features, plan)
         rows.append(features)

@@ -32,12 +32,14 @@ from .backend import Backend
 from .generate import cap_vocabulary, feed, generate_step, penalize_repetition, suppress_tokens
 from .results import Delta, GenerationResult, GenerationStats, peak_rss_mb
 from .sampling import Sampler, SamplingParams
+from .speculative import DraftStats, PromptLookup, speculative_steps
+from .tables import read_tables
 from .text_stream import TextStream
 from .turn import Conversation, prepare_turn
 from .vision_cache import VisionCache
 
 ImageInput = Any  # path, bytes or PIL image
-OPTIONS = ("max_new_tokens", "temperature", "top_k", "top_p", "repetition_penalty")
+OPTIONS = ("max_new_tokens", "temperature", "top_k", "top_p", "repetition_penalty", "prompt_lookup")
 # Per-request image settings the bundle's processor kind may take (runtime/images.py request_processor):
 # the native-resolution pixel budget, the main speed/quality dial of such models on a phone.
 IMAGE_OPTIONS = ("min_pixels", "max_pixels")
@@ -53,9 +55,10 @@ class VLM:
         self.processor = ProcessorConfig.from_dict(manifest.processor)
         self.layout = ImageLayout.from_dict(manifest.layout)
         self.template = ChatTemplate.from_dict(manifest.chat_template)
+        self.tables = read_tables(self.bundle, manifest)  # data parts, e.g. the feature packing's row separator
         self.vision_cache = VisionCache(vision_cache_bytes)
         self.defaults = {"max_new_tokens": 256, "temperature": 0.0, "top_k": 0, "top_p": 1.0,
-                         "repetition_penalty": 1.0, **manifest.generation}
+                         "repetition_penalty": 1.0, "prompt_lookup": 0, **manifest.generation}
         # Generation ends at an end-of-sequence id or at a stop string that is one special token.
         stop_ids = {self.tokenizer.token_to_id(s) for s in self.template.stop_strings}
         self.stop_ids = set(manifest.tokenizer.eos_ids) | {i for i in stop_ids if i is not None}
@@ -138,6 +141,8 @@ class Chat:
                seed: int | None = None, raw: bool = False, **options: Any) -> Iterator[Delta]:
         """Yield text deltas of the answer. Options: max_new_tokens (0: prefill only), temperature, top_k,
         top_p, repetition_penalty; ``seed`` for sampling; ``stop`` strings; ``raw`` (no chat template);
+        ``prompt_lookup=N``: greedy decoding verifies up to N tokens drafted from the conversation itself
+        per forward (speculative.py; the same tokens, faster when the answer repeats its input; 0 = off);
         ``min_pixels`` / ``max_pixels`` (native-resolution bundles: the pixel budget of this turn's images)."""
         vlm = self.vlm
         unknown = sorted(set(options) - set(OPTIONS) - set(IMAGE_OPTIONS))
@@ -148,6 +153,8 @@ class Chat:
         opts = {k: options[k] if options.get(k) is not None else vlm.defaults[k] for k in OPTIONS}
         if int(opts["max_new_tokens"]) < 0:
             raise PromptError(f"max_new_tokens is {opts['max_new_tokens']}; give 0 (prefill only) or more")
+        if int(opts["prompt_lookup"]) < 0:
+            raise PromptError(f"prompt_lookup is {opts['prompt_lookup']}; give 0 (off) or the most draft tokens per step")
         sampler = Sampler(SamplingParams(opts["temperature"], opts["top_k"], opts["top_p"],
                                          opts["repetition_penalty"], seed))
         with vlm.turn_lock():
@@ -181,6 +188,7 @@ class Chat:
         stats.prefill_ms = (time.perf_counter() - t0) * 1e3
         stats.prefill_tokens_per_s = len(turn.ids) / max(stats.prefill_ms / 1e3, 1e-9)
         conv.fed.append((turn.ids, turn.rows, turn.blocks, turn.positions))
+        fed_before = len(conv.fed)
         conv.history += turn.ids.tolist()
         conv.pending, conv.turns, conv.images = [], conv.turns + 1, conv.images + turn.images
         position = turn.next_position
@@ -190,40 +198,45 @@ class Chat:
         generated: list[int] = []
         finish, text_stream = "length", TextStream(vlm.tokenizer, stop)
         t_decode = time.perf_counter()
-        steps = generate_step(vlm.backend, logits, sampler, vlm.logits_processors(opts["repetition_penalty"]),
-                              conv.history, position, budget)
-        for token in steps:
-            if not generated:
-                stats.time_to_first_token_ms = (time.perf_counter() - start) * 1e3
-            if token in vlm.stop_ids:
-                conv.history.pop()  # the template's close of the turn stands for it
-                finish = "eos"
-                break
-            if generated:  # fed by the step that produced this token
-                conv.fed.append((np.array([generated[-1]], np.int64), None, None,
-                                 np.array([position + len(generated) - 1], np.int64)))
-            generated.append(token)
-            delta = text_stream.push(token)
-            if text_stream.stopped:
-                finish = "stop"
+        processors, drafts = vlm.logits_processors(opts["repetition_penalty"]), DraftStats()
+
+        def on_feed(ids: np.ndarray, positions: np.ndarray) -> None:
+            conv.fed.append((ids, None, None, positions))
+
+        if int(opts["prompt_lookup"]):
+            steps = speculative_steps(vlm.backend, logits, sampler, processors, conv.history, position, budget,
+                                      PromptLookup(banned=vlm.suppress_ids), int(opts["prompt_lookup"]), drafts,
+                                      on_feed=on_feed)
+        else:
+            steps = generate_step(vlm.backend, logits, sampler, processors, conv.history, position, budget,
+                                  on_feed=on_feed)
+        try:
+            for token in steps:
+                if not generated:
+                    stats.time_to_first_token_ms = (time.perf_counter() - start) * 1e3
+                if token in vlm.stop_ids:
+                    conv.history.pop()  # the template's close of the turn stands for it
+                    finish = "eos"
+                    break
+                generated.append(token)
+                delta = text_stream.push(token)
                 if delta:
                     yield Delta(delta, token)
-                break
-            if delta:
-                yield Delta(delta, token)
-        steps.close()
-        if generated and finish != "eos":
-            conv.pending = [generated[-1]]  # sampled, not fed: the next turn feeds it first
-        elif generated:
-            conv.fed.append((np.array([generated[-1]], np.int64), None, None,
-                             np.array([position + len(generated) - 1], np.int64)))
-        conv.next_position = position + len(generated) - len(conv.pending)
+                if text_stream.stopped:
+                    finish = "stop"
+                    break
+        finally:  # also when the caller stops reading mid-turn: the conversation stays consistent
+            steps.close()
+            fed = len(conv.fed) - fed_before  # decode steps fed into the cache
+            conv.pending = generated[fed:]  # sampled, not fed (at most the last): the next turn feeds it first
+            conv.next_position = position + fed
         rest = text_stream.finish()
         if rest:
             yield Delta(rest, generated[-1] if generated else -1)
         decode_s = time.perf_counter() - t_decode
         stats.decode_tokens, stats.decode_ms = len(generated), decode_s * 1e3
         stats.decode_tokens_per_s = len(generated) / decode_s if decode_s > 0 and generated else 0.0
+        stats.draft_tokens, stats.accepted_draft_tokens = drafts.drafted, drafts.accepted
         stats.peak_rss_mb = peak_rss_mb()
         self.last_result = GenerationResult(text_stream.text, generated, finish, stats)
 

@@ -109,3 +109,21 @@ def save_hf_vlm(model: torch.nn.Module, out: Path, config: dict[str, Any], seed:
 def build_hf_model(config_class: Any, model_class: Any, config: dict[str, Any], seed: int) -> torch.nn.Module:
     torch.manual_seed(seed)
     return model_class(config_class(**{k: v for k, v in config.items() if k not in ("architectures", "model_type")}))
+
+
+def decisive_text_weights(text_model: torch.nn.Module, lm_head: torch.nn.Module, quiet_ids: list[int]) -> None:
+    """Make a tiny randomized text model write varied text, so a 32-token greedy comparison tests something.
+
+    With ``randomize``'s weights, a long image prompt makes every attention head average the whole
+    context; that mean barely changes from one step to the next, so greedy decoding repeats one token
+    (measured: 32 x the same id for the tiny SmolVLM, Idefics3 and InternVL). Queries and keys x3 make
+    attention pick a few positions (which change with every RoPE step), so each token depends on the
+    ones it picks: 24-31 distinct ids in 32 steps. ``quiet_ids`` (the end-of-turn tokens) get a zero
+    output row (tied: also a zero embedding), so a comparison is not cut short after a few tokens.
+    """
+    with torch.no_grad():
+        for layer in text_model.layers:
+            layer.self_attn.q_proj.weight.mul_(3.0)
+            layer.self_attn.k_proj.weight.mul_(3.0)
+        for token in quiet_ids:
+            lm_head.weight[token] = 0.0

@@ -2,10 +2,10 @@
 
 The same three parts as the ONNX bundle, with the same runtime contract (features in, logits out,
 masks built from ``block_ids``), so the manifest differs only in part records:
-- vision: batch 1, fixed shape or enumerated navit slice shapes (coreml_vision.py);
+- vision: batch 1, fixed shape or enumerated patch-sequence shapes (vision.py);
 - embedding: token ids -> embeddings (coreml_embedding.py);
 - decoder: KV cache held as Core ML state, masks and rotary tables as inputs, two functions sharing
-  weights and state: `decode` (one token) and `prefill` (enumerated lengths) (coreml_decoder.py).
+  weights and state: `decode` (one token) and `prefill` (enumerated lengths) (decoder.py).
 Each Part's ``file`` names the package's ``Manifest.json`` (a regular file the bundle's file list
 records); ``data_files`` holds the package directory and ``runtime["compute_units"]`` the default
 compute units (``cpu_and_ne``). Converting needs coremltools but not macOS; running needs macOS 15.

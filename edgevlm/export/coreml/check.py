@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from ...runtime.backends.coreml import CoreMLBackend
-from .decoder import StatefulDecoder
+from .decoder import decoder_module
 from .embedding import EmbeddingCoreML
 
 
@@ -68,7 +68,7 @@ def module_backend(ref: Any, manifest: Any, cache_dtype: torch.dtype = torch.flo
     ``cache_dtype`` float16 is what the Core ML state holds; float32 isolates the wiring from rounding.
     """
     dec = manifest.parts["decoder"].binding
-    decoder = StatefulDecoder(ref.language_model, int(manifest.text.max_context), cache_dtype)
+    decoder = decoder_module(ref.language_model, int(manifest.text.max_context), cache_dtype)
     graph = ref.vision_graph()
     vision = TorchPackage(graph.module("coreml"), graph.names, "features")
     functions = {name: TorchPackage(decoder, decoder.input_names(), "logits", function["inputs"])
@@ -86,7 +86,7 @@ def module_manifest(ref: Any, max_context: int, sizes: list[int] | None = None) 
     from .decoder import decoder_binding
     from .vision import vision_binding
 
-    decoder = StatefulDecoder(ref.language_model, max_context)
+    decoder = decoder_module(ref.language_model, max_context)
     parts = {"vision": Part("vision.mlpackage/Manifest.json", "mlpackage", binding=vision_binding(ref.vision_graph())),
              "embedding": Part("embedding.mlpackage/Manifest.json", "mlpackage"),
              "decoder": Part("decoder.mlpackage/Manifest.json", "mlpackage", binding=decoder_binding(decoder, sizes))}
@@ -105,7 +105,7 @@ def validate_with_modules(ref: Any, ckpt: str | Path, root: Path, manifest: Any,
 
     backend = module_backend(ref, manifest)
     tokenizer = Tokenizer.from_file(Path(root) / manifest.tokenizer.file)
-    report = validate_bundle(ref, str(ckpt), backend, manifest, tokenizer, "fp16", say)
+    report = validate_bundle(ref, str(ckpt), backend, manifest, tokenizer, "fp16", say, bundle=root)
     report["runner"] = ("PyTorch modules handed to coremltools, fp16 KV cache, driven by CoreMLBackend "
                         "(Core ML itself runs only on macOS; these figures do not include its fp16 arithmetic)")
     return report

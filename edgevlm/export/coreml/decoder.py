@@ -211,16 +211,32 @@ def _tensor_types(declared: dict[str, Any]) -> list:
     return types
 
 
+def decoder_module(language_model: nn.Module, max_context: int, cache_dtype: torch.dtype = torch.float16) -> nn.Module:
+    """The stateful module of a text model: KV caches only, or with recurrent states for linear-attention
+    layers (decoder_hybrid.py)."""
+    if "linear_attention" in (getattr(language_model.config, "layer_types", None) or ()):
+        from .decoder_hybrid import StatefulHybridDecoder
+
+        return StatefulHybridDecoder(language_model, max_context, cache_dtype)
+    return StatefulDecoder(language_model, max_context, cache_dtype)
+
+
+def state_names(module: nn.Module) -> list[str]:
+    from .decoder_hybrid import STATES
+
+    return [n for n in STATES if hasattr(module, n)]
+
+
 def export_decoder(ref: Any, root: str | Path, dtype: str = "fp16", max_context: int = 2048,
                    package: str = "decoder.mlpackage", sizes: list[int] | None = None) -> Part:
     """Convert ``ref.language_model`` to the multifunction ``root/package`` and describe it."""
     coremltools = ct()
-    module = StatefulDecoder(ref.language_model, max_context).float().eval()
-    sizes = prefill_sizes(max_context) if sizes is None else prefill_sizes(max_context, sizes)
+    module = decoder_module(ref.language_model, max_context).float().eval()
+    sizes = module_sizes(module, max_context, sizes)
     declared = declared_functions(module, sizes)
-    cache_shape = tuple(module.key_cache.shape)
-    states = [coremltools.StateType(wrapped_type=coremltools.TensorType(shape=cache_shape, dtype=np.float16), name=n)
-              for n in ("key_cache", "value_cache")]
+    states = [coremltools.StateType(wrapped_type=coremltools.TensorType(shape=tuple(getattr(module, n).shape),
+                                                                        dtype=np.float16), name=n)
+              for n in state_names(module)]
     with tempfile.TemporaryDirectory(dir=root, prefix=".decoder-") as tmp:
         singles = {}
         for name, function in declared.items():
@@ -242,12 +258,27 @@ def export_decoder(ref: Any, root: str | Path, dtype: str = "fp16", max_context:
                 info={"kv_layout": "LBNSH"})
 
 
+def module_sizes(module: nn.Module, max_context: int, sizes: list[int] | None = None) -> list[int]:
+    """The prefill lengths: enumerated for attention-only models; ONE fixed chunk for hybrid ones (64 rows, or
+    the largest power of 2 up to 64 among ``sizes``: the chunk's triangular solve is traced at its size)."""
+    if hasattr(module, "recurrent_state"):
+        from .decoder_hybrid import CHUNK
+
+        fits = [s for s in (sizes or [CHUNK]) if 2 <= s <= min(CHUNK, max_context) and s & (s - 1) == 0]
+        return [max(fits)] if fits else []
+    return prefill_sizes(max_context) if sizes is None else prefill_sizes(max_context, sizes)
+
+
 def decoder_binding(module: StatefulDecoder, sizes: list[int] | None = None,
                     functions: dict[str, Any] | None = None) -> dict[str, Any]:
     """What the runtime needs to drive the model. Without ``functions`` (read back from a saved
     package) the declared ones are recorded, so tests can drive the modules without converting."""
+    sizes = module_sizes(module, module.max_context, sizes)
+    if hasattr(module, "recurrent_state"):  # hybrid: one causal mask, partial / M-RoPE tables, recurrent states
+        return {"default_function": DECODE, "functions": functions or declared_functions(module, sizes),
+                "position_input": "position", "mask_width": module.max_context, "masks": {"attention_bias": None},
+                "mask_value": MASK_VALUE, "logits_index": "logits_index", **module.binding(), "prefill_sizes": sizes}
     g = module.core
-    sizes = prefill_sizes(module.max_context) if sizes is None else list(sizes)
     masks = {"attention_bias": None}
     if g.has_sliding:
         masks["attention_bias_sliding"] = g.sliding_window

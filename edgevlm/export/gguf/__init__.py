@@ -31,10 +31,17 @@ def export_parts(job: Any) -> dict[str, Part]:
     graph was seen to crash onnxruntime 1.32 at session creation); the mmproj is fp16 unless the
     ``mmproj_dtype`` option says otherwise (llama.cpp's usual mmproj precision).
     """
+    from ...errors import CheckpointError
     from ..onnx.vision import export_vision
     from .text import export_text_gguf
 
     ref, root, say = job.ref, Path(job.root), job.say
+    if int(getattr(ref, "position_streams", 1)) > 1 and not getattr(ref, "text_streams_equal", False):
+        # llama.cpp takes one position per text token, and its KV mask orders tokens by position: several
+        # streams placed freely per token (a canvas M-RoPE's markers) cannot be fed to it as they are.
+        # Grid M-RoPE (text tokens equal in every stream, image rows as embeddings) can: llamacpp_batch.py.
+        raise CheckpointError("this model numbers its tokens with several position streams (M-RoPE), which the GGUF "
+                              "export does not feed to llama.cpp yet; export to ONNX (--format onnx) or Core ML.")
     say(f"exporting the text model to GGUF ({ref.text.arch}, {job.dtype})")
     parts = {"text": export_text_gguf(ref, job.checkpoint, root / "text.gguf", job.dtype,
                                       _generation_config(Path(job.checkpoint)))}

@@ -22,7 +22,7 @@ from .tokenizer import add_tokenizer, vocab_tokens
 from .writer import write_tensors
 
 DTYPES = ("fp32", "fp16")
-MROPE_SECTIONS = 4  # llama.cpp's M-RoPE: rope sections and positions per embedding row (llama-batch.cpp)
+MROPE_SECTIONS = 4  # llama.cpp's M-RoPE: rope sections (and positions per embedding row: runtime/backends/llamacpp_batch.py)
 
 
 def input_scales(arch: str, hidden: int) -> tuple[float, float]:
@@ -68,14 +68,20 @@ def _write_hparams(writer, arch: TextArch, spec, cfg: Any) -> None:
     writer.add_head_count_kv(spec.num_kv_heads)
     writer.add_key_length(spec.head_dim)
     writer.add_value_length(spec.head_dim)
-    writer.add_rope_dimension_count(spec.head_dim)
-    writer.add_layer_norm_rms_eps(float(getattr(cfg, "rms_norm_eps", 1e-6)))
     rope = _rope(cfg)
     _check_rope(rope)
+    params = rope.get("full_attention", rope.get("default", {}))
+    # rotary over the first partial_rotary_factor of each head (Qwen 3.5: a quarter)
+    writer.add_rope_dimension_count(int(spec.head_dim * float(params.get("partial_rotary_factor", 1.0))))
+    writer.add_layer_norm_rms_eps(float(getattr(cfg, "rms_norm_eps", 1e-6)))
+    if arch.rope_sections:  # M-RoPE: llama.cpp takes 4 sections (t, h, w, extra), padded with 0 as its converter does
+        sections = list(spec.extra.get("mrope_section") or params.get("mrope_section") or arch.rope_sections[:3])
+        writer.add_rope_dimension_sections((sections + [0] * MROPE_SECTIONS)[:MROPE_SECTIONS])
+    if arch.gated_delta:
+        from .gated_delta import write_hparams
+
+        write_hparams(writer, cfg, list(getattr(cfg, "layer_types", None) or spec.extra.get("layer_types") or []))
     writer.add_rope_freq_base(float(rope.get("full_attention", rope.get("default", {})).get("rope_theta", 10000.0)))
-    section = spec.extra.get("mrope_section")
-    if section:  # M-RoPE: llama.cpp takes 4 sections (t, h, w, extra), padded with 0 as its converter does
-        writer.add_rope_dimension_sections((list(section) + [0] * MROPE_SECTIONS)[:MROPE_SECTIONS])
     if "sliding_attention" in rope:
         writer.add_rope_freq_base_swa(float(rope["sliding_attention"].get("rope_theta", 10000.0)))
     if arch.sliding_window_hparams:
@@ -110,12 +116,17 @@ def text_tensors(ref, arch: TextArch) -> dict[str, np.ndarray]:
             continue  # llama.cpp falls back to token_embd when output.weight is absent
         if "rotary_emb" in hf_name:
             continue
+        data = tensor.detach().float().cpu().numpy()
+        recurrent = arch.gated_delta and ".linear_attn." in hf_name
+        if recurrent:  # A, dt, conv and value-head order as llama.cpp's converter writes them
+            from .gated_delta import transform
+
+            hf_name, data = transform(hf_name, data, ref.language_model.config)
         name = name_map.get_name(hf_name, try_suffixes=(".weight", ".bias"))
         if name is None:
             raise CheckpointError(f"text tensor {hf_name} has no GGUF name for arch {arch.name}; the checkpoint has "
                                   "a layer this exporter does not know.")
-        data = tensor.detach().float().cpu().numpy()
-        if arch.norm_plus_one and hf_name.endswith("norm.weight"):
+        if arch.norm_plus_one and hf_name.endswith("norm.weight") and not recurrent:  # (the gated norm: plain w)
             data = data + 1.0  # the model's RMSNorm computes x * (1 + w); llama.cpp computes x * w
         if arch.rotary_permuted and hf_name.endswith("q_proj.weight"):
             data = _permute_rotary(data, spec.num_heads)
@@ -168,13 +179,13 @@ def export_text_gguf(ref, ckpt: str | Path, path: str | Path, dtype: str = "fp32
         if name in tensors:
             tensors[name] = tensors[name][:n_vocab]  # [n_vocab, n_embd]
     tokenizer = add_tokenizer(writer, ckpt, n_vocab, generation_config)
-    write_tensors(writer, tensors, lambda name, data: dtype == "fp16" and data.ndim >= 2)
+    # fp16: 2-D+ weights; the recurrent layers' conv kernel stays float32 (as llama.cpp's converter keeps it)
+    write_tensors(writer, tensors, lambda name, data: dtype == "fp16" and data.ndim >= 2
+                  and not name.endswith("ssm_conv1d.weight"))
     token_scale, embd_scale = input_scales(arch.name, spec.hidden_size)
     return Part(file=Path(path).name, format="gguf", dtype=dtype,
                 # How the runtime turns ids / image features into embedding-input rows for llama.cpp
                 # (see input_scales): row = token_embd[id] * token_scale / embd_input_scale; image = f / embd_input_scale.
-                runtime={"token_scale": token_scale, "embd_input_scale": embd_scale,
-                         # position ids per embedding row llama.cpp reads (M-RoPE: section-major, 4 streams)
-                         "positions_per_embedding": MROPE_SECTIONS if spec.extra.get("mrope_section") else 1},
+                runtime={"token_scale": token_scale, "embd_input_scale": embd_scale},
                 info={"arch": arch.name, "n_vocab": int(n_vocab), "tokenizer": tokenizer, "n_tensors": len(tensors),
                       "n_params": int(sum(math.prod(t.shape) for t in tensors.values()))})

@@ -14,11 +14,11 @@ from .vision import export_vision
 def export_parts(job: Any) -> dict[str, Part]:
     """The format entry point (edgevlm/formats.py): an ExportJob (export/job.py) -> {part name: Part}."""
     graph_kind = job.options.get("decoder_graph", "fused")
-    job.say("exporting vision (encoder + projector)")
+    job.say("part 1/3: vision (encoder + projector)")
     vision = export_vision(job.ref, job.root / "vision.onnx", job.dtype)
-    job.say("exporting embedding")
+    job.say("part 2/3: embedding")
     embedding = export_embedding(job.ref, job.root / "embedding.onnx", job.dtype)
-    job.say(f"exporting decoder ({graph_kind} graph)")
+    job.say(f"part 3/3: decoder ({graph_kind} graph)")
     decoder = export_decoder(job.ref, job.root, job.dtype, graph_kind=graph_kind)
     return {"vision": vision, "embedding": embedding, "decoder": decoder}
 

@@ -30,10 +30,12 @@ from typing import Any
 import torch
 
 from ...manifest import Part
+from ...errors import CheckpointError
 from ..text_graph import SLIDING, DecoderGraph
 from .common import io_spec
 
 GRAPHS = ("fused", "portable")
+LINEAR = "linear_attention"  # a recurrent (Gated DeltaNet) layer: conv + recurrent states instead of KV rows
 
 
 def export_decoder(ref: Any, out_dir: str | Path, dtype: str = "fp32", file_name: str = "decoder.onnx",
@@ -49,6 +51,8 @@ def export_decoder(ref: Any, out_dir: str | Path, dtype: str = "fp32", file_name
         raise ValueError(f"decoder graph {graph_kind!r} is not one of {GRAPHS}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    if LINEAR in (ref.text.extra.get("layer_types") or ()):
+        return export_hybrid(ref, out_dir, dtype, file_name, graph_kind)
     graph = DecoderGraph(ref.language_model).float().eval()
     names_in = ["inputs_embeds", "position_ids", "attention_bias", "attention_bias_sliding", "logits_index"]
     if not graph.has_sliding:
@@ -83,3 +87,35 @@ def export_decoder(ref: Any, out_dir: str | Path, dtype: str = "fp32", file_name
         runtime={"graph": graph_kind},
         # The cache contract of this graph: sequence-major rows, one shared buffer, new rows only out.
         info={"kv_layout": "BSNH", "kv_outputs": "new_tokens_only"})
+
+
+def export_hybrid(ref: Any, out_dir: Path, dtype: str, file_name: str, graph_kind: str) -> Part:
+    """A text model with linear-attention layers (onnx/decoder_hybrid.py): KV rows for its full-attention
+    layers, conv + recurrent states for the others; the binding names both, per layer kind."""
+    from .decoder_hybrid import FULL, HybridTextGraph, write_hybrid_decoder
+
+    if graph_kind != "fused":
+        raise CheckpointError("this text model has linear-attention (recurrent) layers, which only the fused decoder "
+                              "graph writes; export with --decoder-graph fused (the default).")
+    positions = "mrope" if int(getattr(ref, "position_streams", 1)) == 3 else "1d"
+    graph = HybridTextGraph(ref.language_model, positions)
+    path = out_dir / file_name
+    states = write_hybrid_decoder(graph, path, dtype)
+    inputs, outputs = io_spec(path)
+    data = out_dir / (file_name + ".data")
+    return Part(
+        file=file_name, format="onnx", inputs=inputs, outputs=outputs, dtype=dtype,
+        data_files=[data.name] if data.exists() else [],
+        binding={
+            "kv": {"past_key": "past_key.%d", "past_value": "past_value.%d",
+                   "present_key": "present_key.%d", "present_value": "present_value.%d"},
+            # per linear-attention layer: graph names of each state and its shape; the output is the whole
+            # new state (the runtime binds two buffers per state and swaps them: runtime/backends/ort_states.py)
+            "states": states,
+            "masks": {"attention_bias": None}, "mask_value": float(torch.finfo(torch.float32).min),
+            "layer_masks": ["attention_bias" if t == FULL else None for t in graph.layer_types],
+            "logits_index": "logits_index"},
+        runtime={"graph": "fused"},
+        info={"kv_layout": "BSNH", "kv_outputs": "new_tokens_only", "state_outputs": "whole_state",
+              "prefill": "chunked gated delta rule (chunks of 64 in a Loop); one recurrent step when T == 1",
+              "positions": positions})

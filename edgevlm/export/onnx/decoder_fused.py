@@ -334,6 +334,6 @@ def write_fused_decoder(graph: Any, path: Path, input_names: list[str], dtype: s
     if dtype == "fp16":
         from .fp16 import to_fp16
 
-        model = to_fp16(model)  # float32 I/O, norms and rotary angles (why: onnx_fp16.py)
+        model = to_fp16(model)  # float32 I/O, norms and rotary angles (why: fp16.py)
     onnx_common.save_model(model, path, large=weight_bytes > onnx_common.EXTERNAL_DATA_THRESHOLD)
     return path

@@ -1,8 +1,8 @@
-"""Glue shared by the families whose reference lives in transformers (PaliGemma, Gemma 3).
+"""Glue shared by the families whose reference lives in transformers (PaliGemma, Gemma 3, Idefics3, InternVL).
 
-Both are ``*ForConditionalGeneration`` models with a SigLIP tower, a projector and a Gemma text
-model, stored on the Hub in the "llava" key layout (``vision_tower.*``, ``multi_modal_projector.*``,
-``language_model.model.*``). The loader here reads config.json and the safetensors itself and maps
+They are ``*ForConditionalGeneration`` models with a vision tower, a projector and a text model,
+stored on the Hub in the "llava" key layout (``vision_tower.*``, ``multi_modal_projector.*``,
+``language_model.model.*``; Idefics3 / SmolVLM publish transformers' module names). The loader here reads config.json and the safetensors itself and maps
 those names onto transformers' modules, so that a test can compare it with transformers' own
 ``from_pretrained``: the two must give the same logits.
 """
@@ -83,9 +83,14 @@ class HFVisionLanguageModel(ReferenceVLM):
         self.family = family
         self.position_offset = position_offset
         cfg = hf_model.config
-        self.language_model = CausalLMView(hf_model.model.language_model, hf_model.lm_head, cfg.text_config)
+        self.language_model = CausalLMView(self.text_model(), hf_model.lm_head, cfg.text_config)
         self.text = TextSpec.from_config(arch, cfg.text_config)
         self.image_token_id = cfg.image_token_id
+
+    def text_model(self) -> nn.Module:
+        """The decoder stack (``model.language_model``; Idefics3 / SmolVLM call it ``model.text_model``)."""
+        model = self.hf.model
+        return model.language_model if hasattr(model, "language_model") else model.text_model
 
     def image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """[B, 3, H, W] normalised pixels -> [B, tokens_per_image, hidden]."""
@@ -93,7 +98,7 @@ class HFVisionLanguageModel(ReferenceVLM):
         return getattr(out, "pooler_output", out)
 
     def embed_tokens(self, input_ids: torch.Tensor) -> torch.Tensor:
-        return self.hf.model.language_model.embed_tokens(input_ids)  # scaled by sqrt(hidden) inside
+        return self.text_model().embed_tokens(input_ids)  # Gemma: scaled by sqrt(hidden) inside
 
     def vision_graph(self):
         from .vision_graph import fixed_image_graph
@@ -114,7 +119,9 @@ class HFVisionLanguageModel(ReferenceVLM):
 
 
 def load_hf_reference(ckpt: str | Path, config_class: Any, model_class: Any, family: str, arch: str,
-                      dtype: torch.dtype | None = None, position_offset: int = 0) -> HFVisionLanguageModel:
+                      dtype: torch.dtype | None = None, position_offset: int = 0,
+                      view: type[HFVisionLanguageModel] = HFVisionLanguageModel) -> HFVisionLanguageModel:
+    """``view``: the family's subclass when its parts differ (its own vision graph, image features)."""
     raw = read_config(ckpt)
     fields = {k: v for k, v in raw.items() if k not in ("architectures", "model_type", "transformers_version")}
     config = config_class(**fields)
@@ -124,4 +131,4 @@ def load_hf_reference(ckpt: str | Path, config_class: Any, model_class: Any, fam
     model = model_class(config)
     tensors = {hub_to_module(k): v for k, v in load_safetensors_dir(ckpt).items()}
     load_weights(model, tensors, str(ckpt))
-    return HFVisionLanguageModel(model.to(dtype or torch.float32).eval(), family, arch, position_offset)
+    return view(model.to(dtype or torch.float32).eval(), family, arch, position_offset)

@@ -105,17 +105,23 @@ class ReferenceVLM(nn.Module):
     text: TextSpec
     image_token_id: int  # the placeholder token whose rows receive image features
     position_offset: int = 0  # added to every position id (PaliGemma numbers positions from 1)
+    position_streams: int = 1  # position ids per token: 1 (RoPE) or 3 (M-RoPE: temporal, height, width)
+    # M-RoPE whose text tokens always take the same id in every stream (Qwen2-VL's image grids; not a canvas
+    # whose markers are placed freely): llama.cpp gives a token id one position, so only these run from GGUF
+    text_streams_equal: bool = False
 
     def vision_graph(self) -> Any:
         """The vision tower + connector for the exporters (families/common/vision_graph.py)."""
         raise NotImplementedError
 
     def hf_processor(self, ckpt: str | Path) -> Any:
-        """transformers' own processor of the checkpoint: the preprocessing reference of the parity check
-        (raises where transformers has none, e.g. remote-code processors)."""
+        """transformers' own processor of the checkpoint (the parity check's reference preprocessing);
+        raises when transformers has none for it (remote-code processors)."""
         from transformers import AutoProcessor
 
-        return AutoProcessor.from_pretrained(str(ckpt))
+        # the Pillow backend: the one our processing matches bit for bit (with torchvision installed,
+        # transformers would pick its torchvision twins, whose resizes differ)
+        return AutoProcessor.from_pretrained(str(ckpt), backend="pil")
 
     def image_features(self, **image_inputs: torch.Tensor) -> torch.Tensor:
         """Preprocessed image tensors -> features [n_chunks, tokens_per_chunk, hidden]."""

@@ -6,7 +6,9 @@ choose shapes and dtypes:
 - Core ML: batch 1, an enumerated set of patch counts (the Neural Engine compiles fixed shapes), no
   bool or int64 inputs (masks become float32 0/1, ids int32).
 The ``record`` is what the manifest's ``vision`` section says about the part (how the runtime feeds
-it); ``derived`` names the inputs the runtime computes with numpy (edgevlm/processing/vision_inputs.py).
+it); ``derived`` names the inputs the runtime computes with numpy (edgevlm/processing/vision_inputs.py);
+``tables`` are learned arrays the runtime's feature packing uses after the graph (LLaVA-NeXT's
+row-end embedding): every exporter writes them as data parts (format "npy") beside the graph.
 """
 
 from __future__ import annotations
@@ -48,7 +50,9 @@ class VisionGraph:
     example: Callable[[int, int, str], tuple[torch.Tensor, ...]]  # (batch, patches, target) -> example inputs
     derived: dict[str, str] = field(default_factory=dict)  # graph input -> derived-input kind (computed by numpy)
     coreml_patches: list[int] = field(default_factory=list)  # enumerated patch counts (patch sequences only)
-    feature_axes: dict[int, str] = field(default_factory=lambda: {0: "batch"})  # dynamic axes of ``features``
+    tables: dict[str, Any] = field(default_factory=dict)  # name -> float32 numpy array (bundle data parts)
+    # features' row count follows the chunk's patches (a patch-merging part, a packed-patch ViT)
+    variable_tokens: bool = False
 
     def module(self, target: str) -> nn.Module:
         if target not in TARGETS:
@@ -66,7 +70,7 @@ class VisionGraph:
 
     def onnx_dynamic_axes(self) -> dict[str, dict[int, str]]:
         axes = {i.name: {k: d for k, d in enumerate(i.dims) if isinstance(d, str)} for i in self.inputs}
-        axes["features"] = dict(self.feature_axes)
+        axes["features"] = {0: "batch", 1: "tokens"} if self.variable_tokens else {0: "batch"}
         return axes
 
     def tokens_per_chunk(self) -> int:

@@ -12,13 +12,12 @@ from typing import Any
 
 from ..contract import BundleSpec, Family
 from . import spec
-from .tiny import TINY_NAMES
 
 
 class Gemma3Family(Family):
     name = spec.NAME
     folder = "gemma3"
-    tiny_names = TINY_NAMES
+    tiny_names = spec.TINY_NAMES
     description = "Gemma 3 (SigLIP + pooled projector + Gemma 3 text, bidirectional image blocks)"
 
     def matches(self, config: dict[str, Any]) -> bool:

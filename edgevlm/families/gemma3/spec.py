@@ -13,6 +13,7 @@ from ...processing.config import ChatTemplate, ImageLayout, ProcessorConfig
 from ..contract import BundleSpec
 
 NAME = "gemma3"
+TINY_NAMES = ("gemma3",)  # make_tiny names (tiny.py)
 
 
 def matches(config: dict[str, Any]) -> bool:

@@ -10,7 +10,6 @@ import torch
 
 from ...testing.tiny_writer import GEMMA_BASE, build_hf_model, gemma_tokenizer, save_hf_vlm, write_json
 
-TINY_NAMES = ("gemma3",)
 IMAGE_TOKENS = {"boi_token": "<start_of_image>", "eoi_token": "<end_of_image>", "image_token": "<image_soft_token>"}
 CHAT_TEMPLATE = (
     "{{ bos_token }}{% for m in messages %}<start_of_turn>{{ 'model' if m['role'] == 'assistant' else m['role'] }}\n"

@@ -12,13 +12,12 @@ from typing import Any
 
 from ..contract import BundleSpec, Family
 from . import spec
-from .tiny import TINY_NAMES
 
 
 class MiniCPMVFamily(Family):
     name = spec.NAME
     folder = "minicpmv"
-    tiny_names = TINY_NAMES
+    tiny_names = spec.TINY_NAMES
     description = "MiniCPM-V 2.5 / 2.6 / 4.0 / 4.5 (navit SigLIP + resampler)"
 
     def matches(self, config: dict[str, Any]) -> bool:

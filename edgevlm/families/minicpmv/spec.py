@@ -9,6 +9,7 @@ from ...processing.config import ChatTemplate, ImageLayout, ProcessorConfig
 from ..contract import BundleSpec
 
 NAME = "minicpmv"
+TINY_NAMES = ("minicpmv-2.5", "minicpmv-2.6", "minicpmv-4.5")  # make_tiny names (tiny.py)
 
 # version -> (text model_type in transformers, llama.cpp clip.minicpmv_version)
 VERSIONS: dict[float, tuple[str, int]] = {2.5: ("llama", 2), 2.6: ("qwen2", 3), 4.0: ("llama", 5), 4.5: ("qwen3", 6)}

@@ -9,7 +9,6 @@ from ...testing.tiny_writer import CHATML, CHATML_TEMPLATE, LLAMA3, LLAMA3_TEMPL
     save_safetensors, write_json
 from .spec import VERSIONS
 
-TINY_NAMES = ("minicpmv-2.5", "minicpmv-2.6", "minicpmv-4.5")
 IMAGE_TOKENS = ["<unk>", "<image>", "</image>", "<slice>", "</slice>", "<image_id>", "</image_id>",
                 "<ref>", "</ref>", "<box>", "</box>", "<quad>", "</quad>", "<point>", "</point>"]
 

@@ -12,13 +12,12 @@ from typing import Any
 
 from ..contract import BundleSpec, Family
 from . import spec
-from .tiny import TINY_NAMES
 
 
 class PaliGemmaFamily(Family):
     name = spec.NAME
     folder = "paligemma"
-    tiny_names = TINY_NAMES
+    tiny_names = spec.TINY_NAMES
     description = "PaliGemma 1 / 2 (SigLIP + linear projector + Gemma / Gemma 2, prefix-LM)"
 
     def matches(self, config: dict[str, Any]) -> bool:

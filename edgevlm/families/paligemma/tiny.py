@@ -7,7 +7,6 @@ from typing import Any
 
 from ...testing.tiny_writer import GEMMA_BASE, apply_sizes, build_hf_model, gemma_tokenizer, save_hf_vlm, write_json
 
-TINY_NAMES = ("paligemma", "paligemma2")
 
 
 def random_config(version: int, vocab_size: int, image_token_id: int) -> dict[str, Any]:

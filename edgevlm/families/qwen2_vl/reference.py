@@ -105,6 +105,9 @@ class MropeCausalLM(torch.nn.Module):
 class Qwen2VLReference(HFVisionLanguageModel):
     """transformers' Qwen2(.5)-VL through the ReferenceVLM parts, with M-RoPE positions as data."""
 
+    position_streams = 3  # temporal, height, width (processing/mrope.py)
+    text_streams_equal = True  # text tokens: one id in all three streams, so llama.cpp can take them
+
     def __init__(self, hf: torch.nn.Module, family: str):
         super().__init__(hf, family, "qwen2vl")  # llama.cpp's text arch for both versions
         cfg = hf.config

@@ -180,4 +180,4 @@ def vision_graph(ref: Any) -> VisionGraph:
     return VisionGraph(lambda target: PackedVision(visual, target), inputs, record,
                        lambda batch, patches, target: _example(ref, batch, patches, target),
                        derived={name: "packed_" + name for name in names[1:]}, coreml_patches=list(COREML_PATCHES),
-                       feature_axes={0: "batch", 1: "tokens"})
+                       variable_tokens=True)

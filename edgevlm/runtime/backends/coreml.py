@@ -11,7 +11,10 @@ the Neural Engine can run them: ``decode`` (one token) and ``prefill`` (enumerat
 is cut into chunks that never split a block (a bidirectional image or PaliGemma's prefix must be seen
 whole), each chunk padded to the next prefill length; the write position is an input and the masks
 span the whole cache, so rewinding is only ``n_past = n_keep``: later rows (padding included) are
-masked until the next call overwrites them.
+masked until the next call overwrites them. A hybrid decoder (linear-attention layers) also holds
+conv and recurrent states (binding ``recurrent_states``): its prefill function takes one fixed chunk
+whose padding rows leave the states untouched; it rewinds only to 0 or to the last snapshot (a copy
+of those states, read and written through the state object).
 
 ``models`` lets a caller supply objects with the MLModel interface (``predict(feeds, state=None)``,
 ``make_state()``; for the decoder, a dict function name -> such object) instead of loading packages;
@@ -29,11 +32,12 @@ import numpy as np
 
 from ...errors import BundleError, DeviceError, EdgeVLMError
 from ...manifest import Manifest, Part, inside
-from ...processing.mrope import rotary_angles
+from ...processing.mrope import rotary_angles, stream_of_frequency
 from ...processing.vision_inputs import derived_inputs
 from .packed_patches import encode_packed, smallest_fitting
-from ..backend import KVCacheMixin, check_tokens, image_rows, position_ids
+from ..backend import CacheSnapshot, KVCacheMixin, check_tokens, image_rows, position_ids
 from .ort_masks import attention_bias
+from .ort_vision import stack_padded
 
 # device / compute_units argument -> coremltools.ComputeUnit member name
 COMPUTE_UNITS = {"cpu_and_ne": "CPU_AND_NE", "ane": "CPU_AND_NE", "npu": "CPU_AND_NE", "cpu_and_gpu": "CPU_AND_GPU",
@@ -41,12 +45,22 @@ COMPUTE_UNITS = {"cpu_and_ne": "CPU_AND_NE", "ane": "CPU_AND_NE", "npu": "CPU_AN
 PARTS = ("vision", "embedding", "decoder")
 
 
+def table_streams(table: dict[str, Any]) -> np.ndarray | None:
+    """The position stream of each rotary frequency of a binding's rope table: ``streams`` (contiguous
+    M-RoPE sections, Qwen2-VL), interleaved ``mrope_section`` (hybrid decoders), or None (one stream)."""
+    if table.get("streams") is not None:
+        return np.asarray(table["streams"], np.int64)
+    if table.get("mrope_section"):
+        return stream_of_frequency(table["mrope_section"], interleaved=True, n_freq=len(table["inv_freq"]))
+    return None
+
+
 def rope_inputs(inv_freq: Any, scale: float, positions: np.ndarray, streams: Any = None
                 ) -> tuple[np.ndarray, np.ndarray]:
-    """cos, sin float32 [1, T, head_dim] for absolute positions [T] (or [S, T] with ``streams``, each
-    frequency's position stream: M-RoPE), as transformers' rotary embedding computes them (float32
-    ``position * inv_freq``, duplicated halves, times the attention scaling)."""
-    freqs = rotary_angles(positions, inv_freq, streams)  # [T, hd/2]
+    """cos, sin float32 [1, T, rotary_dim] for absolute positions [T] (or [S, T] with ``streams``, each
+    frequency's position stream: M-RoPE, table_streams), as transformers' rotary embedding computes them
+    (float32 ``position * inv_freq``, duplicated halves, times the attention scaling)."""
+    freqs = rotary_angles(positions, inv_freq, streams)  # [T, rotary_dim/2]
     emb = np.concatenate([freqs, freqs], axis=-1)  # [T, hd]
     return (np.cos(emb) * np.float32(scale))[None], (np.sin(emb) * np.float32(scale))[None]
 
@@ -146,7 +160,10 @@ class CoreMLBackend(KVCacheMixin):
         self._functions = self.models["decoder"]  # function name -> model, all sharing one state
         self._sizes = [int(s) for s in dec.get("prefill_sizes", [])] if "prefill" in self._functions else []
         self._position_input = dec.get("position_input", "position")
-        self._state = self._functions[dec.get("default_function", "decode")].make_state()  # the KV cache, once
+        self._recurrent = list(dec.get("recurrent_states", []))  # states that cannot be rewound row by row
+        self._mark: CacheSnapshot | None = None  # the last snapshot of a recurrent model
+        self._default = dec.get("default_function", "decode")
+        self._state = self._functions[self._default].make_state()  # the caches, once
 
     # -- images ---------------------------------------------------------------------------------
     def encode_images(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
@@ -165,6 +182,7 @@ class CoreMLBackend(KVCacheMixin):
         tgt = np.asarray(inputs["tgt_sizes"]).astype(np.int64)
         patch = int(self.vision_info.patch_size)
         shapes = [int(s) for s in self.vision_binding["slice_patches"]]
+        per_token = int(self.vision_info.params.get("patches_per_token", 0))  # a patch-merging part: rows follow patches
         out = []
         for i, (h, w) in enumerate(tgt.tolist()):
             real, size = h * w, smallest_fitting(shapes, h * w, "the image's aspect ratio is extreme: crop or pad "
@@ -176,8 +194,9 @@ class CoreMLBackend(KVCacheMixin):
             feeds = {"pixel_values": padded, "patch_attention_mask": mask}
             for name, array in derived_inputs(derived, tgt[i:i + 1], size, self.vision_info.params).items():
                 feeds[name] = array.astype(np.int32) if array.dtype == np.int64 else array
-            out.append(vision.predict(feeds)["features"])  # [1, tokens, D]
-        return np.concatenate(out, axis=0).astype(np.float32)
+            rows = np.asarray(vision.predict(feeds)["features"], np.float32)[0]  # [tokens, D]
+            out.append(rows[: real // per_token] if per_token else rows)  # the padding patches' rows dropped
+        return stack_padded(out)  # [n, tokens, D]; a patch-merging part's chunks padded to the longest
 
     # -- text -------------------------------------------------------------------------------------
     def embed(self, input_ids: np.ndarray) -> np.ndarray:
@@ -204,6 +223,9 @@ class CoreMLBackend(KVCacheMixin):
             elif size == 1 or (self._blocks[start:start + n] < 0).all():
                 # Every row's logits, one decode call per row (causal rows: the same result as one call).
                 out += [self._call(chunk[:, r:r + 1], start + r, 1, 0, rows[..., r:r + 1]) for r in range(n)]
+            elif self._recurrent:
+                raise EdgeVLMError("all_logits over a bidirectional block is not available for a model with "
+                                   "recurrent layers (rerunning the chunk would advance their states)")
             else:
                 # A block's rows see each other: rerun the padded chunk once per row (it rewrites the
                 # same cache rows with the same values). Slow; only evaluation asks for all logits.
@@ -231,7 +253,7 @@ class CoreMLBackend(KVCacheMixin):
         positions = np.concatenate([rows, rows[..., -1:] + 1 + np.arange(size - n)], axis=-1)  # [size] / [S, size]
         for table in self._rope:
             feeds[table["inputs"][0]], feeds[table["inputs"][1]] = rope_inputs(table["inv_freq"], table["scale"],
-                                                                               positions, table.get("streams"))
+                                                                               positions, table_streams(table))
         feeds[self._position_input] = np.array([start], np.int32)
         feeds[self._logits_input] = np.array([row], np.int32)
         function = self._functions["decode" if size == 1 else "prefill"]
@@ -241,8 +263,42 @@ class CoreMLBackend(KVCacheMixin):
     def rewind(self, n_keep: int) -> None:
         if not 0 <= n_keep <= self.n_past:
             raise ValueError(f"rewind({n_keep}) outside [0, {self.n_past}]")
+        if self._recurrent and n_keep != self.n_past:
+            if n_keep == 0:
+                self._state = self._functions[self._default].make_state()  # fresh (zero) states
+            elif self._mark is not None and self._mark.n_past == n_keep:
+                self._write_states(self._mark.states)
+            else:
+                raise EdgeVLMError(
+                    f"cannot rewind to {n_keep} of {self.n_past} tokens: this model has recurrent (linear-attention) "
+                    "layers, whose state cannot go back token by token. Take a snapshot() at the point to return to "
+                    "and restore() it (rewind works to 0 and to the last snapshot), or start over.")
+        self._forget(n_keep)
+
+    def _forget(self, n_keep: int) -> None:
         self.n_past = n_keep  # rows from n_keep on are overwritten by the next forward
         self._blocks[n_keep:] = -1
+        if self._mark is not None and n_keep < self._mark.n_past:
+            self._mark = None
+
+    def _write_states(self, states: dict[str, np.ndarray]) -> None:
+        for name, value in states.items():
+            self._state.write_state(name, value)
+
+    def snapshot(self) -> CacheSnapshot:
+        """The length; with recurrent layers also a copy of their states (MLState.read_state)."""
+        if not self._recurrent:
+            return CacheSnapshot(self.n_past)
+        self._mark = CacheSnapshot(self.n_past, {n: np.array(self._state.read_state(n)) for n in self._recurrent})
+        return self._mark
+
+    def restore(self, snapshot: CacheSnapshot) -> None:
+        if not self._recurrent:
+            return KVCacheMixin.restore(self, snapshot)
+        if snapshot.n_past > self.n_past or snapshot.states is None:
+            raise ValueError(f"cannot restore this snapshot ({snapshot.n_past} tokens) into a cache holding {self.n_past}")
+        self._write_states(snapshot.states)
+        self._forget(snapshot.n_past)
 
     def close(self) -> None:
         self.models = {}

@@ -8,12 +8,18 @@ image-block mask (techspec §3, §4.8). What is model-specific is data from the 
 tokenizer's ``image_token_id`` and the text part's input scales (see export/gguf/text.input_scales).
 
 KV cache: allocated once for ``max_context`` tokens; ``swa_full`` keeps sliding-window layers'
-cells too, so ``rewind`` to any earlier position stays exact.
+cells too, so ``rewind`` to any earlier position stays exact. A model with recurrent (linear-attention)
+layers keeps their states in llama.cpp's hybrid memory: it cannot drop positions token by token, so
+``rewind`` goes back to 0 or to the last ``snapshot`` (a copy of the sequence's state), else refuses.
+M-RoPE architectures (llama.cpp's qwen2vl, and qwen35 which numbers even 1-D models with 4 position
+sections) take embedding rows with one position per section (llamacpp_batch.py): 3-stream positions
+[3, T] (Qwen2-VL: temporal, height, width) go in as given; token-id rows take one position, so text
+tokens must have the same id in every stream. llama.cpp removes cache cells by (stream-0) position,
+which an image's rows share, so the backend keeps each row's stream-0 position to drop by index.
 """
 
 from __future__ import annotations
 
-import ctypes
 import os
 from pathlib import Path
 
@@ -22,11 +28,12 @@ import numpy as np
 import llama_cpp as L
 from llama_cpp import _logger as _llama_logger
 
-from ...errors import BundleError, DeviceError, PromptError
-from ..backend import KVCacheMixin, check_tokens, position_ids
+from ...errors import BundleError, DeviceError, EdgeVLMError, PromptError
+from ..backend import CacheSnapshot, KVCacheMixin, check_tokens, position_ids
 from ..backend import image_rows as image_positions
 from ...manifest import Manifest, inside
 from .llamacpp_amx import model_params
+from .llamacpp_batch import Batch as _Batch, position_sections
 from .llamacpp_embd import TokenEmbeddings
 
 _DEVICES = ("cpu", "auto")
@@ -35,51 +42,6 @@ _DEVICES = ("cpu", "auto")
 def _check(code: int, what: str) -> None:
     if code != 0:
         raise RuntimeError(f"llama.cpp {what} failed with code {code}")
-
-
-class _Batch:
-    """A reusable llama_batch with numpy views on its arrays (ids or embedding rows, one sequence).
-
-    ``positions_per_row``: position ids llama.cpp reads per embedding row (M-RoPE: 4, section-major:
-    ``pos[j * n + i]`` is row i's stream j); llama_batch_init allocates one per row, so such a batch
-    gets its own larger position array (the original is put back before llama_batch_free)."""
-
-    def __init__(self, capacity: int, n_embd: int = 0, positions_per_row: int = 1):
-        self.capacity = capacity
-        self.raw = L.llama_batch_init(capacity, n_embd, 1)
-        # the address (a POINTER read from the struct would follow the field when it is reassigned)
-        self._own_pos, self._raw_pos = None, ctypes.cast(self.raw.pos, ctypes.c_void_p).value
-        if positions_per_row > 1:
-            self._own_pos = np.zeros(capacity * positions_per_row, np.int32)
-            self.raw.pos = self._own_pos.ctypes.data_as(ctypes.POINTER(L.llama_pos))
-            self.pos = self._own_pos
-        else:
-            self.pos = np.ctypeslib.as_array(self.raw.pos, shape=(capacity,))
-        self.logits = np.ctypeslib.as_array(self.raw.logits, shape=(capacity,))
-        n_seq = np.ctypeslib.as_array(self.raw.n_seq_id, shape=(capacity,))
-        n_seq[:] = 1
-        for i in range(capacity):
-            self.raw.seq_id[i][0] = 0
-        self.token = np.ctypeslib.as_array(self.raw.token, shape=(capacity,)) if not n_embd else None
-        self.embd = np.ctypeslib.as_array(self.raw.embd, shape=(capacity, n_embd)) if n_embd else None
-
-    def fill(self, positions: np.ndarray, want_logits: bool | str) -> None:
-        """``positions`` [n] (one per row) or [S, n] (S streams, written section-major)."""
-        n = positions.shape[-1]
-        self.raw.n_tokens = n
-        self.pos[:positions.size] = positions.reshape(-1)
-        self.logits[:n] = 0
-        if want_logits == "all":
-            self.logits[:n] = 1
-        elif want_logits:
-            self.logits[n - 1] = 1
-
-    def free(self) -> None:
-        if self.raw is not None:
-            # llama_batch_free frees the array llama_batch_init made
-            self.raw.pos = ctypes.cast(self._raw_pos, ctypes.POINTER(L.llama_pos))
-            L.llama_batch_free(self.raw)
-            self.raw = None
 
 
 class LlamaCppBackend(KVCacheMixin):
@@ -103,13 +65,8 @@ class LlamaCppBackend(KVCacheMixin):
         self.embd_input_scale = np.float32(text.runtime.get("embd_input_scale", 1.0))
         self.max_context = int(max_context or manifest.text.max_context)
         self.n_past = 0
-        # Position streams per token (M-RoPE: 3) and the ids llama.cpp reads per embedding row (4 for its
-        # M-RoPE archs: the 4th stream 0). Token-id rows take one position (text: the same in every stream).
+        # Position streams per token (M-RoPE: 3). Token-id rows take one position (text: the same in every stream).
         self._streams = int(manifest.text.position_streams)
-        self._row_positions = int(text.runtime.get("positions_per_embedding", 1))
-        if self._streams > self._row_positions:
-            raise BundleError(f"{self.bundle}: the text model takes {self._streams} position streams but its GGUF "
-                              f"part reads {self._row_positions} per row; re-export the bundle with --format gguf.")
         # stream-0 position of every cached row: llama.cpp removes cache cells by position, not by index
         self._first_pos = np.zeros(self.max_context + 1, np.int64)
         threads = int(threads or os.cpu_count() or 1)
@@ -121,6 +78,12 @@ class LlamaCppBackend(KVCacheMixin):
             raise BundleError(f"{path}: llama.cpp could not load this GGUF (damaged, or written for a newer "
                               "llama.cpp). Re-export, or upgrade llama-cpp-python.")
         self.vocab = L.llama_vocab_n_tokens(L.llama_model_get_vocab(self.model))
+        # the ids llama.cpp reads per embedding row: 4 for its M-RoPE archs (llamacpp_batch.py), else 1
+        self._row_positions = position_sections(self.model)
+        if self._streams > self._row_positions:
+            self.close()
+            raise BundleError(f"{self.bundle}: the text model takes {self._streams} position streams but its GGUF "
+                              f"part reads {self._row_positions} per row; re-export the bundle with --format gguf.")
         cparams = L.llama_context_default_params()
         cparams.n_ctx = self.max_context
         # A bidirectional block must be one ubatch (non-causal attention does not span ubatches), so
@@ -146,6 +109,8 @@ class LlamaCppBackend(KVCacheMixin):
             raise BundleError(f"{path}: llama.cpp could not create a context of {self.max_context} tokens "
                               "(out of memory?). Pass a smaller max_context.")
         self.memory = L.llama_get_memory(self.ctx)
+        self.recurrent = bool(L.llama_model_is_recurrent(self.model) or L.llama_model_is_hybrid(self.model))
+        self._mark: CacheSnapshot | None = None  # the last snapshot of a recurrent model (what rewind may return to)
         self._tokens = _Batch(self.n_batch)
         self._rows = _Batch(self.n_batch, self.n_embd, self._row_positions)
         self._token_embd = None  # TokenEmbeddings, opened on first bidirectional block with text
@@ -199,17 +164,6 @@ class LlamaCppBackend(KVCacheMixin):
             raise PromptError(f"llama.cpp could not decode {positions.shape[-1]} tokens at position "
                               f"{positions.reshape(-1)[0]} (code {code}); the KV cache is full or the batch is too large.")
 
-    def _row_pos(self, pos: np.ndarray) -> np.ndarray:
-        """Positions of embedding rows as llama.cpp reads them: [n], or [positions_per_embedding, n] (streams
-        padded with zeros)."""
-        if self._row_positions == 1:
-            return pos if pos.ndim == 1 else pos[0]
-        out = np.zeros((self._row_positions, pos.shape[-1]), np.int64)
-        out[:len(pos) if pos.ndim == 2 else 1] = pos
-        if pos.ndim == 1:
-            out[1:3] = pos  # text rows: the same id in every rotary stream
-        return out
-
     def _drop_from(self, n_keep: int) -> None:
         """Forget cached rows from index ``n_keep`` on (llama.cpp removes by position: from that row's)."""
         first = self._first_pos[n_keep]
@@ -237,6 +191,10 @@ class LlamaCppBackend(KVCacheMixin):
         image_rows, feats = image_positions(ids, self.image_token_id, features, self.n_embd)
         n_rows = len(feats)
         blocks = np.full(t, -1, np.int32) if block_ids is None else np.asarray(block_ids, np.int32).reshape(-1)
+        token_rows = ~image_rows & (blocks < 0)  # fed as ids, so llama.cpp gives them one position in every stream
+        if pos.ndim == 2 and (pos[:, token_rows] != pos0[token_rows]).any():
+            raise PromptError("these positions give text tokens different ids per stream, which llama.cpp cannot take "
+                              "for token ids; run this model from an ONNX or Core ML bundle.")
 
         # Fast path: one decode step (the generation loop).
         if t == 1 and not n_rows and blocks[0] < 0:
@@ -264,7 +222,7 @@ class LlamaCppBackend(KVCacheMixin):
                         want: bool | str = "all" if all_logits else last
                         if as_rows:
                             self._rows.embd[: e - s] = seg_rows[s - start:e - start]
-                            self._decode(self._rows, self._row_pos(pos[..., s:e]), want)
+                            self._decode(self._rows, pos[..., s:e], want)
                         else:
                             self._tokens.token[: e - s] = ids[s:e]
                             self._decode(self._tokens, pos0[s:e], want)
@@ -284,11 +242,43 @@ class LlamaCppBackend(KVCacheMixin):
     def rewind(self, n_keep: int) -> None:
         if not 0 <= n_keep <= self.n_past:
             raise ValueError(f"rewind({n_keep}) outside [0, {self.n_past}]")
+        if self.recurrent and 0 < n_keep < self.n_past:
+            if self._mark is None or self._mark.n_past != n_keep:
+                raise EdgeVLMError(
+                    f"cannot rewind to {n_keep} of {self.n_past} tokens: this model has recurrent (linear-attention) "
+                    "layers, whose state cannot go back token by token. Take a snapshot() at the point to return to "
+                    "and restore() it (rewind works to 0 and to the last snapshot), or start over.")
+            self.restore(self._mark)
+            return
         if 0 < n_keep < self.n_past and self._first_pos[n_keep] == self._first_pos[n_keep - 1]:
             raise ValueError(f"rewind({n_keep}) would cut an image in two (its rows share one position)")
         if n_keep < self.n_past:
             self._drop_from(n_keep)
         self.n_past = n_keep
+        if self._mark is not None and n_keep < self._mark.n_past:
+            self._mark = None
+
+    def snapshot(self) -> CacheSnapshot:
+        """The length; for a recurrent model also a copy of the sequence's state (llama_state_seq_get_data)."""
+        if not self.recurrent:
+            return CacheSnapshot(self.n_past)
+        import ctypes
+
+        size = L.llama_state_seq_get_size(self.ctx, 0)
+        data = (ctypes.c_uint8 * size)()
+        L.llama_state_seq_get_data(self.ctx, data, size, 0)
+        self._mark = CacheSnapshot(self.n_past, data)
+        return self._mark
+
+    def restore(self, snapshot: CacheSnapshot) -> None:
+        if not self.recurrent:
+            return KVCacheMixin.restore(self, snapshot)
+        if snapshot.states is None:
+            raise ValueError("this snapshot holds no recurrent state (taken from another backend?)")
+        L.llama_memory_seq_rm(self.memory, 0, 0, -1)
+        if L.llama_state_seq_set_data(self.ctx, snapshot.states, len(snapshot.states), 0) == 0:
+            raise RuntimeError("llama.cpp could not restore the sequence state")
+        self.n_past = snapshot.n_past
 
     def close(self) -> None:
         for batch in (getattr(self, "_tokens", None), getattr(self, "_rows", None)):

@@ -12,7 +12,7 @@ from .packed_patches import encode_packed
 
 def encode_chunks(run: Callable[[dict[str, np.ndarray]], np.ndarray], inputs: dict[str, np.ndarray],
                   vision: Any, derived: dict[str, str]) -> np.ndarray:
-    """Processor outputs -> features float32 [n_chunks, tokens_per_chunk, hidden].
+    """Processor outputs -> features float32 [n_chunks, tokens_per_chunk, hidden] (padded to the longest chunk).
 
     ``run(feeds)`` runs the vision graph once; ``vision`` is the manifest's vision section, ``derived``
     the part's derived inputs. Fixed-size images run in batches of ``vision.max_batch``; patch
@@ -43,4 +43,16 @@ def encode_chunks(run: Callable[[dict[str, np.ndarray]], np.ndarray], inputs: di
             out = run(feeds)  # [b, tokens, D]
             for j, i in enumerate(idx):
                 result[i] = out[j]
-    return np.stack(result)
+    return stack_padded(result)
+
+
+def stack_padded(chunks: list) -> np.ndarray:
+    """[n, rows, D] from per-chunk features [rows_i, D]; chunks whose vision part gives fewer rows (a
+    patch-merging part gives rows in proportion to the chunk's patches) are zero-padded at the end."""
+    rows = max(c.shape[0] for c in chunks)
+    if all(c.shape[0] == rows for c in chunks):
+        return np.stack(chunks)
+    out = np.zeros((len(chunks), rows, chunks[0].shape[-1]), np.float32)
+    for i, c in enumerate(chunks):
+        out[i, : c.shape[0]] = c
+    return out

@@ -8,6 +8,8 @@ implementation, so a change in Python that the Java port does not follow fails t
 
 Files written to OUT_DIR (JSON; large float arrays go to ``*.bin``, raw little-endian), by module:
 
+* anyres.py        ``anyres.json``: the "square" and "anyres" processor kinds: plans, token counts and
+                   float32 pixel hashes at the tiny LLaVA settings, plans at the published ones.
 * images.py        ``slicing.json``: LLaVA-UHD slice plans + sha256 of the resized uint8 images and of
                    the float32 vision inputs, for many image sizes and settings; fixed-size resizes; the
                    normalisation lookup tables. ``vision_inputs.json``: the vision graph's derived
@@ -35,6 +37,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from .anyres import anyres_records
 from .common import write_json
 from .generation import export_tiny_bundle, generation_record
 from .images import slicing_records, vision_input_records
@@ -44,7 +47,8 @@ from .prompts import prompt_records
 from .sampler import sampler_records
 from .token_layouts import token_layout_records
 
-FILES = ("slicing.json", "vision_inputs.json", "native_resolution.json", "prompts.json", "token_layouts.json", "sampler.json",
+FILES = ("slicing.json", "anyres.json", "vision_inputs.json", "native_resolution.json", "prompts.json",
+         "token_layouts.json", "sampler.json",
          "manifests.json", "generation.json")
 
 
@@ -57,6 +61,7 @@ def write_golden(out: str | Path, bundle: str | Path | None = None) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     bundle = Path(bundle) if bundle is not None else export_tiny_bundle(out / "tiny")
     write_json(out, "slicing.json", slicing_records())
+    write_json(out, "anyres.json", anyres_records())
     write_json(out, "vision_inputs.json", vision_input_records(out))
     write_json(out, "native_resolution.json", native_resolution_records())
     write_json(out, "prompts.json", prompt_records())

@@ -1,5 +1,6 @@
-"""Golden records for image preprocessing: LLaVA-UHD slice plans and pixels, fixed-size resizes, the
-normalisation tables (``slicing.json``), and the vision graph's derived inputs (``vision_inputs.json``)."""
+"""Golden records for image preprocessing: LLaVA-UHD slice plans and pixels, fixed-size resizes, the tiled
+processors (square / aspect-ratio tiles), the normalisation tables (``slicing.json``), and the vision graph's
+derived inputs (``vision_inputs.json``)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from PIL import Image
 from edgevlm.processing.config import ProcessorConfig
 from edgevlm.processing.normalize import _lookup_table
 from edgevlm.processing.preprocess import preprocess_fixed, preprocess_slices
+from edgevlm.processing.slice_merge import plan_merged
 from edgevlm.processing.slicing import plan_slices, resize_for_plan
 from edgevlm.processing.vision_inputs import DERIVED, PACKED_TABLES, derived_inputs
 
@@ -101,9 +103,59 @@ def normalize_tables() -> list[dict[str, Any]]:
     return out
 
 
+# -- the tiled processors (SmolVLM / Idefics3 square tiles, InternVL aspect-ratio tiles) ------------------
+TILE_CONFIGS = [  # tiny checkpoints' and published settings, one without splitting / cropping each
+    ProcessorConfig(kind="square_tiles", image_size=64, patch_size=8, resample="lanczos",
+                    options={"longest_edge": 256, "split": True}),
+    ProcessorConfig(kind="square_tiles", image_size=512, patch_size=16, resample="lanczos",
+                    options={"longest_edge": 2048, "split": True}),
+    ProcessorConfig(kind="square_tiles", image_size=364, patch_size=14, resample="lanczos",
+                    options={"longest_edge": 1456, "split": False}),
+    ProcessorConfig(kind="aspect_tiles", image_size=112, patch_size=14, mean=(0.485, 0.456, 0.406),
+                    std=(0.229, 0.224, 0.225), options={"min_tiles": 1, "max_tiles": 12, "crop": True}),
+    ProcessorConfig(kind="aspect_tiles", image_size=448, patch_size=14, mean=(0.485, 0.456, 0.406),
+                    std=(0.229, 0.224, 0.225), options={"min_tiles": 1, "max_tiles": 6, "crop": True}),
+    ProcessorConfig(kind="aspect_tiles", image_size=448, patch_size=14, options={"max_tiles": 12, "crop": False}),
+]
+TILE_SIZES = [(1, 1), (2, 3), (1, 10000), (10000, 1), (64, 64), (65, 64), (112, 112), (113, 112), (224, 112),
+              (500, 400), (640, 480), (480, 640), (1000, 300), (2049, 2048), (5000, 40), (257, 1025)]
+
+
+def tile_records() -> list[dict[str, Any]]:
+    """Plans (grid, chunks) for every size x config; pixels (float32 hash) where the input is small."""
+    from edgevlm.runtime.images import plan_image, prepare_image
+
+    out = []
+    for index, (w, h) in enumerate(TILE_SIZES):
+        image = pattern_image(w, h, index % 5)
+        for cfg in TILE_CONFIGS:
+            plan = plan_image(image, cfg, 1)
+            record = {"width": w, "height": h, "seed": index % 5, "processor": cfg.to_dict(),
+                      "grid": None if plan.grid is None else list(plan.grid), "n_chunks": plan.n_chunks}
+            if w * h <= 1_000_000 and cfg.image_size * cfg.image_size * plan.n_chunks <= 2_000_000:
+                pixels = prepare_image(image, cfg, plan).inputs["pixel_values"]  # float32 [n, 3, T, T]
+                record["pixel_values_sha256"] = sha256(pixels)
+            out.append(record)
+    return out
+
+
+def merged_plan_records() -> list[dict[str, Any]]:
+    """Processor kind ``slice_merge`` (MiniCPM-V 4.6, both downsample modes): each chunk's feature rows from the
+    image size alone (h*w / patches_per_token of its patch grid), the numbers the prompt layout spells out."""
+    out = []
+    for mode, (align, per_token) in {"16x": (56, 16), "4x": (28, 4)}.items():
+        cfg = ProcessorConfig(kind="slice_merge", resize_align=align,
+                              options={"patches_per_token": per_token, "downsample_mode": mode})
+        for w, h in slicing_sizes()[::2] + [(700, 500), (1200, 400), (900, 1600)]:
+            plan = plan_merged((w, h), cfg)
+            out.append({"width": w, "height": h, "processor": cfg.to_dict(), "grid": plan.grid,
+                        "overview_tokens": plan.overview_tokens, "slice_tokens": list(plan.slice_tokens)})
+    return out
+
+
 def slicing_records() -> dict[str, Any]:
     return {"slices": [slicing_record(c) for c in slicing_cases()], "fixed": fixed_records(),
-            "normalize": normalize_tables()}
+            "normalize": normalize_tables(), "tiles": tile_records(), "merged_plans": merged_plan_records()}
 
 
 # -- the vision graph's derived inputs ------------------------------------------------------------
@@ -112,7 +164,8 @@ def vision_input_records(out: Path) -> dict[str, Any]:
     (``derived_inputs``: graph input name -> kind, parameters from the manifest's ``vision.params``)."""
     spec = {"position_ids": "bucketed_position_ids", "key_pos": "sincos_2d_keys"}
     packed = {name: f"packed_{name}" for name in PACKED_TABLES}
-    assert set(spec.values()) | set(packed.values()) == set(DERIVED), \
+    windows = {"window_index": "window_order_2x2", "merge_index": "window_order_2x2_after_merge"}
+    assert set(spec.values()) | set(packed.values()) | set(windows.values()) == set(DERIVED), \
         "a derived-input kind without golden cases: add it here and in Java"
     records = []
     for index, (sizes, side, dim, pad) in enumerate([([[32, 32]], 70, 128, 0), ([[23, 45], [45, 23]], 70, 64, 0),
@@ -126,7 +179,16 @@ def vision_input_records(out: Path) -> dict[str, Any]:
         key_pos = arrays["key_pos"]  # float32 [B, max_patches, dim]
         records.append({"tgt_sizes": sizes, "params": params, "max_patches": max_patches, "derived_inputs": spec,
                         "position_ids": ids.tolist(), "key_pos": write_bin(out, f"key_pos_{index}.bin", key_pos)})
-    return {"kinds": sorted(DERIVED), "cases": records, "packed": packed_records(out, packed)}
+    # 2x2-window gather tables (MiniCPM-V 4.6's window merger and merger MLP): even grids, padded rows identity
+    window_cases = []
+    for sizes, pad in [([[4, 4]], 0), ([[8, 12], [4, 4]], 0), ([[32, 20]], 16), ([[4, 8], [8, 4]], 8)]:
+        tgt = np.asarray(sizes, dtype=np.int64)
+        max_patches = int(max(h * w for h, w in sizes)) + pad
+        arrays = derived_inputs(windows, tgt, max_patches, {})
+        window_cases.append({"tgt_sizes": sizes, "params": {}, "max_patches": max_patches, "derived_inputs": windows,
+                             **{name: array.tolist() for name, array in arrays.items()}})
+    return {"kinds": sorted(DERIVED), "cases": records, "window_cases": window_cases,
+            "packed": packed_records(out, packed)}
 
 
 def packed_records(out: Path, spec: dict[str, str]) -> list[dict[str, Any]]:

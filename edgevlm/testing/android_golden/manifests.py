@@ -99,7 +99,7 @@ CASES: list[tuple[str, Mutation | None, Callable[[Path], Any] | None]] = [
     ("tokenizer_lacks_file", lambda d: d["tokenizer"].pop("file"), None),
     ("bad_format", _set("format", "tflite"), None),
     ("bad_attention", _set("layout", "attention", "sliding"), None),
-    ("bad_layer_type", _set("text", "layer_types", ["full_attention", "linear_attention"]), None),
+    ("bad_layer_type", _set("text", "layer_types", ["full_attention", "mamba2_attention"]), None),
     ("bad_vision_kind", _set("vision", "kind", "navit_slices"), None),  # schema 1's name
     ("bad_part_format", _set("parts", "embedding", "format", "tflite"), None),
     ("part_file_unlisted", _set("parts", "decoder", "file", "elsewhere.onnx"), None),

@@ -16,13 +16,27 @@ def family_specs() -> dict[str, dict[str, Any]]:
     """name -> {processor, layout, chat_template} dicts, from the family code itself."""
     from edgevlm.families import FAMILIES
     from edgevlm.families.gemma3.tiny import random_config as gemma3_config
+    from edgevlm.families.idefics3.tiny import random_config as idefics3_config
+    from edgevlm.families.internvl.tiny import random_config as internvl_config
     from edgevlm.families.minicpmv.tiny import random_config as minicpmv_config
     from edgevlm.families.paligemma.tiny import random_config as paligemma_config
 
     minicpmv, paligemma, gemma3 = FAMILIES["minicpmv"], FAMILIES["paligemma"], FAMILIES["gemma3"]
     specs = {f"minicpmv-{v}": minicpmv.bundle_spec(None, minicpmv_config(v, 600, {})) for v in (2.5, 2.6, 4.5)}
+    for mode in ("16x", "4x"):  # MiniCPM-V 4.6: per-chunk feature rows (processor kind slice_merge)
+        specs[f"minicpmv-4.6-{mode}"] = FAMILIES["minicpmv4_6"].bundle_spec(None, {"model_type": "minicpmv4_6",
+                                                                                 "downsample_mode": mode})
     specs["paligemma"] = paligemma.bundle_spec(None, paligemma_config(1, 600, 5))
     specs["gemma3"] = gemma3.bundle_spec(None, gemma3_config(600, {"boi": 1, "eoi": 2, "image": 3}))
+    tiled_ids = {"bos": 1, "eos": 2, "pad": 3, "image": 4}
+    for name in ("smolvlm", "idefics3"):  # text_first_prefix, {row}/{col} tiles, the global image last
+        specs[name] = FAMILIES["idefics3"].bundle_spec(None, idefics3_config(name, 600, tiled_ids))
+    specs["internvl"] = FAMILIES["internvl"].bundle_spec(None, internvl_config(600, tiled_ids))  # <img> ... </img>
+    from edgevlm.families.llava.tiny import random_config as llava_config
+
+    ids = {t: i for i, t in enumerate(["<unk>", "<s>", "</s>", "<image>", "<pad>", "<|im_end|>", "<video>"])}
+    specs.update({name: FAMILIES["llava"].bundle_spec(None, llava_config(name, 600, ids))
+                  for name in ("llava", "llava-onevision")})  # Vicuna USER:/ASSISTANT: and ChatML without a system
     return {name: {"processor": s.processor.to_dict(), "layout": s.layout.to_dict(),
                    "chat_template": s.chat_template.to_dict()} for name, s in specs.items()}
 
@@ -70,11 +84,40 @@ def followup_cases() -> list[dict[str, Any]]:
             {"text": "First picture now.", "grids": [[1, 3]], "images_before": 0}]
 
 
+# Prompts whose images are given by size (the processor kind plans each chunk's feature rows from it).
+SIZED_CASES = [{"messages": "What is in the picture?", "sizes": [[700, 500]]},
+               {"messages": "Compare.", "sizes": [[1200, 400], [300, 200]]},
+               {"messages": [{"role": "user", "content": [IMAGE, "Read it.", IMAGE]}], "sizes": [[900, 1600], [448, 448]]}]
+SIZED_FOLLOWUPS = [{"text": "And this one?", "sizes": [[1344, 1344]], "images_before": 2}]
+
+
+def sized_records(name: str, spec: dict[str, Any], layout: ImageLayout, template: ChatTemplate) -> list[dict[str, Any]]:
+    """Prompts over images given by size, for kinds whose chunks give different row counts (plans, not grids)."""
+    from edgevlm.processing.config import ProcessorConfig
+    from edgevlm.runtime.images import image_kind
+
+    cfg = ProcessorConfig.from_dict(spec["processor"])
+    plan = lambda sizes: [image_kind(cfg).plan(tuple(s), cfg, layout.tokens_per_chunk, len(sizes)) for s in sizes]  # noqa: E731
+    out = []
+    for case in SIZED_CASES:
+        prompt = build_prompt(case["messages"], plan(case["sizes"]), layout, template)
+        out.append({"family": name, **case, "messages": _messages_json(case["messages"]), "text": prompt.text,
+                    "suffix_text": prompt.suffix})
+    model = SimpleNamespace(layout=layout, template=template)
+    for case in SIZED_FOLLOWUPS:
+        conv = Conversation(turns=1, images=case["images_before"])
+        out.append({"family": name, "followup": True, **case, "text_out": turn_text(model, conv, case["text"],
+                                                                                   plan(case["sizes"]))})
+    return out
+
+
 def prompt_records() -> dict[str, Any]:
     specs = family_specs()
     records = []
     for name, spec in specs.items():
         layout, template = ImageLayout.from_dict(spec["layout"]), ChatTemplate.from_dict(spec["chat_template"])
+        if spec["processor"]["kind"] == "slice_merge":
+            records += sized_records(name, spec, layout, template)
         for case in prompt_cases(layout.marker):
             record = {"family": name, **case, "messages": _messages_json(case["messages"])}
             try:

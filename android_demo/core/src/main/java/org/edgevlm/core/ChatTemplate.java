@@ -16,6 +16,7 @@ public final class ChatTemplate {
     public final String stripContent; // "none" | "message" | "parts"
     public final String eos;
     public final List<String> stopStrings;
+    public final String textFirstPrefix; // before a message that does not start with an image marker (SmolVLM: " ")
 
     private ChatTemplate(Map<String, Object> m) {
         systemTemplate = JsonMap.getString(m, "system_template", "<|im_start|>system\n{content}<|im_end|>\n");
@@ -30,6 +31,7 @@ public final class ChatTemplate {
         eos = JsonMap.getString(m, "eos", "");
         stopStrings = m.containsKey("stop_strings") ? JsonMap.stringList(m.get("stop_strings"), "stop_strings")
                 : java.util.Collections.singletonList("<|im_end|>");
+        textFirstPrefix = JsonMap.getString(m, "text_first_prefix", "");
         if (!stripContent.equals("none") && !stripContent.equals("message") && !stripContent.equals("parts")) {
             throw new IllegalArgumentException("ChatTemplate.strip_content must be 'none', 'message' or 'parts'");
         }
@@ -40,7 +42,8 @@ public final class ChatTemplate {
 
     public static ChatTemplate fromMap(Map<String, Object> m) {
         ConfigKeys.check("ChatTemplate", m, "system_template", "user_template", "assistant_template", "generation_prompt",
-                "default_system", "system_mode", "system_joiner", "bos", "strip_content", "eos", "stop_strings");
+                "default_system", "system_mode", "system_joiner", "bos", "strip_content", "eos", "stop_strings",
+                "text_first_prefix");
         return new ChatTemplate(m);
     }
 }

@@ -46,6 +46,12 @@ public final class DecoderBinding {
     /** Reads and checks {@code decoder.binding} for a text model of {@code text.numLayers} layers. */
     public static DecoderBinding of(Part decoder, TextInfo text) {
         Map<String, Object> b = decoder.binding;
+        if (text.layerTypes.contains("linear_attention")) {
+            // a hybrid model's recurrent layers keep conv + recurrent states (binding "states"), which this core's
+            // KV-only engine does not carry yet (runtime/backends/ort_states.py is the Python side)
+            throw new BundleException("this bundle's text model has recurrent (linear-attention) layers, which this app's "
+                    + "engine does not run yet (it keeps KV caches only). Use the Python runtime, or a model without them.");
+        }
         if (!(b.get("kv") instanceof Map)) {
             throw bad("has no kv names");
         }

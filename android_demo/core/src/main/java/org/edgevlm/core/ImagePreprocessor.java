@@ -1,8 +1,11 @@
 package org.edgevlm.core;
 
 /**
- * Pixels in, vision-tower inputs out, selected by the manifest's processor kind (processing/preprocess.py):
- * "slice" = MiniCPM-V overview + slices (always Pillow bicubic, as the reference); "fixed" = one square resize;
+ * Pixels in, vision-tower inputs out, selected by the manifest's processor kind (runtime/images.py KINDS):
+ * "slice" = MiniCPM-V overview + slices (always Pillow bicubic, as the reference); "slice_merge" = the same pixels,
+ * each chunk giving h*w / patches_per_token rows (MiniCPM-V 4.6, {@link SliceMerge}); "fixed" = one square resize;
+ * "square_tiles" (SmolVLM / Idefics3) and "aspect_tiles" (InternVL) = tiles + a global image (Tiling.java);
+ * "square" = CLIP crop / mean-colour pad (Square); "anyres" / "anyres_max" = base tile + pinpoint grid (Anyres);
  * "native_resolution" = Qwen2-VL's own-size resize within a pixel budget (NativeResolution).
  */
 public final class ImagePreprocessor {
@@ -16,19 +19,68 @@ public final class ImagePreprocessor {
 
     /** The slice grid without touching pixels (prompt length is known before any heavy work); null if not sliced. */
     public int[] gridOf(int width, int height) {
-        return cfg.kind.equals("slice") ? Slicing.plan(width, height, cfg).grid : null;
+        if (tiled()) {
+            return Tiling.gridOf(width, height, cfg);
+        }
+        return sliced() ? Slicing.plan(width, height, cfg).grid : null;
+    }
+
+    /** The image's chunks and feature rows without touching pixels ({@code tokensPerChunk}: the layout's). */
+    public ImagePlan plan(int width, int height, int tokensPerChunk) {
+        if (cfg.kind.equals("slice_merge")) {
+            return SliceMerge.plan(width, height, cfg);
+        }
+        return ImagePlan.uniform(gridOf(width, height), tokensPerChunk);
+    }
+
+    private boolean sliced() {
+        return cfg.kind.equals("slice") || cfg.kind.equals("slice_merge");
+    }
+
+    private boolean tiled() {
+        return cfg.kind.equals("square_tiles") || cfg.kind.equals("aspect_tiles");
+    }
+
+    /** Feature rows (prompt tokens) of one image of a prompt holding {@code nImages}, from its size alone. */
+    public int tokensOf(int width, int height, int nImages, int tokensPerChunk) {
+        if (cfg.kind.startsWith("anyres")) {
+            return Anyres.plan(height, width, new Anyres.Settings(cfg), nImages).nTokens();
+        }
+        return plan(width, height, tokensPerChunk).nTokens();
     }
 
     public PreparedImage prepare(RgbImage image) {
+        return prepare(image, 1);
+    }
+
+    /** One image of a prompt holding {@code nImages} images (some kinds tile only a lone image). */
+    public PreparedImage prepare(RgbImage image, int nImages) {
         if (cfg.maxPixels != null && (long) image.width * image.height > cfg.maxPixels) {
             throw new ImageException("image is " + image.width + "x" + image.height + " = " + (long) image.width * image.height
                     + " pixels, over the limit of " + cfg.maxPixels + "; downscale it or raise max_pixels");
         }
-        if (cfg.kind.equals("slice")) {
+        if (sliced()) {
             return slices(image);
         }
         if (cfg.kind.equals("fixed")) {
             return fixed(image);
+        }
+        if (tiled()) {
+            return tiles(image);
+        }
+        if (cfg.kind.equals("square")) {
+            return new PreparedImage(new float[][] {Patchify.chw(Square.pixels(image, cfg), table)}, null, null,
+                    cfg.patchSize, cfg.imageSize);
+        }
+        if (cfg.kind.equals("anyres") || cfg.kind.equals("anyres_max")) {
+            Anyres.Settings settings = new Anyres.Settings(cfg);
+            if (cfg.kind.equals("anyres") != (settings.maxTiles == null)) {
+                throw new ImageException("processor kind " + Py.repr(cfg.kind) + " does not match options.max_tiles; "
+                        + "re-export the bundle");
+            }
+            Anyres.Plan plan = Anyres.plan(image.height, image.width, settings, nImages);
+            int[] grid = plan.gridRows == 0 ? null : new int[] {plan.gridCols, plan.gridRows};
+            return new PreparedImage(Anyres.pixels(image, cfg, plan, table), null, grid, cfg.patchSize, cfg.imageSize);
         }
         if (cfg.kind.equals("native_resolution")) {
             NativeResolution settings = new NativeResolution(cfg);
@@ -36,7 +88,18 @@ public final class ImagePreprocessor {
             return PreparedImage.packedPatches(settings.preprocess(image, plan), plan.gridThw, cfg.patchSize);
         }
         throw new ImageException("the bundle's processor kind " + Py.repr(cfg.kind) + " is not one this app runs "
-                + "(slice, fixed, native_resolution); update the app");
+                + "(slice, slice_merge, fixed, square_tiles, aspect_tiles, square, anyres, anyres_max, "
+                + "native_resolution); update the app");
+    }
+
+    private PreparedImage tiles(RgbImage image) {
+        java.util.List<RgbImage> tiles = Tiling.tiles(image, cfg);
+        float[][] chunks = new float[tiles.size()][];
+        for (int i = 0; i < chunks.length; i++) {
+            chunks[i] = Patchify.chw(tiles.get(i), table); // [3, T, T]
+        }
+        return new PreparedImage(chunks, null, Tiling.gridOf(image.width, image.height, cfg), cfg.patchSize,
+                cfg.imageSize);
     }
 
     private PreparedImage slices(RgbImage image) {

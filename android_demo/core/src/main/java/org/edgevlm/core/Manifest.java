@@ -21,9 +21,9 @@ import java.util.TreeSet;
 public final class Manifest {
     public static final int SCHEMA_VERSION = 2;
     public static final String[] FORMATS = {"onnx", "gguf", "coreml"};
-    public static final String[] PART_FORMATS = {"onnx", "gguf", "mlpackage"};
+    public static final String[] PART_FORMATS = {"onnx", "gguf", "mlpackage", "npy"}; // npy: data parts (arrays)
     public static final String[] ATTENTION_KINDS = {"causal", "prefix", "image_blocks"};
-    public static final String[] LAYER_TYPES = {"full_attention", "sliding_attention"};
+    public static final String[] LAYER_TYPES = {"full_attention", "sliding_attention", "linear_attention"};
     static final List<String> REQUIRED = Arrays.asList("format", "family", "text", "vision", "tokenizer", "processor",
             "layout", "chat_template", "parts");
     static final List<String> OPTIONAL = Arrays.asList("generation", "source", "quantization", "validation", "files",

@@ -17,7 +17,7 @@ public final class Part {
             "info");
 
     public final String file; // inside the bundle (null only in a manifest the bundle reader refuses)
-    public final String format; // onnx | gguf | mlpackage
+    public final String format; // onnx | gguf | mlpackage | npy (a data part: one array)
     public final String dtype; // "fp32", "fp16" or the quantization method
     public final Map<String, Object> inputs; // name -> {"dtype", "shape"}
     public final Map<String, Object> outputs;

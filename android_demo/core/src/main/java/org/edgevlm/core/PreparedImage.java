@@ -3,8 +3,9 @@ package org.edgevlm.core;
 /**
  * One image as vision-tower inputs (runtime/images.py PreparedImage). Sliced images: chunks are the
  * overview then the slices row-major, each float32 [3, p, L_i] with {@code tgtSizes[i] = (h_i, w_i)} patches.
- * Fixed-size images: one chunk float32 [3, S, S] and no tgtSizes. Native-resolution images: one chunk of patch
- * rows float32 [n_patches, 3*T*p*p] and {@code gridThw}.
+ * Fixed-size tiles ("fixed", "square": one; "anyres": base tile + grid tiles; "square_tiles" / "aspect_tiles":
+ * tiles then the global image): chunks float32 [3, S, S], no tgtSizes. Native-resolution images: one chunk of
+ * patch rows float32 [n_patches, 3*T*p*p] and {@code gridThw}.
  */
 public final class PreparedImage {
     public final float[][] chunks;
@@ -49,10 +50,15 @@ public final class PreparedImage {
         return max;
     }
 
-    /** Zero-padded batch float32 [n, 3, p, L_max] (sliced) or [n, 3, S, S] (fixed), as the Python batched(). */
+    /** Zero-padded batch float32 [n, 3, p, L_max] (sliced) or [n, 3, S, S] (fixed-size tiles), as the Python. */
     public float[] pixelValues() {
         if (!sliced()) {
-            return chunks[0].clone();
+            int size = chunks[0].length;
+            float[] out = new float[chunks.length * size];
+            for (int n = 0; n < chunks.length; n++) {
+                System.arraycopy(chunks[n], 0, out, n * size, size);
+            }
+            return out;
         }
         int p = patchSize;
         int lMax = maxPatches() * p;

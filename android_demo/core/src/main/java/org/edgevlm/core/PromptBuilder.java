@@ -18,13 +18,14 @@ public final class PromptBuilder {
         this.template = template;
     }
 
-    /** Placeholder text of one image ({@code index} is its 0-based position in the conversation); every
-     * chunk gives tokensPerChunk rows; {row}/{col} in the slice template are the tile's 1-based position. */
+    /** Placeholder text of one image ({@code index} is its 0-based position in the conversation) whose every
+     * chunk gives tokensPerChunk rows. */
     public String imagePlaceholder(int[] grid, int index) {
         return imagePlaceholder(ImagePlan.uniform(grid, layout.tokensPerChunk), index);
     }
 
-    /** Placeholder text of one image from its plan (feature rows per chunk, e.g. per native-resolution image). */
+    /** Placeholder text of one image from its plan: the overview's run of feature tokens and one run per slice,
+     * each of that chunk's rows; {row}/{col} in the slice template are the tile's 1-based position. */
     public String imagePlaceholder(ImagePlan plan, int index) {
         int[] grid = plan.grid;
         StringBuilder text = new StringBuilder();
@@ -79,7 +80,8 @@ public final class PromptBuilder {
         return n;
     }
 
-    /** (role, text) turns with exactly one marker per image (inserted into the last user turn when there are none). */
+    /** (role, text) turns with exactly one marker per image (inserted into the last user turn when there are none);
+     * a text that does not start with a marker gets the template's textFirstPrefix. */
     public List<String[]> messageTurns(List<Message> messages, int nImages) {
         boolean stripParts = template.stripContent.equals("parts");
         List<String[]> turns = new ArrayList<>();
@@ -120,6 +122,13 @@ public final class PromptBuilder {
             throw new PromptException("the prompt has " + markers + " image marker(s) " + Py.repr(layout.marker) + " but "
                     + nImages + " image(s) were given; use one marker per image or none at all");
         }
+        if (!template.textFirstPrefix.isEmpty()) {
+            for (String[] t : turns) {
+                if (!t[1].startsWith(layout.marker)) {
+                    t[1] = template.textFirstPrefix + t[1];
+                }
+            }
+        }
         return turns;
     }
 
@@ -127,7 +136,7 @@ public final class PromptBuilder {
     public String renderChat(List<String[]> turnsIn, boolean addGenerationPrompt, String system) {
         List<String[]> turns = new ArrayList<>();
         if (system != null) {
-            turns.add(new String[] {"system", system});
+            turns.add(new String[] {"system", template.textFirstPrefix + system});
         }
         for (String[] t : turnsIn) {
             if (system == null || !t[0].equals("system")) {
@@ -139,7 +148,7 @@ public final class PromptBuilder {
             hasSystem |= t[0].equals("system");
         }
         if (!hasSystem && template.defaultSystem != null) {
-            turns.add(0, new String[] {"system", template.defaultSystem});
+            turns.add(0, new String[] {"system", template.textFirstPrefix + template.defaultSystem});
         }
         // "message": Jinja "| trim" on the whole message (Llama-3); "parts" trimmed each part in messageTurns.
         boolean strip = !template.stripContent.equals("none");
@@ -195,7 +204,7 @@ public final class PromptBuilder {
         return plans;
     }
 
-    /** {@link #expandImages} from the images' plans. */
+    /** As {@link #expandImages} with each image's plan (chunks giving different row counts). */
     public String expandPlans(String text, List<ImagePlan> plans, int firstIndex) {
         List<String> chunks = splitAll(text, layout.marker);
         if (chunks.size() - 1 != plans.size()) {
@@ -229,7 +238,7 @@ public final class PromptBuilder {
         return buildPlans(messages, uniform(grids), system, addGenerationPrompt);
     }
 
-    /** Full prompt text from the images' plans (per-image token counts). */
+    /** Full prompt text with one plan per image, in prompt order. */
     public String buildPlans(List<Message> messages, List<ImagePlan> plans, String system, boolean addGenerationPrompt) {
         List<String[]> turns = messageTurns(messages, plans.size());
         return expandPlans(renderChat(turns, addGenerationPrompt, system), plans, 0);
@@ -252,7 +261,7 @@ public final class PromptBuilder {
         return followUpPlans(text, uniform(grids), imagesBefore);
     }
 
-    /** {@link #followUp} from the images' plans. */
+    /** As {@link #followUp} with each image's plan. */
     public String followUpPlans(String text, List<ImagePlan> plans, int imagesBefore) {
         List<String[]> turns = messageTurns(java.util.Collections.singletonList(Message.text("user", text)), plans.size());
         String content = turns.get(0)[1];

@@ -12,9 +12,9 @@ package org.edgevlm.core;
 public final class Resample {
     static final int PRECISION_BITS = 32 - 8 - 2;
 
-    /** The filters MiniCPM-V, PaliGemma and Gemma 3 processors use. */
+    /** The filters the processors use: bicubic (MiniCPM-V, PaliGemma, InternVL), bilinear (Gemma 3), lanczos (SmolVLM). */
     public enum Filter {
-        BICUBIC(2.0), BILINEAR(1.0);
+        BICUBIC(2.0), BILINEAR(1.0), LANCZOS(3.0);
 
         final double support;
 
@@ -23,6 +23,10 @@ public final class Resample {
         }
 
         double weight(double x) {
+            if (this == LANCZOS) {
+                // Pillow's lanczos_filter: a sinc truncated to [-3, 3) (half-open, as in Resample.c)
+                return -3.0 <= x && x < 3.0 ? sinc(x) * sinc(x / 3.0) : 0.0;
+            }
             if (x < 0.0) {
                 x = -x;
             }
@@ -45,10 +49,20 @@ public final class Resample {
                     return BICUBIC;
                 case "bilinear":
                     return BILINEAR;
+                case "lanczos":
+                    return LANCZOS;
                 default:
                     throw new ImageException("resample filter " + Py.repr(name) + " is not supported by the app's image "
-                            + "processor; use bicubic or bilinear (re-export the bundle)");
+                            + "processor; use bicubic, bilinear or lanczos (re-export the bundle)");
             }
+        }
+
+        private static double sinc(double x) {
+            if (x == 0.0) {
+                return 1.0;
+            }
+            x = x * Math.PI;
+            return StrictMath.sin(x) / x;
         }
     }
 

@@ -13,7 +13,7 @@ public final class VisionInputs {
     /** Every kind this core computes (processing/vision_inputs.py DERIVED). */
     public static final List<String> KINDS = Arrays.asList("bucketed_position_ids", "packed_attention_segments",
             "packed_reverse_index", "packed_rotary_cos", "packed_rotary_sin", "packed_window_index",
-            "packed_window_segments", "sincos_2d_keys");
+            "packed_window_segments", "sincos_2d_keys", "window_order_2x2", "window_order_2x2_after_merge");
 
     private VisionInputs() {
     }
@@ -46,6 +46,10 @@ public final class VisionInputs {
                 int dim = param(params, "key_pos_dim", kind);
                 return new Derived(new long[] {batch, maxPatches, dim}, null, sincos2dKeys(tgtSizes, dim, maxPatches));
             }
+            case "window_order_2x2":
+                return new Derived(new long[] {batch, maxPatches}, windowOrders(tgtSizes, maxPatches, 1), null);
+            case "window_order_2x2_after_merge":
+                return new Derived(new long[] {batch, maxPatches}, windowOrders(tgtSizes, maxPatches, 2), null);
             default:
                 throw new BundleException("the vision part asks for derived input kind " + Py.repr(kind) + ", which this "
                         + "app does not know (it knows " + String.join(", ", KINDS) + "). Update the app or re-export the bundle.");
@@ -127,6 +131,41 @@ public final class VisionInputs {
                         out[base + quarter + k] = (float) StrictMath.cos(col);
                         out[base + 2 * quarter + k] = (float) StrictMath.sin(row);
                         out[base + 3 * quarter + k] = (float) StrictMath.cos(row);
+                    }
+                }
+            }
+        }
+        return out;
+    }
+
+    /**
+     * Per-chunk 2x2-window gather tables, int64 [B, maxPatches]: the (h/shrink) x (w/shrink) grid's row-major
+     * cells listed window by window (windows row-major, a window's 4 cells row-major); identity past them, so
+     * padded rows stay at the end and a window never mixes real and padded rows (MiniCPM-V 4.6's merges).
+     */
+    public static long[] windowOrders(int[][] tgtSizes, int maxPatches, int shrink) {
+        long[] out = new long[tgtSizes.length * maxPatches];
+        for (int b = 0; b < tgtSizes.length; b++) {
+            for (int i = 0; i < maxPatches; i++) {
+                out[b * maxPatches + i] = i;
+            }
+            int h = tgtSizes[b][0];
+            int w = tgtSizes[b][1];
+            if (h % shrink != 0 || w % shrink != 0) {
+                throw new ImageException("patch grid " + h + "x" + w + " is not divisible by " + shrink);
+            }
+            h /= shrink;
+            w /= shrink;
+            if (h % 2 != 0 || w % 2 != 0) {
+                throw new ImageException("a " + h + "x" + w + " patch grid cannot be merged in 2x2 windows: both sides must be even");
+            }
+            int k = 0;
+            for (int wy = 0; wy < h / 2; wy++) {
+                for (int wx = 0; wx < w / 2; wx++) {
+                    for (int dy = 0; dy < 2; dy++) {
+                        for (int dx = 0; dx < 2; dx++) {
+                            out[b * maxPatches + k++] = (long) (2 * wy + dy) * w + 2 * wx + dx;
+                        }
                     }
                 }
             }

@@ -40,6 +40,19 @@ public final class PromptGoldenTest {
         return out;
     }
 
+    /** Plans of images given by size ("sizes"), by the family's processor kind, as the app plans them. */
+    private List<ImagePlan> plans(String family, Object sizes) {
+        Map<String, Object> spec = JsonMap.getMap(JsonMap.getMap(data, "specs"), family);
+        ImagePreprocessor pre = new ImagePreprocessor(ProcessorConfig.fromMap(JsonMap.getMap(spec, "processor")));
+        int tokens = ImageLayout.fromMap(JsonMap.getMap(spec, "layout")).tokensPerChunk;
+        List<ImagePlan> out = new ArrayList<>();
+        for (Object s : JsonMap.list(sizes, "sizes")) {
+            int[] wh = JsonMap.intArray(s, "size");
+            out.add(pre.plan(wh[0], wh[1], tokens));
+        }
+        return out;
+    }
+
     static List<int[]> grids(Object json) {
         List<int[]> out = new ArrayList<>();
         for (Object g : JsonMap.list(json, "grids")) {
@@ -56,7 +69,13 @@ public final class PromptGoldenTest {
             String family = JsonMap.getString(c, "family", null);
             PromptBuilder builder = builder(family);
             String name = family + " " + Py.repr(String.valueOf(c.get("messages") != null ? c.get("messages") : c.get("text")));
-            if (JsonMap.getBool(c, "followup", false)) {
+            if (c.containsKey("sizes")) {  // images by size: per-chunk rows from the processor kind's plan
+                List<ImagePlan> plans = plans(family, c.get("sizes"));
+                String got = JsonMap.getBool(c, "followup", false)
+                        ? builder.followUpPlans(JsonMap.getString(c, "text", null), plans, JsonMap.getInt(c, "images_before", 0))
+                        : builder.buildPlans(messages(c.get("messages")), plans, null, true);
+                Check.equal(c.get(JsonMap.getBool(c, "followup", false) ? "text_out" : "text"), got, name + " (sized images)");
+            } else if (JsonMap.getBool(c, "followup", false)) {
                 Check.equal(c.get("text_out"), builder.followUp(JsonMap.getString(c, "text", null), grids(c.get("grids")),
                         JsonMap.getInt(c, "images_before", 0)),
                         name + " follow-up turn");

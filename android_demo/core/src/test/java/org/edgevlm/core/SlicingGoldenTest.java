@@ -60,6 +60,25 @@ public final class SlicingGoldenTest {
         Check.equal(c.get("patch_mask_sha256"), Golden.sha256(prepared.patchMask()), "patch_attention_mask");
     }
 
+    /** Processor kind slice_merge (MiniCPM-V 4.6, both downsample modes): every chunk's feature rows from the size. */
+    public void testMergedSlicePlans() {
+        int n = 0;
+        for (Object item : JsonMap.getList(data, "merged_plans")) {
+            Map<String, Object> c = JsonMap.map(item, "case");
+            ProcessorConfig cfg = ProcessorConfig.fromMap(JsonMap.getMap(c, "processor"));
+            int w = JsonMap.getInt(c, "width", 0);
+            int h = JsonMap.getInt(c, "height", 0);
+            String name = w + "x" + h + " " + cfg.options.get("downsample_mode");
+            ImagePlan plan = new ImagePreprocessor(cfg).plan(w, h, 0);
+            Check.equal(Golden.grid(c.get("grid")), plan.grid, name + " grid");
+            Check.equal(JsonMap.getInt(c, "overview_tokens", -1), plan.overviewTokens, name + " overview rows");
+            Check.equal(JsonMap.intArray(c.get("slice_tokens"), "slice_tokens"), plan.sliceTokens, name + " slice rows");
+            n++;
+        }
+        System.out.println("     merged slice plans: " + n + " cases equal");
+        Check.isTrue(n >= 60, "merged plans for both downsample modes");
+    }
+
     public void testFixedSizeResizes() {
         int n = 0;
         for (Object item : JsonMap.getList(data, "fixed")) {
@@ -75,6 +94,36 @@ public final class SlicingGoldenTest {
             n++;
         }
         System.out.println("     fixed-size resizes: " + n + " cases equal");
+    }
+
+    public void testTiledProcessors() {
+        List<String> failures = new ArrayList<>();
+        int n = 0;
+        int pixels = 0;
+        for (Object item : JsonMap.getList(data, "tiles")) {
+            Map<String, Object> c = JsonMap.map(item, "case");
+            ProcessorConfig cfg = ProcessorConfig.fromMap(JsonMap.getMap(c, "processor"));
+            int w = JsonMap.getInt(c, "width", 0);
+            int h = JsonMap.getInt(c, "height", 0);
+            String name = w + "x" + h + " " + cfg.kind + " " + cfg.imageSize + " " + cfg.options;
+            try {
+                ImagePreprocessor preprocessor = new ImagePreprocessor(cfg);
+                Check.equal(Golden.grid(c.get("grid")), preprocessor.gridOf(w, h), "grid");
+                if (c.containsKey("pixel_values_sha256")) {
+                    PreparedImage prepared = preprocessor.prepare(PatternImage.make(w, h, JsonMap.getInt(c, "seed", 0)));
+                    Check.equal(JsonMap.getInt(c, "n_chunks", 0), prepared.nChunks(), "tiles");
+                    Check.equal(c.get("pixel_values_sha256"), Golden.sha256(prepared.pixelValues()), "pixel_values float32");
+                    pixels++;
+                }
+            } catch (Check.Failure f) {
+                failures.add(name + ": " + f.getMessage());
+            }
+            n++;
+        }
+        System.out.println("     tiles: " + n + " plans, " + pixels + " with pixels, " + failures.size() + " mismatches");
+        Check.isTrue(failures.isEmpty(), failures.size() + " of " + n + " cases differ, first: "
+                + failures.subList(0, Math.min(3, failures.size())));
+        Check.isTrue(n >= 90 && pixels >= 40, "at least 90 tiled plans, 40 with pixels");
     }
 
     public void testNormalizeTablesAreBitExact() {

@@ -15,7 +15,8 @@ import java.util.List;
  */
 public final class TestRunner {
     static final List<Class<?>> CLASSES = Arrays.asList(CoreUnitTest.class, ManifestGoldenTest.class,
-            SlicingGoldenTest.class, NativeResolutionGoldenTest.class, VisionInputsGoldenTest.class, PromptGoldenTest.class, TokenLayoutGoldenTest.class,
+            SlicingGoldenTest.class, AnyresGoldenTest.class, NativeResolutionGoldenTest.class, VisionInputsGoldenTest.class,
+            PromptGoldenTest.class, TokenLayoutGoldenTest.class,
             SamplerGoldenTest.class, GenerationGoldenTest.class);
 
     public static void main(String[] args) throws Exception {

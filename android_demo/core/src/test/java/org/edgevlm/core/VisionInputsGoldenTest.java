@@ -120,4 +120,24 @@ public final class VisionInputsGoldenTest {
         }
         System.out.printf("     key_pos: %d values, %d differ by 1 ulp, max abs diff %.3g%n", values, differing, maxDiff);
     }
+
+    /** MiniCPM-V 4.6's 2x2-window gather tables (window merger and merger MLP), padding rows identity. */
+    public void testWindowOrdersAreExact() {
+        int n = 0;
+        for (Object item : JsonMap.getList(data, "window_cases")) {
+            Map<String, Object> c = JsonMap.map(item, "case");
+            int max = JsonMap.getInt(c, "max_patches", 0);
+            for (Map.Entry<String, Object> e : JsonMap.getMap(c, "derived_inputs").entrySet()) {
+                long[] table = compute(c, (String) e.getValue()).int64;
+                List<Object> rows = JsonMap.getList(c, e.getKey());
+                for (int b = 0; b < rows.size(); b++) {
+                    Check.equal(JsonMap.longArray(rows.get(b), "row"), java.util.Arrays.copyOfRange(table, b * max, (b + 1) * max),
+                            e.getValue() + " of chunk " + b + " in " + c.get("tgt_sizes"));
+                }
+                n++;
+            }
+        }
+        System.out.println("     window orders: " + n + " tables equal");
+        Check.isTrue(n >= 8, "window-order cases of both kinds");
+    }
 }

@@ -1,5 +1,8 @@
-"""llama.cpp's own sources (convert_hf_to_gguf.py, gguf-py) of the installed llama-cpp-python, for tests that
-hold our GGUF files against llama.cpp's converter. Not installed by pip: the sdist carries them."""
+"""Where llama.cpp's own sources are (the converter, gguf-py): the vendored copy in llama-cpp-python's sdist.
+
+Get it with ``pip download --no-deps --no-binary :all: llama-cpp-python==VERSION -d DIR`` and unpack it;
+set LLAMA_CPP_SRC to its ``vendor/llama.cpp`` when it is not in /work/wt/_lcp.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ import pytest
 
 
 def llama_cpp_converter() -> Path:
-    """The vendored llama.cpp directory of the installed llama-cpp-python's sdist (skips the test if absent)."""
+    """The vendor/llama.cpp directory holding convert_hf_to_gguf.py (the test is skipped when there is none)."""
     import llama_cpp
 
     candidates = [os.environ.get("LLAMA_CPP_SRC", ""),
@@ -23,6 +26,15 @@ def llama_cpp_converter() -> Path:
     pytest.skip("llama.cpp's converter is not here: pip download --no-deps --no-binary :all: "
                 f"llama-cpp-python=={llama_cpp.__version__} -d DIR, unpack it, and set "
                 "LLAMA_CPP_SRC=DIR/llama-cpp-python-*/vendor/llama.cpp")
+
+
+def convert(args: list[str], timeout: int = 900) -> None:
+    """Run llama.cpp's convert_hf_to_gguf.py with its own gguf-py."""
+    root = llama_cpp_converter()
+    env = {**os.environ, "PYTHONPATH": str(root / "gguf-py")}
+    run = subprocess.run([sys.executable, str(root / "convert_hf_to_gguf.py"), *args], capture_output=True,
+                         text=True, env=env, timeout=timeout)
+    assert run.returncode == 0, run.stderr[-3000:]
 
 
 # Runs the converter (once per output, in one process: importing it and torch is most of the time) with its
@@ -38,7 +50,7 @@ for args in {jobs!r}:
 """
 
 
-def convert(checkpoint: Path, outputs: dict[str, tuple[str, bool]], pre: str = "qwen2") -> None:
+def convert_many(checkpoint: Path, outputs: dict[str, tuple[str, bool]], pre: str = "qwen2") -> None:
     """llama.cpp's convert_hf_to_gguf.py on ``checkpoint``: {out path: (outtype, mmproj?)}, one process."""
     root = llama_cpp_converter()
     jobs = [[str(checkpoint), "--outfile", str(out), "--outtype", outtype] + (["--mmproj"] if mmproj else [])
