@@ -27,6 +27,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import cpu_info  # noqa: E402
 CACHE = Path(os.environ.get("EDGEVLM_BENCH_CACHE", Path.home() / ".cache" / "edgevlm-bench"))
 QWEN2_05B = dict(hidden_size=896, num_hidden_layers=24, num_attention_heads=14, num_key_value_heads=2,
                  intermediate_size=4864, vocab_size=151936, max_position_embeddings=32768, rope_theta=1000000.0,
@@ -321,7 +323,7 @@ def main() -> None:
     import onnxruntime as ort
 
     result = {"platform": {"machine": platform.machine(), "system": platform.platform(),
-                           "python": platform.python_version(), "cpu": _cpu_name(), "cores": os.cpu_count(),
+                           "python": platform.python_version(), "cpu": cpu_info.cpu()["model"], "cores": os.cpu_count(),
                            "onnxruntime": ort.__version__, "threads": args.threads,
                            # other processes' load: on a shared host it explains wall-time spread
                            "loadavg_start": [round(x, 2) for x in os.getloadavg()]},
@@ -340,16 +342,6 @@ def main() -> None:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 if __name__ == "__main__":

@@ -44,6 +44,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
+import cpu_info  # noqa: E402
 
 
 def log(*parts) -> None:
@@ -275,7 +276,7 @@ def main(argv: list[str] | None = None) -> dict:
         args.clients, args.seconds, args.rounds = 2, 5, 2
     bundle, gguf = resolve_bundles(args)
     results: dict = {"bundle": str(bundle), "gguf_bundle": str(gguf) if gguf else None, "threads": args.threads,
-                     "cpu": cpu_name(), "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+                     "cpu": cpu_info.cpu()["model"], "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     with tempfile.TemporaryDirectory() as logs:
         if args.what in ("load", "smoke"):
             server = ServerProcess(ours(bundle, args.threads, "--max-queue", str(2 * args.clients)),
@@ -297,18 +298,6 @@ def main(argv: list[str] | None = None) -> dict:
     if args.out:
         args.out.write_text(json.dumps(results, indent=2))
     return results
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor()
 
 
 if __name__ == "__main__":

@@ -48,12 +48,7 @@ def log(message: str) -> None:
 # -- environment --------------------------------------------------------------------------------
 
 def machine() -> dict[str, Any]:
-    cpu = platform.processor()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    cpu = cpu_info.cpu()["model"]
     mem = 0
     try:
         mem = int(next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()

@@ -60,7 +60,7 @@ def test_export_check_equals_transformers_generate(bundle, name, fmt):
     report = manifest.validation
     print(f"{name} {fmt}: {report['preprocessing']} vision {report['vision']} logits {report['logits']} "
           f"greedy {report['greedy']}")
-    assert report["preprocessing"]["reference"] == "transformers AutoProcessor"
+    assert report["preprocessing"]["reference"] == "transformers' processor"
     assert report["preprocessing"]["pixels_max_abs"] == 0.0 and report["preprocessing"]["input_ids_equal"]
     assert report["vision"]["per_chunk_cosine_min"] >= 0.99999 and report["vision"]["chunks"] == 13
     assert report["logits"]["max_abs"] <= 1e-3
