@@ -99,7 +99,8 @@ def run(bundle: Path, prompt: str = typer.Option(..., "--prompt", "-p"),
         as_json: bool = typer.Option(False, "--json", help="print text, token_ids and stats as JSON"),
         raw: bool = typer.Option(False, "--raw", help="complete PROMPT as written (BOS + prompt, no chat template): for base models"),
         max_pixels: Optional[int] = typer.Option(None, "--max-pixels", help=PIXELS_HELP),
-        min_pixels: Optional[int] = typer.Option(None, "--min-pixels", help="native-resolution bundles: the smallest size an image is enlarged to")):
+        min_pixels: Optional[int] = typer.Option(None, "--min-pixels", help="native-resolution bundles: the smallest size an image is enlarged to"),
+        prompt_lookup: int = typer.Option(0, "--prompt-lookup", min=0, help="greedy only: verify up to N tokens drafted from the prompt per step (same tokens, faster when the answer repeats the prompt; 0: off)")):
     """Answer PROMPT about the images, streaming to the terminal."""
     import edgevlm
 
@@ -107,7 +108,7 @@ def run(bundle: Path, prompt: str = typer.Option(..., "--prompt", "-p"),
         vlm = edgevlm.load(str(bundle), device=device)
         chat = vlm.chat()
         options = dict(max_new_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
-                       raw=raw, **_pixels(max_pixels, min_pixels))
+                       raw=raw, prompt_lookup=prompt_lookup, **_pixels(max_pixels, min_pixels))
         if as_json:
             typer.echo(json.dumps(chat.send(prompt, [str(p) for p in image], **options).to_dict(), indent=2))
             return

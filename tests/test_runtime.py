@@ -125,15 +125,21 @@ def test_prefix_lm_bundle_runs(bundles):
 
 
 def test_cli_run_json(bundles, tmp_path):
-    image = tmp_path / "pic.png"
-    make_image().save(image)
-    out = subprocess.run([sys.executable, "-m", "edgevlm.cli", "run", str(bundles["minicpmv-2.6"]), "--image",
-                          str(image), "--prompt", "Describe.", "--max-tokens", "5", "--json"],
-                         capture_output=True, text=True, check=True)
     import json
 
-    data = json.loads(out.stdout)
-    assert len(data["token_ids"]) == 5 and "decode_tokens_per_s" in data["stats"]
+    image = tmp_path / "pic.png"
+    make_image().save(image)
+    runs = []
+    for extra in ([], ["--prompt-lookup", "4"]):
+        out = subprocess.run([sys.executable, "-m", "edgevlm.cli", "run", str(bundles["minicpmv-2.6"]), "--image",
+                              str(image), "--prompt", "Describe. Describe. Describe.", "--max-tokens", "12", "--json",
+                              *extra], capture_output=True, text=True, check=True)
+        runs.append(json.loads(out.stdout))
+    plain, lookup = runs
+    assert len(plain["token_ids"]) == 12 and "decode_tokens_per_s" in plain["stats"]
+    # prompt lookup is exact: the same tokens; it reports what it drafted (0 drafts when it is off)
+    assert lookup["token_ids"] == plain["token_ids"]
+    assert plain["stats"]["draft_tokens"] == 0 and lookup["stats"]["draft_tokens"] >= lookup["stats"]["accepted_draft_tokens"]
 
 
 def test_cli_inspect_reports_tampering(bundles, tmp_path):
