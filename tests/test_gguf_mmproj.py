@@ -16,7 +16,7 @@ torch = pytest.importorskip("torch")
 llama_cpp = pytest.importorskip("llama_cpp")
 gguf = pytest.importorskip("gguf")
 
-from edgevlm.families.minicpmv.mmproj import export_mmproj  # noqa: E402
+from edgevlm.families.minicpmv.mmproj import write_mmproj  # noqa: E402
 from edgevlm.export.gguf.text import export_text_gguf  # noqa: E402
 from edgevlm.families import load_reference  # noqa: E402
 from edgevlm.families.minicpmv.spec import VERSIONS  # noqa: E402
@@ -38,7 +38,7 @@ def encoder(tiny, tmp_path_factory):
             ref = load_reference(ckpt)
             out = tmp_path_factory.mktemp(f"mmproj-{name}")
             export_text_gguf(ref, ckpt, out / "text.gguf", "fp32")
-            export_mmproj(ref, out / f"mmproj-{dtype}.gguf", dtype)
+            write_mmproj(ref, out / f"mmproj-{dtype}.gguf", dtype)
             cache[(name, dtype)] = (ref, MtmdImageEncoder(out / "text.gguf", out / f"mmproj-{dtype}.gguf"),
                                     out / f"mmproj-{dtype}.gguf")
         return cache[(name, dtype)]

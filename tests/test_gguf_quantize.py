@@ -85,14 +85,14 @@ def test_quantize_bundle_keeps_mmproj_and_runs(tiny, tmp_path):
 def test_mmproj_q8_0_still_matches_in_mtmd(tiny, tmp_path):
     from test_gguf_mmproj import reference_features, smooth_rgb
 
-    from edgevlm.families.minicpmv.mmproj import export_mmproj
+    from edgevlm.families.minicpmv.mmproj import write_mmproj
     from edgevlm.quantize.gguf import quantize_mmproj_q8_0
     from edgevlm.runtime.backends.llamacpp_mtmd import MtmdImageEncoder
 
     ckpt = tiny("minicpmv-2.6")
     ref = load_reference(ckpt)
     export_text_gguf(ref, ckpt, tmp_path / "text.gguf", "fp32")
-    export_mmproj(ref, tmp_path / "mmproj.gguf", "fp32")
+    write_mmproj(ref, tmp_path / "mmproj.gguf", "fp32")
     record = quantize_mmproj_q8_0(tmp_path / "mmproj.gguf", tmp_path / "mmproj-q8.gguf")
     enc = MtmdImageEncoder(tmp_path / "text.gguf", tmp_path / "mmproj-q8.gguf")
     try:

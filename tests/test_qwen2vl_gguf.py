@@ -28,7 +28,7 @@ gguf = pytest.importorskip("gguf")
 
 from edgevlm.export.gguf import _generation_config  # noqa: E402
 from edgevlm.export.gguf.text import export_text_gguf  # noqa: E402
-from edgevlm.families.qwen2_vl.mmproj import export_mmproj  # noqa: E402
+from edgevlm.families.qwen2_vl.mmproj import write_mmproj  # noqa: E402
 from edgevlm.families.qwen2_vl.reference import load_reference  # noqa: E402
 from edgevlm.processing.native_resolution import NativeResolutionConfig, preprocess_native_resolution  # noqa: E402
 
@@ -53,7 +53,7 @@ def files(tiny, tmp_path_factory):
         ref = load_reference(ckpt)
         export_text_gguf(ref, ckpt, root / "text.gguf", "fp32", _generation_config(ckpt))  # as the bundle export
         for dtype in ("fp32", "fp16"):
-            export_mmproj(ref, root / f"mmproj-{dtype}.gguf", dtype)
+            write_mmproj(ref, root / f"mmproj-{dtype}.gguf", dtype)
         out[name] = (ref, root)
     return out
 

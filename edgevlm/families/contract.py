@@ -19,6 +19,8 @@ What a family answers (see DESIGN.md, "How to add a family"):
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,32 +48,46 @@ class BundleSpec:
 
 
 class Family:
-    """One model family. Subclasses live in their family folder and set the class attributes."""
+    """One model family. Subclasses live in their family folder and set the class attributes.
+
+    Every method has a default that calls the folder's module of the same role (convention over
+    boilerplate): ``spec.matches`` / ``spec.bundle_spec``, ``reference.load_reference``,
+    ``mmproj.write_mmproj`` (no mmproj.py: llama.cpp has no projector, None) and ``tiny.make_tiny``.
+    A family overrides only what it does differently (e.g. a reference that is transformers' own class)."""
 
     name: str = ""  # manifest ``family``
     folder: str = ""  # edgevlm/families/<folder>/
     tiny_names: tuple[str, ...] = ()  # make_tiny names this family builds
     description: str = ""
 
+    def _module(self, role: str) -> Any:
+        """The folder's module for ``role`` (spec, reference, mmproj, tiny), imported on first use."""
+        return importlib.import_module(f"{__package__}.{self.folder}.{role}")
+
+    def _has_module(self, role: str) -> bool:
+        return importlib.util.find_spec(f"{__package__}.{self.folder}.{role}") is not None
+
     def matches(self, config: dict[str, Any]) -> bool:
-        raise NotImplementedError
+        return self._module("spec").matches(config)
 
     def bundle_spec(self, ckpt: Path | None, config: dict[str, Any]) -> BundleSpec:
         """``ckpt`` is the checkpoint directory (its processor files), None where only config.json is at hand."""
-        raise NotImplementedError
+        return self._module("spec").bundle_spec(ckpt, config)
 
     def load_reference(self, ckpt: str | Path, dtype: Any = None) -> Any:
         """The PyTorch reference of a checkpoint directory (imports torch and transformers)."""
-        raise NotImplementedError
+        return self._module("reference").load_reference(ckpt, dtype)
 
     def write_mmproj(self, ref: Any, path: Path, dtype: str = "fp16") -> Any:
         """Write the vision part as llama.cpp's mtmd projector GGUF and return its Part, or None when
         llama.cpp has no projector for this family (the GGUF bundle then carries an ONNX vision part only)."""
-        return None
+        if not self._has_module("mmproj"):
+            return None
+        return self._module("mmproj").write_mmproj(ref, path, dtype)
 
     def make_tiny(self, name: str, out: Path, seed: int = 0, **options: Any) -> Path:
         """Write tiny checkpoint ``name`` (one of ``tiny_names``) to ``out`` in the published layout."""
-        raise NotImplementedError
+        return self._module("tiny").make_tiny(name, out, seed, **options)
 
     def __repr__(self) -> str:
         return f"<family {self.name}>"

@@ -53,7 +53,7 @@ def gguf_names(source: dict[str, np.ndarray], n_blocks: int) -> dict[str, np.nda
     return out
 
 
-def write_mmproj(path: str | Path, tensors: dict[str, np.ndarray], header: VisionHeader, dtype: str,
+def write_projector_gguf(path: str | Path, tensors: dict[str, np.ndarray], header: VisionHeader, dtype: str,
                  keep_f32: Callable[[str], bool], extra: Callable[[Any], None]) -> None:
     """Write ``tensors`` (gguf names) with ``header``; ``extra(writer)`` adds the projector's own keys."""
     import gguf

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..contract import BundleSpec, Family
+from ..contract import Family
 from . import spec
 
 
@@ -20,23 +20,12 @@ class Gemma3Family(Family):
     tiny_names = spec.TINY_NAMES
     description = "Gemma 3 (SigLIP + pooled projector + Gemma 3 text, bidirectional image blocks)"
 
-    def matches(self, config: dict[str, Any]) -> bool:
-        return spec.matches(config)
-
-    def bundle_spec(self, ckpt: Path | None, config: dict[str, Any]) -> BundleSpec:
-        return spec.bundle_spec(config)
-
     def load_reference(self, ckpt: str | Path, dtype: Any = None):
         from transformers import Gemma3Config, Gemma3ForConditionalGeneration
 
         from ..common.hf_vlm import load_hf_reference
 
         return load_hf_reference(ckpt, Gemma3Config, Gemma3ForConditionalGeneration, self.name, "gemma3", dtype)
-
-    def make_tiny(self, name: str, out: Path, seed: int = 0, **options: Any) -> Path:
-        from .tiny import make_tiny
-
-        return make_tiny(name, out, seed, **options)
 
 
 FAMILY = Gemma3Family()

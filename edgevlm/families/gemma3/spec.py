@@ -7,6 +7,7 @@ layers alternate sliding-window and global attention. This file is the family as
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from ...processing.config import ChatTemplate, ImageLayout, ProcessorConfig
@@ -20,7 +21,7 @@ def matches(config: dict[str, Any]) -> bool:
     return config.get("model_type") == "gemma3"
 
 
-def bundle_spec(config: dict[str, Any]) -> BundleSpec:
+def bundle_spec(ckpt: Path | None, config: dict[str, Any]) -> BundleSpec:
     """Gemma chat turns; each image is a bidirectional ``<start_of_image>`` block of soft tokens."""
     vision = config["vision_config"]
     processor = ProcessorConfig(kind="fixed", image_size=vision.get("image_size", 896),

@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from ...manifest import Part
-from ..common.mmproj import VisionHeader, gguf_names, write_mmproj
+from ..common.mmproj import VisionHeader, gguf_names, write_projector_gguf
 from .spec import processor_config
 
 
-def export_mmproj(ref: Any, path: str | Path, dtype: str = "fp16") -> Part:
+def write_mmproj(ref: Any, path: str | Path, dtype: str = "fp16") -> Part:
     cfg, vcfg = ref.hf.config, ref.hf.config.vision_config
     processor = processor_config(ref.checkpoint, cfg.to_dict())
     source = {name: tensor.detach().float().numpy() for name, tensor in ref.hf.state_dict().items()
@@ -33,8 +33,8 @@ def export_mmproj(ref: Any, path: str | Path, dtype: str = "fp16") -> Part:
         writer.add_vision_preproc_image_size(int(processor.options["longest_edge"]))
 
     # the converter keeps every ".embeddings." tensor (patch conv, position table) f32
-    write_mmproj(path, tensors, header, dtype, lambda name: name.startswith(("v.patch_embd", "v.position_embd")),
-                 extra)
+    write_projector_gguf(path, tensors, header, dtype,
+                         lambda name: name.startswith(("v.patch_embd", "v.position_embd")), extra)
     return Part(file=Path(path).name, format="gguf", dtype=dtype, info={
         "kind": "mmproj", "projector_type": "idefics3", "scale_factor": int(cfg.scale_factor),
         "image_size": int(vcfg.image_size), "n_tensors": len(tensors)})

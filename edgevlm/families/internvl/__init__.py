@@ -8,10 +8,7 @@ the reference and llama.cpp code.
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
-from ..contract import BundleSpec, Family
+from ..contract import Family
 from . import spec
 
 TINY_NAMES = ("internvl",)
@@ -22,27 +19,6 @@ class InternVLFamily(Family):
     folder = "internvl"
     tiny_names = TINY_NAMES
     description = "InternVL 2.5 / 3 -hf (aspect tiles + thumbnail, InternViT, pixel shuffle, MLP, Qwen2 text)"
-
-    def matches(self, config: dict[str, Any]) -> bool:
-        return spec.matches(config)
-
-    def bundle_spec(self, ckpt: Path | None, config: dict[str, Any]) -> BundleSpec:
-        return spec.bundle_spec(ckpt, config)
-
-    def load_reference(self, ckpt: str | Path, dtype: Any = None):
-        from .reference import load_reference
-
-        return load_reference(ckpt, dtype)
-
-    def write_mmproj(self, ref: Any, path: Path, dtype: str = "fp16"):
-        from .mmproj import export_mmproj
-
-        return export_mmproj(ref, path, dtype)
-
-    def make_tiny(self, name: str, out: Path, seed: int = 0, **options: Any) -> Path:
-        from .tiny import make_tiny
-
-        return make_tiny(name, out, seed, **options)
 
 
 FAMILY = InternVLFamily()

@@ -24,7 +24,7 @@ import numpy as np
 
 from ...errors import CheckpointError
 from ...manifest import Part
-from ..common.mmproj import VisionHeader, gguf_names, write_mmproj
+from ..common.mmproj import VisionHeader, gguf_names, write_projector_gguf
 from .spec import processor_config
 
 PROJECTOR = {"layer_norm": "mlp1.0", "linear_1": "mlp1.1", "linear_2": "mlp1.3"}  # -hf -> original names
@@ -41,7 +41,7 @@ def _source_name(name: str) -> str:
     return name
 
 
-def export_mmproj(ref: Any, path: str | Path, dtype: str = "fp16") -> Part:
+def write_mmproj(ref: Any, path: str | Path, dtype: str = "fp16") -> Part:
     cfg = ref.hf.config
     vcfg = cfg.vision_config
     if vcfg.hidden_act not in ("gelu", "silu") or getattr(vcfg, "use_qk_norm", False) or vcfg.norm_type != "layer_norm":
@@ -66,7 +66,7 @@ def export_mmproj(ref: Any, path: str | Path, dtype: str = "fp16") -> Part:
         writer.add_vision_preproc_min_tiles(int(processor.options["min_tiles"]))
         writer.add_vision_preproc_max_tiles(int(processor.options["max_tiles"]))
 
-    write_mmproj(path, tensors, header, dtype, lambda name: name.startswith("v.position_embd"), extra)
+    write_projector_gguf(path, tensors, header, dtype, lambda name: name.startswith("v.position_embd"), extra)
     return Part(file=Path(path).name, format="gguf", dtype=dtype, info={
         "kind": "mmproj", "projector_type": "internvl", "scale_factor": scale, "image_size": int(tile),
         "n_tensors": len(tensors)})

@@ -9,10 +9,7 @@ llama.cpp, and what was measured.
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
-from ..contract import BundleSpec, Family
+from ..contract import Family
 from . import spec
 
 
@@ -21,27 +18,6 @@ class LlavaFamily(Family):
     folder = "llava"
     tiny_names = spec.TINY_NAMES
     description = "LLaVA 1.5 / NeXT / OneVision (CLIP or SigLIP + MLP projector + Llama / Qwen2, anyres tiles)"
-
-    def matches(self, config: dict[str, Any]) -> bool:
-        return spec.matches(config)
-
-    def bundle_spec(self, ckpt: Path | None, config: dict[str, Any]) -> BundleSpec:
-        return spec.bundle_spec(ckpt, config)
-
-    def load_reference(self, ckpt: str | Path, dtype: Any = None):
-        from .reference import load_reference
-
-        return load_reference(ckpt, dtype)
-
-    def write_mmproj(self, ref: Any, path: Path, dtype: str = "fp16"):
-        from .mmproj import write_mmproj
-
-        return write_mmproj(ref, path, dtype)
-
-    def make_tiny(self, name: str, out: Path, seed: int = 0, **options: Any) -> Path:
-        from .tiny import make_tiny
-
-        return make_tiny(name, out, seed, **options)
 
 
 FAMILY = LlavaFamily()

@@ -7,10 +7,7 @@ mmproj.py (llama.cpp's ``resampler`` projector), tiny.py (tiny checkpoints).
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
-from ..contract import BundleSpec, Family
+from ..contract import Family
 from . import spec
 
 
@@ -19,27 +16,6 @@ class MiniCPMVFamily(Family):
     folder = "minicpmv"
     tiny_names = spec.TINY_NAMES
     description = "MiniCPM-V 2.5 / 2.6 / 4.0 / 4.5 (navit SigLIP + resampler)"
-
-    def matches(self, config: dict[str, Any]) -> bool:
-        return spec.matches(config)
-
-    def bundle_spec(self, ckpt: Path | None, config: dict[str, Any]) -> BundleSpec:
-        return spec.bundle_spec(config)
-
-    def load_reference(self, ckpt: str | Path, dtype: Any = None):
-        from .reference import load_reference
-
-        return load_reference(ckpt, dtype)
-
-    def write_mmproj(self, ref: Any, path: Path, dtype: str = "fp16"):
-        from .mmproj import export_mmproj
-
-        return export_mmproj(ref, path, dtype)
-
-    def make_tiny(self, name: str, out: Path, seed: int = 0, **options: Any) -> Path:
-        from .tiny import make_tiny
-
-        return make_tiny(name, out, seed, **options)
 
 
 FAMILY = MiniCPMVFamily()

@@ -62,7 +62,7 @@ def mmproj_tensors(ref: Any) -> dict[str, np.ndarray]:
     return out
 
 
-def export_mmproj(ref: Any, path: str | Path, dtype: str = "fp16") -> Part:
+def write_mmproj(ref: Any, path: str | Path, dtype: str = "fp16") -> Part:
     """Write the mmproj GGUF; ``dtype`` fp16 stores 2-D weights as float16 (the usual llama.cpp mmproj), fp32 keeps all."""
     import gguf
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from ...errors import CheckpointError
@@ -38,7 +39,7 @@ def version_of(config: dict[str, Any]) -> float:
     return version
 
 
-def bundle_spec(config: dict[str, Any]) -> BundleSpec:
+def bundle_spec(ckpt: Path | None, config: dict[str, Any]) -> BundleSpec:
     """2.5: Llama-3 chat, <image>/<slice> nesting, 96 queries; 2.6+: ChatML, image ids, <slice> per slice."""
     version = version_of(config)
     # slice settings live in slice_config (2.6+); older configs keep them at the top level

@@ -76,7 +76,7 @@ def mmproj_tensors(hf_model: Any, downsample_mode: str) -> dict[str, np.ndarray]
     return out
 
 
-def export_mmproj(ref: Any, path: str | Path, dtype: str = "fp16") -> Part:
+def write_mmproj(ref: Any, path: str | Path, dtype: str = "fp16") -> Part:
     """Write the mmproj GGUF of ``ref`` (reference.py: transformers' MiniCPMV4_{6,7}ForConditionalGeneration) in
     its checkpoint's downsample mode to ``path``.
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..contract import BundleSpec, Family
+from ..contract import Family
 from . import spec
 
 
@@ -19,12 +19,6 @@ class PaliGemmaFamily(Family):
     folder = "paligemma"
     tiny_names = spec.TINY_NAMES
     description = "PaliGemma 1 / 2 (SigLIP + linear projector + Gemma / Gemma 2, prefix-LM)"
-
-    def matches(self, config: dict[str, Any]) -> bool:
-        return spec.matches(config)
-
-    def bundle_spec(self, ckpt: Path | None, config: dict[str, Any]) -> BundleSpec:
-        return spec.bundle_spec(config)
 
     def load_reference(self, ckpt: str | Path, dtype: Any = None):
         from transformers import PaliGemmaConfig, PaliGemmaForConditionalGeneration
@@ -37,11 +31,6 @@ class PaliGemmaFamily(Family):
         # transformers: "Paligemma positions are 1-indexed"
         return load_hf_reference(ckpt, PaliGemmaConfig, PaliGemmaForConditionalGeneration, self.name, arch, dtype,
                                  position_offset=1)
-
-    def make_tiny(self, name: str, out: Path, seed: int = 0, **options: Any) -> Path:
-        from .tiny import make_tiny
-
-        return make_tiny(name, out, seed, **options)
 
 
 FAMILY = PaliGemmaFamily()

@@ -7,6 +7,7 @@ are causal (techspec §3). This file is the family as data (no torch).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from ...processing.config import ChatTemplate, ImageLayout, ProcessorConfig
@@ -20,7 +21,7 @@ def matches(config: dict[str, Any]) -> bool:
     return config.get("model_type") == "paligemma"
 
 
-def bundle_spec(config: dict[str, Any]) -> BundleSpec:
+def bundle_spec(ckpt: Path | None, config: dict[str, Any]) -> BundleSpec:
     """No chat template: ``<image>``×N + ``<bos>`` + prefix + "\n"; the prompt is one bidirectional block."""
     vision = config["vision_config"]
     size, patch = vision.get("image_size", 224), vision.get("patch_size", 14)

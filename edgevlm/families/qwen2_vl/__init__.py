@@ -11,10 +11,7 @@ lives in transformers and llama.cpp: NOTES.md.
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
-from ..contract import BundleSpec, Family
+from ..contract import Family
 from . import spec
 from .tiny import TINY_NAMES
 
@@ -24,27 +21,6 @@ class Qwen2VLFamily(Family):
     folder = "qwen2_vl"
     tiny_names = TINY_NAMES
     description = "Qwen2-VL / Qwen2.5-VL (native-resolution ViT + 2x2 merger, M-RoPE Qwen2 text)"
-
-    def matches(self, config: dict[str, Any]) -> bool:
-        return spec.matches(config)
-
-    def bundle_spec(self, ckpt: Path | None, config: dict[str, Any]) -> BundleSpec:
-        return spec.bundle_spec(ckpt, config)
-
-    def load_reference(self, ckpt: str | Path, dtype: Any = None):
-        from .reference import load_reference
-
-        return load_reference(ckpt, dtype)
-
-    def write_mmproj(self, ref: Any, path: Path, dtype: str = "fp16"):
-        from .mmproj import export_mmproj
-
-        return export_mmproj(ref, path, dtype)
-
-    def make_tiny(self, name: str, out: Path, seed: int = 0, **options: Any) -> Path:
-        from .tiny import make_tiny
-
-        return make_tiny(name, out, seed, **options)
 
 
 FAMILY = Qwen2VLFamily()

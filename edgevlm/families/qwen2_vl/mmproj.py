@@ -64,7 +64,7 @@ def mmproj_tensors(visual: Any) -> dict[str, np.ndarray]:
     return out
 
 
-def export_mmproj(ref: Any, path: str | Path, dtype: str = "fp16") -> Part:
+def write_mmproj(ref: Any, path: str | Path, dtype: str = "fp16") -> Part:
     """Write the mmproj GGUF; ``dtype`` fp16 stores matrices and the patch kernels as float16 (as the
     converter's f16), fp32 keeps everything float32."""
     import gguf
