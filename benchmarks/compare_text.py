@@ -17,9 +17,7 @@ Result: median and min-max over runs of each run's figure, peak RSS of the proce
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import statistics
 import sys
 import time
@@ -30,6 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import models  # noqa: E402
+from engine_cli import engine_main  # noqa: E402
 
 CONTEXTS = (128, 1024)
 
@@ -398,20 +397,7 @@ def run_engine(name: str, model: str, runs: int = 3, steps: int = 16, threads: i
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("engine", choices=list(ENGINES))
-    ap.add_argument("model", choices=list(models.MODELS))
-    ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--steps", type=int, default=16)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--json", help="write the result here (default: print)")
-    args = ap.parse_args()
-    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
-    result = run_engine(args.engine, args.model, args.runs, args.steps, args.threads)
-    text = json.dumps(result, indent=2)
-    if args.json:
-        Path(args.json).write_text(text + "\n")
-    print(text)
+    engine_main(__doc__, ENGINES, run_engine, runs=3, steps=16)
 
 
 if __name__ == "__main__":

@@ -19,10 +19,7 @@ cleared before each. Wall and process CPU time per request; median and min-max; 
 
 from __future__ import annotations
 
-import argparse
 import ctypes
-import json
-import os
 import statistics
 import sys
 import tempfile
@@ -34,6 +31,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import models  # noqa: E402
+from engine_cli import engine_main  # noqa: E402
 from compare_vision import IMAGE_DESC, _image  # noqa: E402
 
 QUESTION = "Describe this image in one sentence."
@@ -214,18 +212,7 @@ def run_engine(name: str, model: str, runs: int = 3, threads: int = 2) -> dict[s
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("engine", choices=list(ENGINES))
-    ap.add_argument("model", choices=list(models.MODELS))
-    ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--json")
-    args = ap.parse_args()
-    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
-    text = json.dumps(run_engine(args.engine, args.model, args.runs, args.threads), indent=2)
-    if args.json:
-        Path(args.json).write_text(text + "\n")
-    print(text)
+    engine_main(__doc__, ENGINES, run_engine, runs=3)
 
 
 if __name__ == "__main__":

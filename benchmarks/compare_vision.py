@@ -49,9 +49,7 @@ unpadding (40 x 81 rows) and newlines):
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import statistics
 import sys
 import time
@@ -62,6 +60,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import models  # noqa: E402
+from engine_cli import engine_main  # noqa: E402
 import vision_features  # noqa: E402
 
 IMAGE_SIZE = (1000, 500)
@@ -369,18 +368,7 @@ def run_engine(name: str, model: str, runs: int = 2, threads: int = 2) -> dict[s
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("engine", choices=list(ENGINES))
-    ap.add_argument("model", choices=list(models.MODELS))
-    ap.add_argument("--runs", type=int, default=2)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--json")
-    args = ap.parse_args()
-    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
-    text = json.dumps(run_engine(args.engine, args.model, args.runs, args.threads), indent=2)
-    if args.json:
-        Path(args.json).write_text(text + "\n")
-    print(text)
+    engine_main(__doc__, ENGINES, run_engine, runs=2)
 
 
 if __name__ == "__main__":

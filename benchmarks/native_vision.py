@@ -20,10 +20,7 @@ Medians and min-max over ``runs`` after one warm-up; the process's peak RSS.
 
 from __future__ import annotations
 
-import argparse
 import ctypes
-import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -33,6 +30,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import models  # noqa: E402
+from engine_cli import engine_main  # noqa: E402
 
 RESOLUTIONS = {"256 tokens": ((448, 448), 28 * 28 * 256), "1024 tokens": ((896, 896), 28 * 28 * 1024)}
 PROMPT = "Describe the image."
@@ -227,18 +225,7 @@ def run_engine(name: str, model: str, runs: int = 3, threads: int = 2) -> dict[s
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("engine", choices=list(ENGINES))
-    ap.add_argument("model", choices=list(models.MODELS))
-    ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--json")
-    args = ap.parse_args()
-    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
-    text = json.dumps(run_engine(args.engine, args.model, args.runs, args.threads), indent=2)
-    if args.json:
-        Path(args.json).write_text(text + "\n")
-    print(text)
+    engine_main(__doc__, ENGINES, run_engine, runs=3)
 
 
 if __name__ == "__main__":

@@ -83,10 +83,6 @@ def test_llama_cpp_logits_and_greedy_match_reference(exported, tiny, name):
 
 @pytest.mark.parametrize("name", TINY_NAMES)
 def test_gguf_metadata(exported, tiny, name):
-    import json
-
-    from edgevlm.export.gguf.tokenizer import is_byte_level
-
     ref, path, part = exported(name)
     byte_level = is_byte_level(json.loads((tiny(name) / "tokenizer.json").read_text()))
     reader = gguf.GGUFReader(str(path))

@@ -13,7 +13,6 @@ compute units (``cpu_and_ne``). Converting needs coremltools but not macOS; runn
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from ...manifest import Part
