@@ -25,6 +25,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from ..errors import EdgeVLMError
+
 
 @dataclass(frozen=True)
 class CacheSnapshot:
@@ -87,6 +89,14 @@ class KVCacheMixin:
             raise ValueError(f"cannot restore a snapshot of {snapshot.n_past} tokens into a cache holding "
                              f"{self.n_past}: its rows were overwritten")
         self.rewind(snapshot.n_past)
+
+
+def recurrent_rewind_error(n_keep: int, n_past: int) -> EdgeVLMError:
+    """What every backend says when asked to rewind a recurrent (linear-attention) cache mid-way."""
+    return EdgeVLMError(
+        f"cannot rewind to {n_keep} of {n_past} tokens: this model has recurrent (linear-attention) layers, whose "
+        "state cannot go back token by token. Take a snapshot() at the point to return to and restore() it "
+        "(rewind works to 0 and to the last snapshot), or start over.")
 
 
 def check_tokens(input_ids: np.ndarray, n_past: int, max_context: int, block_ids: np.ndarray | None,

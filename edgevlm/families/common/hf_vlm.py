@@ -72,7 +72,23 @@ class CausalLMView(nn.Module):
         return out
 
 
-class HFVisionLanguageModel(ReferenceVLM):
+class TransformersParity:
+    """The parity references of a reference that holds transformers' whole model as ``self.hf``."""
+
+    @torch.no_grad()
+    def reference_logits(self, **processor_outputs: torch.Tensor) -> torch.Tensor:
+        """transformers' own forward on the processor's outputs (the parity reference): [B, T, vocab]."""
+        return self.hf(**processor_outputs).logits
+
+    @torch.no_grad()
+    def reference_generate(self, max_new_tokens: int, **processor_outputs: torch.Tensor) -> list[int]:
+        """transformers' own greedy ``generate``; returns only the new tokens."""
+        prompt_len = processor_outputs["input_ids"].shape[1]
+        out = self.hf.generate(**processor_outputs, max_new_tokens=max_new_tokens, do_sample=False)
+        return out[0, prompt_len:].tolist()
+
+
+class HFVisionLanguageModel(TransformersParity, ReferenceVLM):
     """A transformers *ForConditionalGeneration model seen through the ReferenceVLM parts."""
 
     model_class_name: str = ""
@@ -105,17 +121,6 @@ class HFVisionLanguageModel(ReferenceVLM):
 
         return fixed_image_graph(self, self.hf.config.vision_config.image_size)
 
-    @torch.no_grad()
-    def reference_logits(self, **processor_outputs: torch.Tensor) -> torch.Tensor:
-        """transformers' own forward on the processor's outputs (the parity reference): [B, T, vocab]."""
-        return self.hf(**processor_outputs).logits
-
-    @torch.no_grad()
-    def reference_generate(self, max_new_tokens: int, **processor_outputs: torch.Tensor) -> list[int]:
-        """transformers' own greedy ``generate``; returns only the new tokens."""
-        prompt_len = processor_outputs["input_ids"].shape[1]
-        out = self.hf.generate(**processor_outputs, max_new_tokens=max_new_tokens, do_sample=False)
-        return out[0, prompt_len:].tolist()
 
 
 def load_hf_reference(ckpt: str | Path, config_class: Any, model_class: Any, family: str, arch: str,

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..common.hf_vlm import CausalLMView
+from ..common.hf_vlm import CausalLMView, TransformersParity
 from ..common.reference import ReferenceVLM, TextSpec, read_config
 from .spec import DOWNSAMPLE_MODES, NAME, check_layer_types, downsample_mode
 
@@ -36,7 +36,7 @@ class HybridLMView(CausalLMView):
         return out
 
 
-class MiniCPMV46(ReferenceVLM):
+class MiniCPMV46(TransformersParity, ReferenceVLM):
     family = NAME
 
     def __init__(self, hf_model: nn.Module, ckpt: Path, processor_config: dict[str, Any]):
@@ -120,16 +120,6 @@ class MiniCPMV46(ReferenceVLM):
     def processor_inputs(self, image: Any, prompt: str) -> dict[str, torch.Tensor]:
         """transformers' processor on one user turn holding ``image`` then ``prompt`` (the export parity check)."""
         return processor_outputs(self.processor(), prompt, [image] if image is not None else [])
-
-    @torch.no_grad()
-    def reference_logits(self, **processor_outputs: torch.Tensor) -> torch.Tensor:
-        return self.hf(**processor_outputs).logits
-
-    @torch.no_grad()
-    def reference_generate(self, max_new_tokens: int, **processor_outputs: torch.Tensor) -> list[int]:
-        prompt_len = processor_outputs["input_ids"].shape[1]
-        out = self.hf.generate(**processor_outputs, max_new_tokens=max_new_tokens, do_sample=False)
-        return out[0, prompt_len:].tolist()
 
 
 def load_reference(ckpt: str | Path, dtype: torch.dtype | None = None) -> MiniCPMV46:

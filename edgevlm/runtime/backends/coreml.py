@@ -35,7 +35,7 @@ from ...manifest import Manifest, Part, inside
 from ...processing.mrope import rotary_angles, stream_of_frequency
 from ...processing.vision_inputs import derived_inputs
 from .packed_patches import encode_packed, smallest_fitting
-from ..backend import CacheSnapshot, KVCacheMixin, check_tokens, image_rows, position_ids
+from ..backend import CacheSnapshot, KVCacheMixin, check_tokens, image_rows, position_ids, recurrent_rewind_error
 from .ort_masks import attention_bias
 from .ort_vision import stack_padded
 
@@ -269,10 +269,7 @@ class CoreMLBackend(KVCacheMixin):
             elif self._mark is not None and self._mark.n_past == n_keep:
                 self._write_states(self._mark.states)
             else:
-                raise EdgeVLMError(
-                    f"cannot rewind to {n_keep} of {self.n_past} tokens: this model has recurrent (linear-attention) "
-                    "layers, whose state cannot go back token by token. Take a snapshot() at the point to return to "
-                    "and restore() it (rewind works to 0 and to the last snapshot), or start over.")
+                raise recurrent_rewind_error(n_keep, self.n_past)
         self._forget(n_keep)
 
     def _forget(self, n_keep: int) -> None:

@@ -28,8 +28,8 @@ import numpy as np
 import llama_cpp as L
 from llama_cpp import _logger as _llama_logger
 
-from ...errors import BundleError, DeviceError, EdgeVLMError, PromptError
-from ..backend import CacheSnapshot, KVCacheMixin, check_tokens, position_ids
+from ...errors import BundleError, DeviceError, PromptError
+from ..backend import CacheSnapshot, KVCacheMixin, check_tokens, position_ids, recurrent_rewind_error
 from ..backend import image_rows as image_positions
 from ...manifest import Manifest, inside
 from .llamacpp_amx import model_params
@@ -244,10 +244,7 @@ class LlamaCppBackend(KVCacheMixin):
             raise ValueError(f"rewind({n_keep}) outside [0, {self.n_past}]")
         if self.recurrent and 0 < n_keep < self.n_past:
             if self._mark is None or self._mark.n_past != n_keep:
-                raise EdgeVLMError(
-                    f"cannot rewind to {n_keep} of {self.n_past} tokens: this model has recurrent (linear-attention) "
-                    "layers, whose state cannot go back token by token. Take a snapshot() at the point to return to "
-                    "and restore() it (rewind works to 0 and to the last snapshot), or start over.")
+                raise recurrent_rewind_error(n_keep, self.n_past)
             self.restore(self._mark)
             return
         if 0 < n_keep < self.n_past and self._first_pos[n_keep] == self._first_pos[n_keep - 1]:

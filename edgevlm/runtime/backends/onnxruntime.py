@@ -30,9 +30,9 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from ...errors import BundleError, EdgeVLMError
+from ...errors import BundleError
 from ...manifest import Manifest, Part, inside
-from ..backend import CacheSnapshot, KVCacheMixin, check_tokens, image_rows, position_ids
+from ..backend import CacheSnapshot, KVCacheMixin, check_tokens, image_rows, position_ids, recurrent_rewind_error
 from .ort_vision import encode_chunks
 from .ort_masks import attention_bias, first_visible_key
 from .ort_providers import resolve_providers
@@ -256,10 +256,7 @@ class OrtBackend(KVCacheMixin):
             elif self._mark is not None and self._mark.n_past == n_keep:
                 self._states.load(self._mark.states)
             else:
-                raise EdgeVLMError(
-                    f"cannot rewind to {n_keep} of {self.n_past} tokens: this model has recurrent (linear-attention) "
-                    "layers, whose state cannot go back token by token. Take a snapshot() at the point to return to "
-                    "and restore() it (rewind works to 0 and to the last snapshot), or start over.")
+                raise recurrent_rewind_error(n_keep, self.n_past)
         self._forget(n_keep)
 
     def _forget(self, n_keep: int) -> None:
