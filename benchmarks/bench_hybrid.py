@@ -32,6 +32,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+import cpu_info  # noqa: E402
 import models  # noqa: E402
 
 DECODE_ENGINES = ("ours-onnx-w4", "llamacpp-q4_0")
@@ -99,7 +100,7 @@ def prefill_rows(model: str, runs: int, threads: int) -> list[dict[str, Any]]:
 
 
 def markdown(result: dict[str, Any]) -> str:
-    lines = [f"{result['model']} ({result['threads']} threads, {result['cpu']})", "",
+    lines = [f"{result['model']} ({result['threads']} threads, {result['cpu']}; ISA: {result.get('isa', '?')})", "",
              "| engine | decode tok/s ctx 128 | ctx 1024 | ms/token 1024 vs 128 |", "|---|---:|---:|---:|"]
     for row in result["decode"]:
         lines.append(f"| {row['label']} | {row['decode_tokens_per_s_ctx128']['median']:.2f} | "
@@ -112,9 +113,8 @@ def markdown(result: dict[str, Any]) -> str:
 
 
 def run(model: str, runs: int = 3, steps: int = 16, threads: int = 2) -> dict[str, Any]:
-    from run_all import machine
-
-    return {"model": model, "threads": threads, "cpu": machine().get("cpu", "?"), "runs": runs, "steps": steps,
+    cpu = cpu_info.cpu()
+    return {"model": model, "threads": threads, "cpu": cpu["model"], "isa": cpu["isa"], "runs": runs, "steps": steps,
             "decode": decode_rows(model, runs, steps, threads), "prefill": prefill_rows(model, runs, threads)}
 
 
