@@ -24,7 +24,7 @@ from hf_prompts import block_ids, processor_inputs
 torch = pytest.importorskip("torch")
 
 from edgevlm.errors import EdgeVLMError  # noqa: E402
-from edgevlm.export.coreml.common import (function_io_spec, function_names, io_spec, load_spec,  # noqa: E402
+from edgevlm.export.coreml.plumbing import (function_io_spec, function_names, io_spec, load_spec,  # noqa: E402
                                           mil_op_counts)
 from edgevlm.export.coreml.check import module_backend, module_manifest  # noqa: E402
 from edgevlm.export.coreml.decoder import (StatefulDecoder, declared_functions,  # noqa: E402

@@ -47,7 +47,7 @@ def bundle(tiny, tmp_path_factory):
 
 @pytest.mark.slow
 def test_converted_hybrid_packages_and_parity(bundle):
-    from edgevlm.export.coreml.common import function_io_spec, function_names, io_spec, mil_op_counts
+    from edgevlm.export.coreml.plumbing import function_io_spec, function_names, io_spec, mil_op_counts
     from edgevlm.manifest import read_manifest
 
     manifest, out = bundle

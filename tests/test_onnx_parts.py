@@ -264,10 +264,10 @@ def test_fp16_keeps_the_residual_stream_float32(tiny, tmp_path):
 
 def test_large_models_use_one_external_data_file(tiny, tmp_path, monkeypatch):
     """Over the 2 GB protobuf limit the weights go to decoder.onnx.data (threshold lowered to force it)."""
-    from edgevlm.export.onnx import common as onnx_common
+    from edgevlm.export.onnx import plumbing as onnx_plumbing
     from edgevlm.export.onnx.decoder import export_decoder
 
-    monkeypatch.setattr(onnx_common, "EXTERNAL_DATA_THRESHOLD", 0)
+    monkeypatch.setattr(onnx_plumbing, "EXTERNAL_DATA_THRESHOLD", 0)
     ref = load_reference(tiny("minicpmv-2.6"))
     part = export_decoder(ref, tmp_path)
     assert part.data_files == ["decoder.onnx.data"]

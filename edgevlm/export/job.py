@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 @dataclass
 class ExportJob:
-    ref: Any  # the family's ReferenceVLM (families/common/reference.py)
+    ref: Any  # the family's ReferenceVLM (the family contract's reference)
     family: Any  # the Family (families/contract.py)
     checkpoint: Path
     root: Path  # the bundle's temporary directory: parts are written here

@@ -25,7 +25,7 @@ def _rotate_half(x: torch.Tensor) -> torch.Tensor:
 
 def finish_layer(layer: Any, residual: torch.Tensor, attention_out: torch.Tensor) -> torch.Tensor:
     """The rest of a decoder layer after attention: residual add, (sandwich) norms and the MLP."""
-    if hasattr(layer, "pre_feedforward_layernorm"):  # gemma2 / gemma3 sandwich norms
+    if hasattr(layer, "pre_feedforward_layernorm"):  # sandwich norms (Gemma 2 and 3 text models)
         h = residual + layer.post_attention_layernorm(attention_out)
         return h + layer.post_feedforward_layernorm(layer.mlp(layer.pre_feedforward_layernorm(h)))
     h = residual + attention_out
@@ -39,7 +39,7 @@ def rotated_qkv(attn: Any, x: torch.Tensor, nh: int, nkv: int, hd: int, cos: tor
     q = attn.q_proj(x).view(1, t, nh, hd)
     k = attn.k_proj(x).view(1, t, nkv, hd)
     v = attn.v_proj(x).view(1, t, nkv, hd)
-    if getattr(attn, "q_norm", None) is not None:  # qwen3 / gemma3: RMSNorm over head_dim
+    if getattr(attn, "q_norm", None) is not None:  # Qwen 3 / Gemma 3 text: RMSNorm over head_dim
         q, k = attn.q_norm(q), attn.k_norm(k)
     return q * cos + _rotate_half(q) * sin, k * cos + _rotate_half(k) * sin, v
 
@@ -47,7 +47,7 @@ def rotated_qkv(attn: Any, x: torch.Tensor, nh: int, nkv: int, hd: int, cos: tor
 class DecoderGraph(nn.Module):
     """Re-wires a transformers text model's own submodules (no weight copies) into the graph above.
 
-    Works for llama, qwen2, qwen3, gemma, gemma2 and gemma3 text models: the differences are data
+    Works for every text architecture in text_archs.py: the differences are data
     (q/k norms present or not, sandwich norms present or not, scaling, softcaps, per-layer-type rope).
     """
 

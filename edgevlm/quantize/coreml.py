@@ -39,7 +39,7 @@ _UNSUPPORTED = {"qdq8": "static QDQ quantization is for ONNX NPU providers",
 def _weight_consts(spec: Any, function: str | None = None) -> dict[str, list[int]]:
     """name -> shape of every const tensor of rank >= 2 in an ML program (the weights), in every
     function or only in ``function``."""
-    from ..export.coreml.common import mil_ops
+    from ..export.coreml.plumbing import mil_ops
 
     found: dict[str, list[int]] = {}
     for op in mil_ops(spec, function):
@@ -79,7 +79,7 @@ def _quantize_single(src: Path, dst: Path, recipe: str, block_size: int) -> dict
     import coremltools as ct
     import coremltools.optimize.coreml as cto
 
-    from ..export.coreml.common import own_temp_packages
+    from ..export.coreml.plumbing import own_temp_packages
 
     model = ct.models.MLModel(str(src), skip_model_load=True)  # no Core ML framework needed
     config = _config(recipe, block_size, model.get_spec())
@@ -103,7 +103,7 @@ def quantize_coreml_part(src_pkg: str | Path, dst_pkg: str | Path, recipe: str, 
     """Write ``dst_pkg`` (a .mlpackage) from ``src_pkg`` with method ``recipe``; return the manifest record."""
     import coremltools as ct
 
-    from ..export.coreml.common import (function_names, load_spec, mil_op_counts, package_bytes, save_functions,
+    from ..export.coreml.plumbing import (function_names, load_spec, mil_op_counts, package_bytes, save_functions,
                                         split_functions)
 
     src, dst = Path(src_pkg), Path(dst_pkg)

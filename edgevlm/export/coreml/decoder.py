@@ -40,7 +40,7 @@ import torch
 from torch import nn
 
 from ...manifest import Part
-from .common import (DEFAULT_COMPUTE_UNITS, MASK_VALUE, convert, ct, function_io_spec, package_manifest,
+from .plumbing import (DEFAULT_COMPUTE_UNITS, MASK_VALUE, convert, ct, function_io_spec, package_manifest,
                             save_functions)
 from ..text_graph import SLIDING, DecoderGraph, finish_layer, rotated_qkv
 

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ...manifest import Part
-from .common import DEFAULT_COMPUTE_UNITS, convert, ct, io_spec, package_manifest
+from .plumbing import DEFAULT_COMPUTE_UNITS, convert, ct, io_spec, package_manifest
 
 
 class EmbeddingCoreML(nn.Module):

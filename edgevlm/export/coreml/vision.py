@@ -19,9 +19,10 @@ from typing import Any
 import numpy as np
 
 from ...manifest import Part
-from ...families.common.vision_graph import COREML_DTYPES
-from .common import DEFAULT_COMPUTE_UNITS, convert, ct, io_spec, package_manifest
+from .plumbing import DEFAULT_COMPUTE_UNITS, convert, ct, io_spec, package_manifest
 
+# Core ML inputs take no bool or int64: the graph's ONNX dtype -> the dtype its Core ML input is declared with
+COREML_DTYPES = {"bool": "float32", "int64": "int32", "float32": "float32"}
 NUMPY = {"float32": np.float32, "int32": np.int32}
 
 

@@ -10,7 +10,7 @@ applied to the transformers module names before gguf-py's name map:
   ``in_proj_qkv``, ``in_proj_z``, ``in_proj_a``/``b``, ``A_log``, ``dt_bias``, the V channels of the conv,
   the columns of ``out_proj``) goes from grouped order (the r value heads of key head 0, then of key head 1 ..)
   to tiled order (value head 0 of every key head, then value head 1 ..), so ggml can broadcast the keys.
-Checked against the converter's output tensor by tensor (tests/test_minicpmv46_gguf.py).
+Checked against the converter's output tensor by tensor (a GGUF test of the hybrid family).
 """
 
 from __future__ import annotations

@@ -140,7 +140,7 @@ def sampled_rows(tensors: dict[str, np.ndarray], n_tokens: int, placeholder_ids:
     """How many vocabulary rows to write for llama.cpp: all but a trailing run that can never be right.
 
     An embedding table grown for a VLM (a text-only checkpoint + the image placeholder, padded to a multiple
-    of 64: see families/gemma3/tiny.py) ends in zero rows. A zero row of the output head scores exactly 0 whatever
+    of 64: see the tiny Gemma 3 checkpoints) ends in zero rows. A zero row of the output head scores exactly 0 whatever
     the input, so stock llama.cpp samples it whenever every real logit is negative (Gemma 3 270M: the
     placeholder over and over). Our runtime never samples these ids (runtime/generate.py suppresses them) and
     feeds the placeholder as embedding rows, never as an id, so the GGUF leaves them out, as llama.cpp's

@@ -32,7 +32,7 @@ import torch
 from ...manifest import Part
 from ...errors import CheckpointError
 from ..text_graph import SLIDING, DecoderGraph
-from .common import io_spec
+from .plumbing import io_spec
 
 GRAPHS = ("fused", "portable")
 LINEAR = "linear_attention"  # a recurrent (Gated DeltaNet) layer: conv + recurrent states instead of KV rows

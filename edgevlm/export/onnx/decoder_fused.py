@@ -264,7 +264,7 @@ class FusedDecoderWriter:
         x = self._norm(residual, layers[0].input_layernorm, "layers.0.input_layernorm")
         for i, layer in enumerate(layers):
             a = self.attention(i, x, mask_of_layer(i))
-            sandwich = hasattr(layer, "pre_feedforward_layernorm")  # gemma2 / gemma3
+            sandwich = hasattr(layer, "pre_feedforward_layernorm")  # sandwich norms (Gemma 2 and 3 text models)
             if sandwich:
                 a = self._norm(a, layer.post_attention_layernorm, f"layers.{i}.post_attention_layernorm")
             pre_mlp = layer.pre_feedforward_layernorm if sandwich else layer.post_attention_layernorm
@@ -319,13 +319,13 @@ def write_fused_decoder(graph: Any, path: Path, input_names: list[str], dtype: s
     """``path`` (+ ``<name>.data`` holding every weight above manifest.EXTERNAL_DATA_THRESHOLD)."""
     import onnx
 
-    from . import common as onnx_common
+    from . import plumbing as onnx_plumbing
 
     path = Path(path)
     data = path.with_name(path.name + ".data")
     data.unlink(missing_ok=True)
     weight_bytes = sum(p.numel() * p.element_size() for p in graph.parameters()) // (2 if dtype == "fp16" else 1)
-    if dtype == "fp32" and weight_bytes > onnx_common.EXTERNAL_DATA_THRESHOLD:
+    if dtype == "fp32" and weight_bytes > onnx_plumbing.EXTERNAL_DATA_THRESHOLD:
         with open(data, "wb") as data_file:  # weights stream to disk while the graph is built
             model = build_fused_model(graph, input_names, data_file=data_file, data_name=data.name)
         onnx.save_model(model, str(path))
@@ -335,5 +335,5 @@ def write_fused_decoder(graph: Any, path: Path, input_names: list[str], dtype: s
         from .fp16 import to_fp16
 
         model = to_fp16(model)  # float32 I/O, norms and rotary angles (why: fp16.py)
-    onnx_common.save_model(model, path, large=weight_bytes > onnx_common.EXTERNAL_DATA_THRESHOLD)
+    onnx_plumbing.save_model(model, path, large=weight_bytes > onnx_plumbing.EXTERNAL_DATA_THRESHOLD)
     return path

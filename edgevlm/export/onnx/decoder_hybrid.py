@@ -196,7 +196,7 @@ def write_hybrid_decoder(graph: HybridTextGraph, path: Path, dtype: str) -> dict
     """Write ``path`` (+ ``<name>.data`` above the external-data threshold); returns the state binding."""
     import onnx
 
-    from . import common as onnx_common
+    from . import plumbing as onnx_plumbing
 
     if dtype != "fp32":
         raise CheckpointError(f"a hybrid (linear-attention) decoder exports as fp32 only, not {dtype}: its recurrent "
@@ -204,11 +204,11 @@ def write_hybrid_decoder(graph: HybridTextGraph, path: Path, dtype: str) -> dict
     data = path.with_name(path.name + ".data")
     data.unlink(missing_ok=True)
     weight_bytes = sum(p.numel() * p.element_size() for p in graph.parameters())
-    if weight_bytes > onnx_common.EXTERNAL_DATA_THRESHOLD:
+    if weight_bytes > onnx_plumbing.EXTERNAL_DATA_THRESHOLD:
         with open(data, "wb") as data_file:  # weights stream to disk while the graph is built
             onnx.save_model(build_hybrid_model(graph, data_file, data.name), str(path))
     else:
-        onnx_common.save_model(build_hybrid_model(graph), path, large=False)
+        onnx_plumbing.save_model(build_hybrid_model(graph), path, large=False)
     shapes = state_shapes(graph) if LINEAR in graph.layer_types else {}
     return {kind: {"past": f"past_{kind}.%d", "present": f"present_{kind}.%d", "shape": shape}
             for kind, shape in shapes.items()}

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from ..text_graph import DecoderGraph
-from .common import export_module
+from .plumbing import export_module
 
 
 class _NoSliding(nn.Module):

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ...manifest import Part
-from .common import export_module, io_spec
+from .plumbing import export_module, io_spec
 
 
 class Embedding(nn.Module):

@@ -1,6 +1,6 @@
 """The vision part as ONNX: preprocessed pixels -> image features [n_chunks, tokens_per_chunk, hidden].
 
-The family's vision graph (``ref.vision_graph()``, families/common/vision_graph.py) says what the
+The family's vision graph (``ref.vision_graph()``, the contract's VisionGraph) says what the
 inputs are; this traces its one forward with dynamic batch (and patch count, for patch sequences),
 with two chunks of different sizes so padding and masks are exercised. Derived inputs (tables the
 runtime computes with numpy) are named in the Part's binding.
@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ...manifest import Part
-from .common import export_module, io_spec
+from .plumbing import export_module, io_spec
 
 
 def export_vision(ref: Any, path: str | Path, dtype: str = "fp32") -> Part:

@@ -21,7 +21,6 @@ from torch import nn
 
 TARGETS = ("onnx", "coreml")
 # Core ML dtypes for inputs whose ONNX dtype Core ML lacks.
-COREML_DTYPES = {"bool": "float32", "int64": "int32", "float32": "float32"}
 
 
 @dataclass
@@ -31,7 +30,7 @@ class VisionInput:
 
     name: str
     dims: tuple[Any, ...]
-    dtype: str  # "float32" | "bool" | "int64" (ONNX); Core ML uses COREML_DTYPES[dtype]
+    dtype: str  # "float32" | "bool" | "int64" (ONNX); Core ML declares bool / int64 as float32 / int32 (export/coreml/vision.py)
     patches_per_token: int = 1
 
     def shape(self, batch: int, patches: int, patch_size: int) -> tuple[int, ...]:
