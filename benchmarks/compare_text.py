@@ -101,7 +101,7 @@ class OursEngine(Engine):
 class LlamaCppEngine(Engine):
     """llama-cpp-python's high-level ``Llama`` with its defaults (what a user of llama.cpp would run)."""
 
-    def __init__(self, gguf: Path, threads: int):
+    def __init__(self, gguf: Path, threads: int, n_ctx: int):
         import llama_cpp
 
         import cpu_info
@@ -109,7 +109,7 @@ class LlamaCppEngine(Engine):
         from edgevlm.runtime.backends.llamacpp_amx import open_llama
 
         with cpu_info.BufferLog() as log:
-            self.llm = open_llama(str(gguf), n_ctx=models.MAX_CONTEXT, n_batch=512, n_threads=threads,
+            self.llm = open_llama(str(gguf), n_ctx=n_ctx, n_batch=512, n_threads=threads,
                                   n_threads_batch=threads, n_gpu_layers=0, verbose=False)
         self.kernel = f"ggml, weight buffers {'+'.join(log.types) or '?'}: {cpu_info.llamacpp_system_info()}"
         self.n_vocab = self.llm.n_vocab()
@@ -148,7 +148,7 @@ class LlamaCppEngine(Engine):
 class GenaiEngine(Engine):
     """onnxruntime-genai's Generator (greedy) on its model builder's output; threads set in genai_config."""
 
-    def __init__(self, folder: Path, threads: int):
+    def __init__(self, folder: Path, threads: int, max_length: int):
         import onnxruntime_genai as og
 
         import roofline
@@ -168,11 +168,12 @@ class GenaiEngine(Engine):
         self.size_bytes = _dir_bytes(folder)
         self.weights_bytes = roofline.onnx_weight_bytes(folder, exclude_gather=True)
         self.kv_bytes_per_token = roofline.kv_bytes_from_config(cfg["model"], dtype_bytes=4)
+        self.max_length = max_length
         self._new_generator()
 
     def _new_generator(self) -> None:
         params = self.og.GeneratorParams(self.model)
-        params.set_search_options(max_length=models.MAX_CONTEXT, do_sample=False)
+        params.set_search_options(max_length=self.max_length, do_sample=False)
         self.gen = self.og.Generator(self.model, params)
         self._rewound = False
 
@@ -261,7 +262,7 @@ def _ours(engine: str) -> Callable[[str, int], Engine]:
 
 def _llamacpp(engine: str) -> Callable[[str, int], Engine]:
     def make(model: str, threads: int) -> Engine:
-        return LlamaCppEngine(models.ENGINE_BUILDS[engine](model) / "text.gguf", threads)
+        return LlamaCppEngine(models.ENGINE_BUILDS[engine](model) / "text.gguf", threads, models.spec(model).max_context)
     return make
 
 
@@ -269,7 +270,7 @@ def _published(model: str, threads: int) -> Engine:
     path = models.published_gguf(model)
     if path is None:
         raise Unsupported("no published GGUF for this model")
-    return LlamaCppEngine(path, threads)
+    return LlamaCppEngine(path, threads, models.spec(model).max_context)
 
 
 def _genai(precision: str) -> Callable[[str, int], Engine]:
@@ -279,7 +280,7 @@ def _genai(precision: str) -> Callable[[str, int], Engine]:
             why = models.genai_failure(model, precision)
             raise Unsupported("onnxruntime-genai's model builder " + (f"fails on this model: {why}" if why else
                                                                        "is not run for this model"))
-        return GenaiEngine(folder, threads)
+        return GenaiEngine(folder, threads, models.spec(model).max_context)
     return make
 
 

@@ -93,8 +93,10 @@ class LlamaMtmd:
         M.mtmd_helper_log_set(_logger.llama_log_callback, ctypes.c_void_p(0))
         L.llama_backend_init()
         self.model = L.llama_model_load_from_file(str(bundle / "text.gguf").encode(), model_params(n_gpu_layers=0))
+        manifest = read_manifest(bundle, verify=False)
+        self.n_ctx = int(manifest.text.max_context)  # the context the bundle was exported for, as ours runs
         cparams = L.llama_context_default_params()
-        cparams.n_ctx, cparams.n_batch, cparams.n_ubatch = models.MAX_CONTEXT, 512, 512
+        cparams.n_ctx, cparams.n_batch, cparams.n_ubatch = self.n_ctx, 512, 512
         cparams.n_threads = cparams.n_threads_batch = threads
         self.ctx = L.llama_init_from_model(self.model, cparams)
         mparams = M.mtmd_context_params_default()
@@ -102,7 +104,6 @@ class LlamaMtmd:
         self.mtmd = M.mtmd_init_from_file(str(bundle / "mmproj.gguf").encode(), self.model, mparams)
         if not self.mtmd:
             raise RuntimeError("mtmd could not load the mmproj")
-        manifest = read_manifest(bundle, verify=False)
         layout, template = ImageLayout.from_dict(manifest.layout), ChatTemplate.from_dict(manifest.chat_template)
         chat = render_chat(message_turns(QUESTION, 1, layout, template), template)  # the text ours renders
         self.text = chat.replace(layout.marker, M.mtmd_default_marker().decode()).encode()
@@ -120,10 +121,10 @@ class LlamaMtmd:
             if M.mtmd_tokenize(self.mtmd, chunks, ctypes.byref(text), (M.mtmd_bitmap_p_ctypes * 1)(bitmap), 1) != 0:
                 raise RuntimeError("mtmd_tokenize failed")
             needed = int(M.mtmd_helper_get_n_tokens(chunks))
-            if needed >= models.MAX_CONTEXT:
+            if needed >= self.n_ctx:
                 from edgevlm.errors import PromptError
 
-                raise PromptError(f"the prompt needs {needed} tokens, more than the context of {models.MAX_CONTEXT}")
+                raise PromptError(f"the prompt needs {needed} tokens, more than the context of {self.n_ctx}")
             n_past = L.llama_pos(0)
             if M.mtmd_helper_eval_chunks(self.mtmd, self.ctx, chunks, 0, 0, 512, True, ctypes.byref(n_past)) != 0:
                 raise RuntimeError("mtmd_helper_eval_chunks failed")

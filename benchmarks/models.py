@@ -32,7 +32,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 CACHE = Path(os.environ.get("EDGEVLM_BENCH_CACHE", Path.home() / ".cache" / "edgevlm-bench")) / "suite"
-MAX_CONTEXT = 2048  # covers the ctx-1024 decode measurement plus the image prompt
+MAX_CONTEXT = 2048  # the default: covers the ctx-1024 decode measurement plus a one-tile image prompt
 
 from benchmarks.model_dims import (  # noqa: E402  (published dimensions of every benchmark model)
     SIGLIP_400M_448, SIGLIP_SO400M_224, QWEN2_05B, QWEN2_15B, SIGLIP_SO400M_384_26, QWEN2_05B_LLAVA_OV,
@@ -55,6 +55,9 @@ class ModelSpec:
     # (the export loads it into fp32 modules; PyTorch eager loads it as fp32): speed does not depend on values.
     checkpoint_dtype: str = "float32"
     sizes: dict[str, Any] = field(default_factory=dict)  # other make_tiny sizes (e.g. SmolVLM's scale_factor)
+    # Context of the exported bundles (and of llama.cpp's contexts on them): a tiled image's prompt can exceed
+    # the default (LLaVA-OneVision's 1000x500 image is 4,039 tokens in ours, 5,133 in mtmd's own tiling).
+    max_context: int = MAX_CONTEXT
 
     @property
     def real_text(self) -> bool:
@@ -87,7 +90,7 @@ MODELS: dict[str, ModelSpec] = {s.name: s for s in (
               genai=False),
     ModelSpec("llava-onevision-0.5b", "llava", "LLaVA-OneVision-0.5B class: SigLIP So400m @384 (26 layers, 729 "
               "tokens per tile, anyres_max_9) + 2-layer MLP + Qwen2-0.5B-sized text (tied head, vocab 152000)",
-              "llava-onevision", QWEN2_05B_LLAVA_OV, SIGLIP_SO400M_384_26, default=False),
+              "llava-onevision", QWEN2_05B_LLAVA_OV, SIGLIP_SO400M_384_26, default=False, max_context=8192),
     ModelSpec("tiny-llava-onevision", "llava", "tiny random LLaVA-OneVision (smoke test only)", "llava-onevision",
               default=False, genai=False),
     ModelSpec("minicpmv4.6-0.8b", "minicpmv4_6", "MiniCPM-V 4.6 class: SigLIP-400M navit @448 + window merger "
@@ -108,7 +111,8 @@ MODELS: dict[str, ModelSpec] = {s.name: s for s in (
               SIGLIP_B16_512, default=False, sizes={"scale_factor": 4}),
     ModelSpec("internvl3-1b", "internvl", "InternVL3-1B class: InternViT-300M @448 tiles + thumbnail, pixel shuffle "
               "0.5 (256 tokens per tile), LayerNorm + MLP, Qwen2.5-0.5B-sized text (untied head: 0.94B in all)",
-              "internvl", QWEN25_05B, INTERNVIT_300M, default=False, sizes={"tie_word_embeddings": False}),
+              "internvl", QWEN25_05B, INTERNVIT_300M, default=False, sizes={"tie_word_embeddings": False},
+              max_context=8192),  # 1024x768 = 12 tiles + thumbnail = 3,328 image tokens
     ModelSpec("tiny-smolvlm", "idefics3", "tiny random SmolVLM (smoke test only)", "smolvlm", default=False,
               genai=False),
     ModelSpec("tiny-internvl", "internvl", "tiny random InternVL (smoke test only)", "internvl", default=False,
@@ -257,10 +261,12 @@ def onnx_bundle(name: str, recipe: str = "fp32", graph: str = "fused") -> Path:
     prefix = "onnx" if graph == "fused" else f"onnx-{graph}"
     base = CACHE / name / f"{prefix}-fp32"
 
+    context = str(spec(name).max_context)
+
     def export() -> Path:
         return _cached(base, lambda: _edgevlm_cli("export", str(checkpoint(name)), "-o", str(base), "--max-context",
-                                                  str(MAX_CONTEXT), "--decoder-graph", graph, "--no-validate",
-                                                  "--overwrite"), f"{name} ONNX fp32 ({graph} decoder)")
+                                                  context, "--decoder-graph", graph, "--no-validate", "--overwrite"),
+                       f"{name} ONNX fp32 ({graph} decoder)")
     if recipe == "fp32":
         return export()
     out = CACHE / name / f"{prefix}-{recipe}"  # a cached quantized bundle does not need its fp32 base any more
@@ -271,10 +277,11 @@ def onnx_bundle(name: str, recipe: str = "fp32", graph: str = "fused") -> Path:
 def gguf_bundle(name: str, quant: str = "q4_0") -> Path:
     """Our GGUF bundle: f32 export (its ONNX vision part is then fp32: an fp16 one crashes onnxruntime 1.32 at session creation), or its text GGUF quantized by llama.cpp (llama_model_quantize)."""
     base = CACHE / name / "gguf-f32"
+    context = str(spec(name).max_context)
 
     def export() -> Path:
         return _cached(base, lambda: _edgevlm_cli("export", str(checkpoint(name)), "-o", str(base), "--format", "gguf",
-                                                  "--dtype", "f32", "--max-context", str(MAX_CONTEXT), "--no-validate",
+                                                  "--dtype", "f32", "--max-context", context, "--no-validate",
                                                   "--overwrite"), f"{name} GGUF f32")
     if quant == "f32":
         return export()
