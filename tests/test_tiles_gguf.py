@@ -87,8 +87,8 @@ def test_mtmd_features_match_our_onnx_vision_per_tile(parts, name):
 
 @pytest.mark.parametrize("name", ["smolvlm", "internvl"])
 def test_mtmd_prompt_layout_is_ours(parts, tiny, name):
-    """mtmd's text around a tiled image (mtmd.cpp) is our placeholder text; mtmd looks "\\n\\n" up as one token,
-    which the tiny tokenizer does not have (-1 below; one token in the published vocabularies)."""
+    """mtmd's text around a tiled image (mtmd.cpp) is our placeholder text; mtmd looks "\\n\\n" up as one token
+    (SmolVLM), which the tiny tokenizer has as the published vocabularies do (without it: -1, and mtmd aborts)."""
     from tokenizers import Tokenizer
 
     from edgevlm.runtime.images import plan_image
@@ -106,14 +106,32 @@ def test_mtmd_prompt_layout_is_ours(parts, tiny, name):
     def spelled(kind, payload):  # payload: an image chunk's token count, or a text chunk's ids
         if kind == "image":
             return layout.feature_token * payload
-        return "".join("\n\n" if i < 0 else tokenizer.decode([i], skip_special_tokens=False) for i in payload)
+        return "".join(tokenizer.decode([i], skip_special_tokens=False) for i in payload)
 
+    assert all(i >= 0 for kind, payload in chunks if kind == "text" for i in payload), chunks
     text = "".join(spelled(kind, payload) for kind, payload in chunks)
     plan = plan_image(Image.fromarray(rgb), spec.processor, layout.tokens_per_chunk)
     ours = image_placeholder(layout, plan, 0)
     ours = ours[: -len("\n")] if ours.endswith("</img>\n") else ours  # InternVL's marker newline is the template's
     print(f"{name} mtmd layout: {text[:120]!r}...")
     assert text == ours + "hi"
+
+
+def test_gguf_export_refuses_a_vocabulary_mtmd_would_abort_on(tiny, tmp_path):
+    """A SmolVLM tokenizer without the "\\n\\n" token: mtmd would abort the process on the first image
+    (GGML_ASSERT in mtmd-helper), so the GGUF export refuses it, names the fix and leaves no bundle."""
+    import edgevlm
+    from edgevlm.errors import CheckpointError
+
+    ckpt = tmp_path / "smolvlm"
+    shutil.copytree(tiny("smolvlm"), ckpt)
+    tok = json.loads((ckpt / "tokenizer.json").read_text())
+    del tok["model"]["vocab"]["ĊĊ"]
+    tok["model"]["merges"] = [m for m in tok["model"]["merges"] if m not in (["Ċ", "Ċ"], "Ċ Ċ")]
+    (ckpt / "tokenizer.json").write_text(json.dumps(tok))
+    with pytest.raises(CheckpointError, match=r"no single '\\n\\n' token.*--format onnx"):
+        edgevlm.export(str(ckpt), str(tmp_path / "out"), format="gguf", progress=None)
+    assert not (tmp_path / "out").exists()
 
 
 def _intern_s1_copy(ckpt: Path, out: Path) -> Path:

@@ -45,8 +45,13 @@ def _train(style: str, vocab_size: int) -> tuple[dict[str, int], list[tuple[str,
     return model["vocab"], merges
 
 
-def build_tokenizer(style: str, specials: list[str], bpe_vocab_size: int = 600) -> Tokenizer:
-    """A tokenizer whose special tokens are ``specials`` (in this order)."""
+def build_tokenizer(style: str, specials: list[str], bpe_vocab_size: int = 600,
+                    extra_merges: tuple[tuple[str, str], ...] = ()) -> Tokenizer:
+    """A tokenizer whose special tokens are ``specials`` (in this order).
+
+    ``extra_merges``: BPE merges the corpus does not teach but a consumer relies on, their tokens given the
+    ids after the specials (so no other id moves). E.g. ("Ċ", "Ċ"): real byte-level vocabularies have "\n\n"
+    as one token, and llama.cpp's mtmd looks it up for SmolVLM's prompt (it aborts when there is none)."""
     trained_vocab, merges = _train(style, bpe_vocab_size)
     vocab: dict[str, int] = {}
 
@@ -72,7 +77,9 @@ def build_tokenizer(style: str, specials: list[str], bpe_vocab_size: int = 600) 
             add(token)
         for token in specials:
             add(token)
-        tok = Tokenizer(models.BPE(vocab=vocab, merges=merges))
+        for left, right in extra_merges:
+            add(left + right)
+        tok = Tokenizer(models.BPE(vocab=vocab, merges=merges + list(extra_merges)))
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
         tok.decoder = decoders.ByteLevel()
     tok.add_special_tokens(specials)

@@ -78,7 +78,8 @@ def _tokenizer(name: str):
     from ...testing.tiny_tokenizer import build_tokenizer
 
     v = VARIANTS[name]
-    tok = build_tokenizer("bytelevel", v["base"] + IMAGE_TOKENS + ROW_COL_TOKENS)
+    # "\n\n" as one token, as SmolLM2's and Llama 3's vocabularies have it: mtmd's idefics3 prompt needs it
+    tok = build_tokenizer("bytelevel", v["base"] + IMAGE_TOKENS + ROW_COL_TOKENS, extra_merges=(("Ċ", "Ċ"),))
     if v["bos_in_tokenizer"]:  # Llama 3 (Idefics3): the tokenizer adds <|begin_of_text|>, the template does not
         bos = v["bos"]
         tok.post_processor = processors.TemplateProcessing(single=f"{bos} $A", pair=f"{bos} $A {bos} $B",
