@@ -200,7 +200,8 @@ def markdown(suite: dict[str, Any], images: str = "results/") -> str:
         if model.get("vision"):
             lines += ["", f"Vision encoding of one {model['image_desc']}, ms:", "", *vision_table(model["vision"])]
         if model.get("ttft"):
-            lines += ["", "Time to first token for one 1000×500 image, measured end to end (a PNG file in, the "
+            w, h = next((r["image"] for r in model["ttft"] if "image" in r), ("?", "?"))  # the rows' own image
+            lines += ["", f"Time to first token for one {w}×{h} image, measured end to end (a PNG file in, the "
                       "first answer token out; ours through `VLM.generate`, llama.cpp through mtmd's own API):",
                       "", *ttft_table(model["ttft"])]
         if model.get("speculative"):

@@ -268,6 +268,8 @@ BAD_REQUESTS = [  # (what, body or raw bytes, status, words in the message)
     ("a prompt over the context", {"messages": [{"role": "user", "content": "word " * 3000}]}, 400,
      "more than the context of 2048"),
     ("n > 1", {"messages": [{"role": "user", "content": "hi"}], "n": 2}, 400, "'n' must be 1"),
+    ("a pixel budget for a bundle of fixed tiling", {"messages": [{"role": "user", "content": "hi"}],
+                                                     "max_pixels": 200704}, 400, "max_pixels applies to"),
     ("tools", {"messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function"}]}, 400, "tool calling"),
     ("an unknown role", {"messages": [{"role": "robot", "content": "hi"}]}, 400, "unknown role"),
     ("ending on an assistant message", {"messages": [{"role": "user", "content": "hi"},

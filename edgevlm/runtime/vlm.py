@@ -160,14 +160,16 @@ class Chat:
         with vlm.turn_lock():
             yield from self._turn(text, images, opts, sampler, stop, raw, image_options)
 
-    def add_exchange(self, text: str, images: Sequence[ImageInput] = (), reply: str = "") -> GenerationResult:
+    def add_exchange(self, text: str, images: Sequence[ImageInput] = (), reply: str = "",
+                     **image_options: Any) -> GenerationResult:
         """Add a user turn and the assistant's ``reply`` to it WITHOUT generating the reply.
 
         For replaying a conversation whose earlier answers the caller already holds (an OpenAI-style
         server receives the whole history with every request: edgevlm/serve). The user turn is
         prefilled (images through the vision cache as usual); the reply's tokens wait, like the last
-        sampled token of a turn, and are fed at the start of the next turn."""
-        result = self.send(text, images, max_new_tokens=0)  # prefill only
+        sampled token of a turn, and are fed at the start of the next turn. ``image_options``: as ``stream``'s
+        ``min_pixels`` / ``max_pixels``."""
+        result = self.send(text, images, max_new_tokens=0, **image_options)  # prefill only
         if self.vlm.template.strip_content != "none":
             reply = reply.strip()  # as the chat template renders an assistant message
         self.conv.pending = self.vlm.tokenizer.encode(reply).tolist()

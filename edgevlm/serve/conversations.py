@@ -5,7 +5,8 @@ An OpenAI client sends the whole conversation with every request. The server kee
 also holds the backend's KV cache) in an LRU keyed by a hash chain over the conversation: system
 text, then each (user turn, assistant reply), where a user turn is its text parts and the sha256
 of its images' bytes. A request whose messages before its last user turn hash to a stored key is a
-continuation: only the new turn is fed.
+continuation: only the new turn is fed. The request's pixel budget (``max_pixels`` / ``min_pixels``) is
+part of the key: images encoded under another budget are other tokens, so such a request rebuilds.
 
 A key is stored only when the Chat's KV cache holds exactly the reply text the client got, and
 an assistant message that differs from what the server generated gives a different key: such a
@@ -30,7 +31,7 @@ def _chain(previous: str, item: object) -> str:
 
 def conversation_keys(request: ChatRequest) -> list[str]:
     """keys[k]: the conversation after its first k exchanges (keys[0]: only the system text)."""
-    keys = [_chain("", {"system": request.system})]
+    keys = [_chain("", {"system": request.system, "image_options": request.image_options})]
     for turn, reply in request.exchanges:
         keys.append(_chain(keys[-1], [turn.identity, reply]))
     return keys

@@ -3,7 +3,11 @@
 Known fields are checked for type and range; fields that would change the answer in a way this
 server cannot honour (n > 1, tools, logprobs, penalties other than repetition_penalty, JSON
 response formats) are refused rather than ignored; unknown fields are ignored, as most OpenAI-
-compatible servers do (clients send vendor extras). Extensions: ``top_k``, ``repetition_penalty``.
+compatible servers do (clients send vendor extras). Extensions: ``top_k``, ``repetition_penalty``, and
+``max_pixels`` / ``min_pixels``: the pixel budget of the request's images on native-resolution bundles
+(Qwen2-VL class; on a phone the main speed / quality dial). The budget holds for every image of the
+request, earlier turns' too: a conversation is continued from the server's cache only under the budget
+its images were encoded with (conversations.py).
 
 The conversation is normalised to: optional system text, finished (user turn, assistant reply)
 exchanges, and the final user turn that gets answered. Consecutive user messages are merged into
@@ -42,6 +46,7 @@ class ChatRequest:
     exchanges: list[tuple[UserTurn, str]]  # earlier turns and the assistant's replies
     question: UserTurn  # the turn to answer
     options: dict = field(default_factory=dict)  # Chat.stream keyword arguments
+    image_options: dict = field(default_factory=dict)  # max_pixels / min_pixels, for every image of the request
     stream: bool = False
     include_usage: bool = False
 
@@ -96,6 +101,14 @@ def _sampling_options(body: dict) -> dict:
         raise invalid("'stop' must be a string or an array of at most 4 strings", "stop")
     return {"max_new_tokens": max_tokens, "temperature": temperature, "top_p": top_p, "top_k": top_k,
             "repetition_penalty": penalty, "seed": _typed(body, "seed", int), "stop": [s for s in stops if s]}
+
+
+def _image_options(body: dict) -> dict:
+    """The request's pixel budget (checked against the bundle's processor when its images are planned)."""
+    options = {name: _typed(body, name, int) for name in ("max_pixels", "min_pixels")}
+    for name, value in options.items():
+        _in_range(name, value, value is not None and value >= 1, "a positive pixel count, e.g. 200704 (256 tokens)")
+    return {k: v for k, v in options.items() if v is not None}
 
 
 def _refuse_unsupported(body: dict) -> None:
@@ -214,4 +227,5 @@ def parse_chat_request(raw: bytes, limits: Limits) -> ChatRequest:
     stream_options = _typed(body, "stream_options", dict, {})
     include_usage = _typed(stream_options, "include_usage", bool, False)
     system, exchanges, question = _conversation(messages, limits)
-    return ChatRequest(system, exchanges, question, options, stream, include_usage)
+    return ChatRequest(system, exchanges, question, options, image_options=_image_options(body), stream=stream,
+                       include_usage=include_usage)

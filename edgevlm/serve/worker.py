@@ -128,13 +128,13 @@ class ModelWorker:
         results = []
         for turn, reply in request.exchanges[done:]:  # earlier turns nobody holds: feed them, no generation
             text, images = turn_input(vlm, turn)
-            results.append(chat.add_exchange(text, images, reply))
+            results.append(chat.add_exchange(text, images, reply, **request.image_options))
             self.metrics.add("edgevlm_replayed_turns_total")
             if job.cancelled.is_set():
                 raise Cancelled
         text, images = turn_input(vlm, request.question)
         first_token_at = None
-        deltas = chat.stream(text, images, **request.options)
+        deltas = chat.stream(text, images, **request.options, **request.image_options)
         try:
             for delta in deltas:
                 if first_token_at is None:
