@@ -23,13 +23,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import models  # noqa: E402
 
 
-def encoder(bundle: Path, threads: int) -> tuple[Callable[[Any], np.ndarray], Any]:
+def encoder(bundle: Path, threads: int, batch_patches: int | None = None) -> tuple[Callable[[Any], np.ndarray], Any]:
     """(encode(prepared) -> features [chunks, tokens, hidden], processor config) of a bundle's vision part
-    alone, as the runtime runs it (open_session + encode_chunks), so no decoder is loaded."""
+    alone, as the runtime runs it (open_session + encode_chunks), so no decoder is loaded.
+    ``batch_patches``: patches per vision run (None: the runtime's default, vision_batch.py)."""
     from edgevlm.manifest import read_manifest
     from edgevlm.processing.config import ProcessorConfig
     from edgevlm.runtime.backends.onnxruntime import open_session
     from edgevlm.runtime.backends.ort_vision import encode_chunks
+    from edgevlm.runtime.backends.vision_batch import BATCH_PATCHES
 
     manifest = read_manifest(bundle, verify=False)
     part = manifest.parts["vision"]
@@ -37,7 +39,8 @@ def encoder(bundle: Path, threads: int) -> tuple[Callable[[Any], np.ndarray], An
     derived = part.binding.get("derived_inputs", {})
 
     def encode(prepared: Any) -> np.ndarray:
-        return encode_chunks(lambda feeds: session.run(None, feeds)[0], prepared.inputs, manifest.vision, derived)
+        return encode_chunks(lambda feeds: session.run(None, feeds)[0], prepared.inputs, manifest.vision, derived,
+                             BATCH_PATCHES if batch_patches is None else batch_patches)
 
     return encode, ProcessorConfig.from_dict(manifest.processor)
 

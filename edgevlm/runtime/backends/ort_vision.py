@@ -8,35 +8,38 @@ import numpy as np
 
 from ...processing.vision_inputs import derived_inputs
 from .packed_patches import encode_packed
+from .vision_batch import BATCH_PATCHES, chunks_per_run
 
 
 def encode_chunks(run: Callable[[dict[str, np.ndarray]], np.ndarray], inputs: dict[str, np.ndarray],
-                  vision: Any, derived: dict[str, str]) -> np.ndarray:
+                  vision: Any, derived: dict[str, str], batch_patches: int = BATCH_PATCHES) -> np.ndarray:
     """Processor outputs -> features float32 [n_chunks, tokens_per_chunk, hidden] (padded to the longest chunk).
 
     ``run(feeds)`` runs the vision graph once; ``vision`` is the manifest's vision section, ``derived``
-    the part's derived inputs. Fixed-size images run in batches of ``vision.max_batch``; patch
-    sequences run grouped by grid, each group as one batch cropped to its own length, so no compute
-    is spent on padding. Packed patches (Qwen2-VL style): images grouped by grid (packed_patches.py),
-    every image's rows returned as one chunk [1, sum K_i, hidden].
+    the part's derived inputs. Fixed-size images run in batches of ``vision.max_batch`` chunks and at
+    most ``batch_patches`` patches (BATCH_PATCHES: memory, not speed, sets it); patch sequences run
+    grouped by grid, each group batched and cropped to its own length, so no compute is spent on
+    padding. Packed patches (Qwen2-VL style): images grouped by grid (packed_patches.py), every image's
+    rows returned as one chunk [1, sum K_i, hidden].
     """
     pixels = np.asarray(inputs["pixel_values"], np.float32)
-    max_batch = max(1, int(vision.max_batch))
+    patch = int(vision.patch_size)
     if vision.kind == "packed_patches":
-        return encode_packed(run, inputs, vision, derived, max_batch)
-    if vision.kind == "image":
-        outs = [run({"pixel_values": pixels[i:i + max_batch]}) for i in range(0, len(pixels), max_batch)]
+        return encode_packed(run, inputs, vision, derived, vision.max_batch, batch_patches=batch_patches)
+    if vision.kind == "image":  # [n, 3, H, W]
+        step = chunks_per_run(vision.max_batch, (pixels.shape[2] // patch) * (pixels.shape[3] // patch), batch_patches)
+        outs = [run({"pixel_values": pixels[i:i + step]}) for i in range(0, len(pixels), step)]
         return np.concatenate(outs, axis=0)
     tgt = np.asarray(inputs["tgt_sizes"]).astype(np.int64)
-    patch = int(vision.patch_size)
     groups: dict[tuple[int, int], list[int]] = {}
     for i, (h, w) in enumerate(tgt.tolist()):
         groups.setdefault((h, w), []).append(i)
     result: list[np.ndarray | None] = [None] * len(tgt)
     for (h, w), members in groups.items():
         n = h * w
-        for start in range(0, len(members), max_batch):
-            idx = members[start:start + max_batch]
+        step = chunks_per_run(vision.max_batch, n, batch_patches)
+        for start in range(0, len(members), step):
+            idx = members[start:start + step]
             feeds = {"pixel_values": np.ascontiguousarray(pixels[idx, :, :, : n * patch]),  # [b, 3, p, n*p]
                      "patch_attention_mask": np.ones((len(idx), n), dtype=bool)}
             feeds.update(derived_inputs(derived, tgt[idx], n, vision.params))
