@@ -8,7 +8,7 @@ The image is ``test_image(1000, 500)``: MiniCPM-V slices it into grid [2, 1], i.
 - ours-*: ``prepare_image`` (our slicing + normalisation; timed as preprocessing) then the backend's
   ``encode_images``; "sequential" runs one chunk per session call (max_batch=1), "batched" is the
   runtime's default (chunks of equal size in one call, cropped to their own length, at most
-  BATCH_PATCHES = 2048 patches per call: runtime/backends/vision_batch.py).
+  BATCH_PATCHES = 1024 patches per call: runtime/backends/vision_batch.py).
 - torch-eager: the PyTorch reference (transformers' Idefics2 vision tower + our resampler, fp32,
   eager attention) on the same preprocessed tensors: "sequential" one chunk per call, "batched" all
   chunks padded into one call with the patch mask (what the upstream remote code does).
@@ -30,8 +30,8 @@ Tiled models (kinds "idefics3": SmolVLM, "internvl") take a 1024x768 image (the 
 cuts it into 4 x 3 tiles of 512 + the global image, InternVL3-1B into 4 x 3 tiles of 448 + the thumbnail
 (13 chunks each; 64 / 256 tokens per chunk).
 - ours-*: as for MiniCPM-V (``prepare_image`` timed as preprocessing, then ``encode_images``): "sequential"
-  one tile per call, "batched" the runtime's default (up to max_batch tiles and 2048 patches per call: two
-  real-size tiles);
+  one tile per call, "batched" the runtime's default (up to max_batch tiles and 1024 patches per call: one
+  real-size tile, so the two rows differ only by noise);
 - torch-eager: transformers' own ``get_image_features`` (fp32, eager attention) on the same tiles, one per
   call and all in one call;
 - mtmd: llama.cpp's libmtmd with the GGUF bundle's mmproj on the raw image (its own tiler; the same grid
@@ -41,7 +41,7 @@ LLaVA-class models (kind "llava": anyres tiles of one fixed size; at OneVision's
 takes the 768x1152 pinpoint: the base tile + 2 x 3 tiles = 7 chunks of 729 rows, 4009 image tokens after
 unpadding (40 x 81 rows) and newlines):
 - ours-*: ``prepare_image`` (plan + tiles, timed as preprocessing) then ``encode_images`` (the runtime's
-  default, "batched": two 729-patch tiles per call; one tile per call, "sequential") and the numpy packing (unpadding, pooling, newline rows),
+  default, "batched": 1024 patches per call, i.e. one 729-patch tile; one tile per call, "sequential") and the numpy packing (unpadding, pooling, newline rows),
   inside the timed figure; ``image_tokens`` is the plan's count.
 - torch-eager: transformers' ``get_image_features`` on the same tiles with the image size ("batched": all tiles
   in one call, its own packing included); "sequential": one tile per call through the same tower + projector.

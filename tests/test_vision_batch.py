@@ -10,8 +10,10 @@ from edgevlm.runtime.backends.vision_batch import BATCH_PATCHES, chunks_per_run
 
 
 @pytest.mark.parametrize("max_batch,patches,budget,expected", [
-    (16, 1024, 2048, 2),  # SigLIP @448/14 or @512/16 tiles: two per run
-    (16, 729, 2048, 2),  # SigLIP @384/14
+    (16, 1024, BATCH_PATCHES, 1),  # SigLIP @448/14 or @512/16 tiles: one per run (the default)
+    (16, 729, BATCH_PATCHES, 1),  # SigLIP @384/14
+    (16, 64, BATCH_PATCHES, 16),  # small chunks (tiny models, small slices) still batch
+    (16, 729, 2048, 2),  # a larger budget: two per run
     (16, 4096, 2048, 1),  # a chunk over the budget still runs, alone
     (3, 64, 2048, 3),  # the manifest's max_batch stays the upper bound
     (16, 0, 2048, 16),  # no patch count known: the manifest decides
@@ -43,4 +45,3 @@ def test_capped_batches_give_the_same_features(tiny, tmp_path):
     assert calls == [13, 3, 3, 3, 3, 1]
     print(f"max |whole - capped| = {np.abs(whole - capped).max():.2e}")
     assert np.allclose(whole, capped, atol=1e-5)
-    assert BATCH_PATCHES >= 1024  # two real-size tiles per run at least

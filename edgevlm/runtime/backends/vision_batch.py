@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-# Patches per vision run (at least one chunk). On a CPU, batching chunks gains at most 4-10% CPU time
-# (docs/decoder_graph.md) while onnxruntime's memory arena grows with the batch and never shrinks:
-# 13 SmolVLM tiles at once peaked at 4.7 GB RSS, LLaVA-OneVision's 7 tiles at 5.1 GB (benchmarks/README.md).
-BATCH_PATCHES = 2048
+# Patches per vision run (at least one chunk): one real-size tile or slice per run, small chunks batched.
+# On a CPU, batching big chunks buys no speed while onnxruntime's memory arena grows with the batch and never
+# shrinks. LLaVA-OneVision-0.5B's 7 tiles of 729 patches, fp32 (benchmarks/ab_vision_batch.py, AMD EPYC Zen 3,
+# 2 threads): one per run 29.0 s / 2.0 GB peak RSS, two per run 31.8 s / 2.2 GB, all 7 at once 35.0 s / 3.1 GB;
+# 13 SmolVLM tiles at once had peaked at 4.7 GB.
+BATCH_PATCHES = 1024
 
 
 def chunks_per_run(max_batch: int, patches_per_chunk: int, batch_patches: int = BATCH_PATCHES) -> int:
