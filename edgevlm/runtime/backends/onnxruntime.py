@@ -37,6 +37,7 @@ from .ort_vision import encode_chunks
 from .ort_masks import attention_bias, first_visible_key
 from .ort_providers import resolve_providers
 from .ort_states import RecurrentStates
+from .prefill_chunks import PREFILL_CHUNK, prefill_spans
 
 RECURRENT = "linear_attention"  # the layer type whose cache is a recurrent state, not KV rows
 
@@ -117,6 +118,7 @@ class OrtBackend(KVCacheMixin):
 
         text, dec = manifest.text, parts["decoder"].binding
         self.max_context = int(text.max_context)
+        self.prefill_chunk = PREFILL_CHUNK  # tokens per prefill run (prefill_chunks.py)
         self.n_past = 0
         self.n_layers = int(text.num_layers)
         self.vocab = int(text.vocab_size)
@@ -182,6 +184,27 @@ class OrtBackend(KVCacheMixin):
         ids = check_tokens(input_ids, self.n_past, self.max_context, block_ids)
         if len(ids) == 1 and features is None and not all_logits and ids[0] != self.image_token_id:
             return self._step(int(ids[0]), block_ids, positions)
+        if len(ids) > self.prefill_chunk and not all_logits:
+            return self._prefill_in_chunks(ids, features, block_ids, positions)
+        return self._forward(ids, features, block_ids, positions, all_logits)
+
+    def _prefill_in_chunks(self, ids: np.ndarray, features: np.ndarray | None, block_ids: np.ndarray | None,
+                           positions: np.ndarray | None) -> np.ndarray:
+        """A long prompt in spans of at most PREFILL_CHUNK tokens (prefill_chunks.py) -> the last logits."""
+        rows = None
+        if features is not None:  # [K, hidden] in placeholder order; checked whole before anything runs
+            rows = image_rows(ids, self.image_token_id, features, np.asarray(features).shape[-1])[1]
+        cursor, logits = 0, None
+        for start, end in prefill_spans(block_ids, len(ids), self.prefill_chunk):
+            n = 0 if rows is None else int((ids[start:end] == self.image_token_id).sum())
+            logits = self._forward(ids[start:end], rows[cursor:cursor + n] if n else None,
+                                   None if block_ids is None else np.asarray(block_ids)[start:end],
+                                   None if positions is None else np.asarray(positions)[..., start:end], False)
+            cursor += n
+        return logits
+
+    def _forward(self, ids: np.ndarray, features: np.ndarray | None, block_ids: np.ndarray | None,
+                 positions: np.ndarray | None, all_logits: bool) -> np.ndarray:
         t, past = len(ids), self.n_past
         embeds = self.embed(ids)  # [1, T, D]
         where, rows = image_rows(ids, self.image_token_id, features, embeds.shape[-1])
