@@ -64,7 +64,7 @@ def plot_ttft(model: dict[str, Any], path: Path) -> Path:
     ax.invert_yaxis()
     ax.set_xlabel("time to first token, s (measured end to end)")
     ax.set_title(f"{model['name']}: time to first token, one {model.get('image_short', 'image')}")
-    ax.margins(x=0.3)
+    ax.margins(x=0.45)
     return _save(fig, path)
 
 
