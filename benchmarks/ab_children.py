@@ -3,7 +3,7 @@ keeps its largest allocation for the life of the session), interleaved over roun
 load hits every policy alike. Shared by ab_vision_batch.py and ab_prefill_chunk.py.
 
 A script calls ``main_or_child(measure, policies, ...)``: with ``--policy P`` (the child) it prints
-``measure(args, P)`` as JSON; without, it runs every policy ``--runs`` times as children and writes
+``measure(args, P)`` as JSON (peak RSS: compare_text.peak_rss_mb, this process image's own); without, it runs every policy ``--runs`` times as children and writes
 DIR/NAME.json and .md: medians, min-max and ratios to the ``base`` policy, with the CPU named.
 """
 
@@ -27,7 +27,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 def main_or_child(script: str, description: str, policies: dict[str, Any], base: str, figures: dict[str, str],
                   measure: Callable[[argparse.Namespace, str], dict[str, Any]], name: str,
                   caption: Callable[[argparse.Namespace, dict[str, Any]], str],
-                  build: Callable[[argparse.Namespace], Any], extra_args: Callable[[Any], None] = lambda ap: None,
+                  extra_args: Callable[[Any], None] = lambda ap: None,
                   default_model: str = "smolvlm-256m", default_recipe: str = "fp32") -> None:
     """``figures``: result key -> column title (medians; the first is the one min-max is shown for)."""
     ap = argparse.ArgumentParser(description=description.split("\n")[0])
@@ -42,7 +42,7 @@ def main_or_child(script: str, description: str, policies: dict[str, Any], base:
     if args.policy:
         print(json.dumps({"policy": args.policy, **measure(args, args.policy)}))
         return
-    build(args)  # cached builds happen before anything is timed
+    models.onnx_bundle(args.model, args.recipe)  # built (cached) before anything is timed
     forwarded = sys.argv[1:]
     rows: dict[str, list[dict]] = {p: [] for p in policies}
     for round_ in range(args.runs):

@@ -11,7 +11,6 @@ image turn; a 1024x768 InternVL3-1B image is 3,328 image tokens). Each policy in
 
 from __future__ import annotations
 
-import resource
 import sys
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import models  # noqa: E402
 from ab_children import main_or_child  # noqa: E402
+from compare_text import peak_rss_mb  # noqa: E402
 
 POLICIES = {"whole": 10 ** 9, "chunks of 512": 512, "chunks of 256": 256}  # policy -> prefill_chunk
 
@@ -40,7 +40,7 @@ def measure(args, policy: str) -> dict:
     ms = (time.perf_counter() - t0) * 1e3
     vlm.close()
     return {"prefill_ms": ms, "tokens_per_s": args.tokens / ms * 1e3, "tokens": args.tokens,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            "peak_rss_mb": peak_rss_mb()}
 
 
 if __name__ == "__main__":
@@ -48,6 +48,5 @@ if __name__ == "__main__":
                   {"prefill_ms": "prefill ms", "tokens_per_s": "tokens/s", "peak_rss_mb": "peak RSS MB"},
                   measure, "prefill_chunk",
                   lambda a, r: f"Prefill of {r['tokens']} tokens, {a.model} {a.recipe}",
-                  lambda a: models.onnx_bundle(a.model, a.recipe),
                   lambda ap: ap.add_argument("--tokens", type=int, default=3400), default_model="internvl3-1b",
                   default_recipe="w4")

@@ -10,7 +10,6 @@ warm-up on the same image (the arena grows to the policy's batch). Writes DIR/vi
 
 from __future__ import annotations
 
-import resource
 import sys
 import time
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import models  # noqa: E402
 from ab_children import main_or_child  # noqa: E402
+from compare_text import peak_rss_mb  # noqa: E402
 
 POLICIES = {"one chunk": 1, "default": None, "all chunks": 10 ** 9}  # policy -> batch_patches (None: default)
 
@@ -37,12 +37,11 @@ def measure(args, policy: str) -> dict:
     encode(prepared)
     return {"batch_patches": POLICIES[policy] or BATCH_PATCHES, "wall_ms": (time.perf_counter() - t0) * 1e3,
             "chunks": int(prepared.inputs["pixel_values"].shape[0]),
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            "peak_rss_mb": peak_rss_mb()}
 
 
 if __name__ == "__main__":
     main_or_child(__file__, __doc__, POLICIES, "all chunks", {"wall_ms": "wall ms", "peak_rss_mb": "peak RSS MB"},
                   measure, "vision_batch",
                   lambda a, r: f"Vision batch policy, {a.model} {a.recipe}, one {r['chunks']}-chunk image "
-                               f"(default = at most {r['batch_patches']} patches per run)",
-                  lambda a: models.onnx_bundle(a.model, a.recipe))
+                               f"(default = at most {r['batch_patches']} patches per run)")

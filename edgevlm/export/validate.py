@@ -66,7 +66,7 @@ def _hf_processor_inputs(ref: Any, ckpt: str, image: Image.Image, template: Chat
     """The reference inputs from transformers' own processor, when the family has one in transformers."""
     try:
         processor = ref.hf_processor(ckpt)
-    except Exception:  # remote code (MiniCPM-V 2.x/4.x), or a processor that needs torchvision (SmolVLM, InternVL)
+    except Exception:  # a remote-code processor, or one that needs torchvision (not installed)
         return None
     options: dict[str, Any] = {}
     if getattr(processor, "chat_template", None) and template.generation_prompt:

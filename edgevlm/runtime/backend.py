@@ -4,8 +4,8 @@ The generic runtime (turn.py, generate.py, vlm.py) only talks to this interface;
 its format embeds tokens, encodes images, keeps its caches and applies attention masks.
 
 Mask convention for ``forward``: ``block_ids[t] = -1`` means token t attends causally; tokens that
-share a block id ``k >= 0`` additionally attend to each other in both directions (PaliGemma's
-image + prefix block, a Gemma 3 image block). Causal attention to everything before still holds.
+share a block id ``k >= 0`` additionally attend to each other in both directions (a prefix-LM's
+image + prefix, or one image's tokens). Causal attention to everything before still holds.
 
 Positions are data: ``positions`` holds each token's position id, int64 [T] (RoPE) or [S, T] for
 models with S position streams (M-RoPE: temporal, height, width); None means the next ones,

@@ -122,7 +122,7 @@ def _native_prepare(image: Image.Image, cfg: ProcessorConfig, plan: ImagePlan) -
 
 
 KINDS: dict[str, ImageKind] = {
-    "slice": ImageKind(_slice_plan, _slice_prepare),  # LLaVA-UHD: overview + slices (processing/slicing.py)
+    "slice": ImageKind(_slice_plan, _slice_prepare),  # overview + slices (processing/slicing.py)
     "fixed": ImageKind(_uniform_plan, _fixed_prepare),  # one resize
     # square tiles + a global image, last (SmolVLM / Idefics3: processing/square_tiles.py)
     "square_tiles": ImageKind(square_tiles.image_plan,

@@ -20,6 +20,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..runtime.vlm import IMAGE_OPTIONS
 from .errors import invalid
 from .image_urls import RequestImage, read_image_url
 
@@ -105,7 +106,7 @@ def _sampling_options(body: dict) -> dict:
 
 def _image_options(body: dict) -> dict:
     """The request's pixel budget (checked against the bundle's processor when its images are planned)."""
-    options = {name: _typed(body, name, int) for name in ("max_pixels", "min_pixels")}
+    options = {name: _typed(body, name, int) for name in IMAGE_OPTIONS}
     for name, value in options.items():
         _in_range(name, value, value is not None and value >= 1, "a positive pixel count, e.g. 200704 (256 tokens)")
     return {k: v for k, v in options.items() if v is not None}

@@ -50,7 +50,7 @@ def build_tokenizer(style: str, specials: list[str], bpe_vocab_size: int = 600,
     """A tokenizer whose special tokens are ``specials`` (in this order).
 
     ``extra_merges``: BPE merges the corpus does not teach but a consumer relies on, their tokens given the
-    ids after the specials (so no other id moves). E.g. ("Ċ", "Ċ"): real byte-level vocabularies have "\n\n"
+    ids after the specials (so no other id moves). E.g. ("Ċ", "Ċ"): real byte-level vocabularies have "\\n\\n"
     as one token, and llama.cpp's mtmd looks it up for SmolVLM's prompt (it aborts when there is none)."""
     trained_vocab, merges = _train(style, bpe_vocab_size)
     vocab: dict[str, int] = {}

@@ -23,8 +23,8 @@ outputs:
 Why this shape:
 - The write position is an input and every call attends over all C rows (the mask hides rows that
   are not in the context, padding included), so no shape depends on how full the cache is.
-- Masks are inputs (as in the ONNX decoder), so causal, PaliGemma's prefix-LM and Gemma 3's
-  bidirectional image blocks are one model; the runtime builds them from ``block_ids`` with numpy.
+- Masks are inputs (as in the ONNX decoder), so causal, prefix-LM and bidirectional image blocks
+  are one model; the runtime builds them from ``block_ids`` with numpy.
 - RoPE cos/sin are inputs computed by the runtime in float32: with fp16 compute precision an
   in-model ``position * inv_freq`` cannot even represent positions above 2048 exactly.
 """
@@ -44,7 +44,7 @@ from .plumbing import (DEFAULT_COMPUTE_UNITS, MASK_VALUE, convert, ct, function_
                             save_functions)
 from ..text_graph import SLIDING, DecoderGraph, finish_layer, rotated_qkv
 
-PREFILL_SIZES = (16, 64, 128, 256, 512, 1024, 2048)  # 2048: PaliGemma at 448 px writes 1024 image rows + its prefix in one call
+PREFILL_SIZES = (16, 64, 128, 256, 512, 1024, 2048)  # 2048: a 1024-row image in a bidirectional prefix is one call
 DECODE, PREFILL = "decode", "prefill"
 
 

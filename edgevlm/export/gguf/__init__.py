@@ -2,7 +2,7 @@
 
 - ``text``: the text decoder + tokenizer + chat template as a stock llama.cpp GGUF (text.py);
 - ``vision``: the vision tower + connector as ONNX (../onnx/vision.py), which our runtime runs and feeds
-  to llama.cpp as embedding rows: llama.cpp has no PaliGemma projector, and mtmd's API slices raw
+  to llama.cpp as embedding rows: some families have no mtmd projector, and mtmd's API slices raw
   images itself (differently from the reference for small images), so this keeps every family exact;
 - ``mmproj`` (where the family has one: ``Family.write_mmproj``): the vision part as llama.cpp's mtmd
   projector, so the bundle also runs in stock llama.cpp (``llama-mtmd-cli -m text.gguf --mmproj mmproj.gguf``).

@@ -1,7 +1,7 @@
 """tokenizer.json + tokenizer_config.json → ``tokenizer.ggml.*`` GGUF metadata that llama.cpp tokenizes with.
 
 Two tokenizer styles occur in our families (see testing/tiny_tokenizer.py and the real models):
-- SentencePiece-style BPE with "▁" and byte fallback (Gemma 1/2/3, PaliGemma): written as llama.cpp's
+- SentencePiece-style BPE with "▁" and byte fallback (the Gemma-based text models): written as llama.cpp's
   ``llama`` (SPM) model. SPM merges the adjacent pair whose result has the highest score, so a BPE
   vocabulary becomes SPM by scoring each token ``-(rank of the merge that creates it)``; a Unigram
   vocabulary keeps its own log-probabilities.

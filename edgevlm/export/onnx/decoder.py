@@ -12,7 +12,7 @@ outputs:
   present_key.N / present_value.N [1, T, kv_heads, head_dim]   keys/values of the T new tokens only
 
 Why this shape (see docs/decoder_graph.md for the measurements):
-- The mask is an input, so causal, PaliGemma's prefix-LM and Gemma 3's bidirectional image blocks are
+- The mask is an input, so causal, prefix-LM and bidirectional-image-block attention are
   one graph; the runtime builds the mask from ``block_ids`` with numpy. Fused GroupQueryAttention is
   always causal on CPU and cannot express a bidirectional prefill.
 - The cache is sequence-major and the graph returns only the new rows, so the runtime keeps ONE

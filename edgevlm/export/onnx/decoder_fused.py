@@ -13,7 +13,7 @@ Mul/Concat/Reshape/Transpose). This graph has 22 to 36 nodes per layer (~600 in 
 optimizer, against 1,300 to 1,500; docs/decoder_graph.md). The ops are standard ONNX
 opset 23 (``Attention``, ``RotaryEmbedding``, ``RMSNormalization``: onnxruntime >= 1.23) plus
 onnxruntime's ``SkipSimplifiedLayerNormalization`` and ``QuickGelu``. ``Attention`` takes an additive
-mask, so PaliGemma's prefix-LM and Gemma 3's bidirectional image blocks stay one graph (the fused
+mask, so prefix-LM and bidirectional image blocks stay one graph (the fused
 GroupQueryAttention cannot: it is always causal on CPU).
 
 Per-family differences are read from the modules as data: effective RMSNorm weights are probed (Gemma's

@@ -9,7 +9,6 @@ models/siglip.cpp), the embeddings kept f32, ``projector.scale_factor`` = the pi
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -22,17 +21,13 @@ from .spec import processor_config
 def check_double_newline(checkpoint: str | Path) -> None:
     """mtmd builds this projector's prompt with the token "\\n\\n" (before ``<global-img>``) and aborts the
     process (GGML_ASSERT in mtmd-helper) when the vocabulary has none: refuse before writing anything."""
-    path = Path(checkpoint) / "tokenizer.json"
-    if not path.is_file():
-        return  # the text GGUF's own tokenizer check names the missing file
-    tok = json.loads(path.read_text(encoding="utf-8"))
-    vocab = tok.get("model", {}).get("vocab", {})
-    pieces = set(vocab if isinstance(vocab, dict) else (piece for piece, _ in vocab))
-    pieces |= {t.get("content") for t in tok.get("added_tokens", [])}
-    if not pieces & {"ĊĊ", "\n\n"}:  # byte-level spelling, plain spelling
-        raise CheckpointError(f"{path}: the vocabulary has no single '\\n\\n' token, which llama.cpp's mtmd needs "
-                              "for SmolVLM / Idefics3 image prompts (it would abort). Use the checkpoint's published "
-                              "tokenizer.json, or export ONNX (--format onnx), which does not need it.")
+    from ...export.gguf.tokenizer import vocab_tokens
+
+    if not {"ĊĊ", "\n\n"} & set(vocab_tokens(checkpoint)):  # byte-level spelling, plain spelling
+        raise CheckpointError(f"{Path(checkpoint) / 'tokenizer.json'}: the vocabulary has no single '\\n\\n' token, "
+                              "which llama.cpp's mtmd needs for SmolVLM / Idefics3 image prompts (it would abort). Use "
+                              "the checkpoint's published tokenizer.json, or export ONNX (--format onnx), which does "
+                              "not need it.")
 
 
 def write_mmproj(ref: Any, path: str | Path, dtype: str = "fp16") -> Part:

@@ -8,7 +8,7 @@ KV cache: the decoder package holds it as Core ML state (fp16, [layers, 1, kv_he
 head_dim]), created once per session with ``make_state()`` and passed to every ``predict``. The package
 has two functions over that one state (export/coreml/decoder.py), all shapes fixed or enumerated so
 the Neural Engine can run them: ``decode`` (one token) and ``prefill`` (enumerated lengths). A prompt
-is cut into chunks that never split a block (a bidirectional image or PaliGemma's prefix must be seen
+is cut into chunks that never split a block (a bidirectional image or prefix must be seen
 whole), each chunk padded to the next prefill length; the write position is an input and the masks
 span the whole cache, so rewinding is only ``n_past = n_keep``: later rows (padding included) are
 masked until the next call overwrites them. A hybrid decoder (linear-attention layers) also holds
@@ -38,6 +38,7 @@ from .packed_patches import encode_packed, smallest_fitting
 from ..backend import CacheSnapshot, KVCacheMixin, check_tokens, image_rows, position_ids, recurrent_rewind_error
 from .ort_masks import attention_bias
 from .ort_vision import stack_padded
+from .prefill_chunks import block_safe_length
 
 # device / compute_units argument -> coremltools.ComputeUnit member name
 COMPUTE_UNITS = {"cpu_and_ne": "CPU_AND_NE", "ane": "CPU_AND_NE", "npu": "CPU_AND_NE", "cpu_and_gpu": "CPU_AND_GPU",
@@ -119,9 +120,7 @@ def plan_chunks(start: int, count: int, sizes: list[int], max_context: int, bloc
         rest = end - p
         fits = [s for s in sizes if p + s <= max_context]
         size = min([s for s in fits if s >= rest], default=max(fits, default=1)) if rest > 1 else 1
-        n = min(rest, size)
-        while n < rest and blocks[p + n] >= 0 and blocks[p + n] == blocks[p + n - 1]:
-            n -= 1  # move the cut back to the start of the block it would split
+        n = block_safe_length(blocks, p, min(rest, size), end)
         if n == 0:
             raise EdgeVLMError(f"a block of the prompt (an image or a bidirectional prefix) starting at row {p} is "
                                f"longer than the largest prefill length that fits ({size}); re-export the Core ML "

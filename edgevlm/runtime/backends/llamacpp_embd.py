@@ -1,7 +1,7 @@
 """Token-embedding rows read straight from a GGUF file, for tokens llama.cpp must receive as embeddings.
 
 A llama.cpp batch carries either token ids or embedding rows, never both. A bidirectional block
-(PaliGemma's image + prefix) must be decoded as ONE non-causal batch, so its text tokens are
+(a prefix-LM's image + prefix) must be decoded as ONE non-causal batch, so its text tokens are
 turned into rows here: ``token_embd`` is memory-mapped with gguf-py's reader (numpy only) and only
 the requested rows are dequantized, so a 262k-token vocabulary costs nothing until used.
 """

@@ -1,6 +1,6 @@
 """The vision part of a GGUF bundle (ONNX, run by onnxruntime) behind ``encode_images``.
 
-llama.cpp has no PaliGemma projector, and mtmd's public API accepts only raw bitmaps that it slices
+Some families have no mtmd projector, and mtmd's public API accepts only raw bitmaps that it slices
 itself (differently from the reference for small images, techspec §4.5), so GGUF bundles carry the
 same ONNX vision part as ONNX bundles and the text model gets the features as embedding rows.
 Chunks of one grid run as one batch, cropped to their length (same policy as the onnxruntime backend).

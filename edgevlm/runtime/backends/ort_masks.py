@@ -2,8 +2,8 @@
 
 allowed(q, k) = (k <= q or (block[q] == block[k] and block[q] >= 0)) and (window is None or q - k < window)
 
-which is transformers' composition for every family: causal OR blockwise (PaliGemma's prefix, a
-Gemma 3 image), AND the sliding window on local layers (Gemma 2/3). Positions are absolute cache rows.
+which is transformers' composition for every family: causal OR blockwise (a prefix-LM's prefix, an
+image block), AND the sliding window on local layers. Positions are absolute cache rows.
 """
 
 from __future__ import annotations

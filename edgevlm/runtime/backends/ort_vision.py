@@ -27,7 +27,8 @@ def encode_chunks(run: Callable[[dict[str, np.ndarray]], np.ndarray], inputs: di
     if vision.kind == "packed_patches":
         return encode_packed(run, inputs, vision, derived, vision.max_batch, batch_patches=batch_patches)
     if vision.kind == "image":  # [n, 3, H, W]
-        step = chunks_per_run(vision.max_batch, (pixels.shape[2] // patch) * (pixels.shape[3] // patch), batch_patches)
+        patches = (pixels.shape[2] // patch) * (pixels.shape[3] // patch)
+        step = chunks_per_run(vision.max_batch, patches, batch_patches)
         outs = [run({"pixel_values": pixels[i:i + step]}) for i in range(0, len(pixels), step)]
         return np.concatenate(outs, axis=0)
     tgt = np.asarray(inputs["tgt_sizes"]).astype(np.int64)

@@ -16,7 +16,7 @@ import numpy as np
 
 from ...errors import ImageError
 from ...processing.vision_inputs import derived_inputs
-from .vision_batch import chunks_per_run
+from .vision_batch import BATCH_PATCHES, chunks_per_run
 
 
 def smallest_fitting(sizes: list[int], n: int, fix: str) -> int:
@@ -31,12 +31,12 @@ def smallest_fitting(sizes: list[int], n: int, fix: str) -> int:
 
 def encode_packed(run: Callable[[dict[str, np.ndarray]], np.ndarray], inputs: dict[str, np.ndarray], vision: Any,
                   derived: dict[str, str], max_batch: int, sizes: list[int] | None = None,
-                  int32: bool = False, batch_patches: int | None = None) -> np.ndarray:
+                  int32: bool = False, batch_patches: int = BATCH_PATCHES) -> np.ndarray:
     """Processor outputs -> features float32 [1, sum K_i, hidden]: every image's rows, in image order.
 
     ``run(feeds)`` runs the part once -> [B, K, hidden]; ``sizes``: the enumerated patch counts of a
     fixed-shape part (None: any length); ``int32``: integer inputs as int32 (Core ML); ``batch_patches``:
-    at most this many patches per run (vision_batch.py; None: ``max_batch`` images)."""
+    at most this many patches per run (vision_batch.py)."""
     pixels = np.asarray(inputs["pixel_values"], np.float32)  # [sum N_i, P]
     grids = np.asarray(inputs["image_grid_thw"], np.int64).reshape(-1, 3)  # [n, 3]
     counts = grids.prod(axis=1)
@@ -56,7 +56,7 @@ def encode_packed(run: Callable[[dict[str, np.ndarray]], np.ndarray], inputs: di
         tables = derived_inputs(derived, np.array([grid]), n, vision.params)
         if int32:
             tables = {k: v.astype(np.int32) if v.dtype == np.int64 else v for k, v in tables.items()}
-        step = max(1, int(max_batch)) if batch_patches is None else chunks_per_run(max_batch, n, batch_patches)
+        step = chunks_per_run(max_batch, n, batch_patches)
         for first in range(0, len(members), step):
             batch = members[first:first + step]
             rows = np.zeros((len(batch), n, pixels.shape[1]), np.float32)  # [B, n, P]
